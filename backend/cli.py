@@ -1,0 +1,51 @@
+"""Command-line entry point: one sub-command per module in backend/commands/.
+
+Each module there defines `register(subparsers)`, which adds its parser and sets
+`func(args) -> int` as the handler. Modules are imported lazily only to build the parser, and
+heavy imports (torch) happen inside the handlers so `--help` and `status` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from backend import __version__
+from backend import commands as commands_pkg
+from stclient.errors import StyleTransferError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m backend",
+        description="Style transfer for GIMP: AdaIN, CycleGAN, pix2pix and MIXGAN.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands_pkg.__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except StyleTransferError as error:
+        print(f"error ({error.code}): {error.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

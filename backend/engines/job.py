@@ -1,0 +1,35 @@
+"""What every front end (CLI, daemon, batch runner) hands to the Runtime, and what it gets back.
+
+Pixels are numpy arrays H x W x C with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) and
+dtype uint8, uint16 or float32 (0..1). The Runtime converts to the network's RGB float input,
+carries alpha through untouched and returns the same shape, channel count and dtype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+ProgressFn = Callable[[float, str], None]   # (fraction 0..1, short text)
+CancelledFn = Callable[[], bool]            # True once the job should stop (raise Cancelled)
+
+
+@dataclass
+class StylizeJob:
+    engine: str                                   # adain | cyclegan | pix2pix | mixgan
+    content: np.ndarray                           # H x W x C
+    model: Optional[str] = None                   # registry name; None = engine's default
+    styles: list[np.ndarray] = field(default_factory=list)    # AdaIN style images
+    mask: Optional[np.ndarray] = None             # H x W float32 0..1: where style 1 goes
+    options: dict[str, Any] = field(default_factory=dict)     # see stclient.options
+    checkpoints: dict[str, str] = field(default_factory=dict)  # explicit files, e.g. {"vgg": p}
+
+
+def no_progress(fraction: float, text: str) -> None:
+    """Default progress callback."""
+
+
+def never_cancelled() -> bool:
+    return False
