@@ -1,0 +1,20 @@
+"""Shared test set-up: import paths and an isolated runtime directory.
+
+Tests must never talk to (or start) a daemon the developer runs for real, so the per-user runtime
+directory (socket, state file, token, logs) is redirected to a fresh temporary folder for the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ["STYLE_TRANSFER_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="st-test-run-")
+
+import backend  # noqa: E402,F401  (puts stclient on sys.path)
