@@ -14,10 +14,12 @@ UNAUTHORIZED = "unauthorized"
 UNAVAILABLE = "unavailable"
 BUSY = "busy"
 INTERNAL = "internal"
+UNREADABLE = "unreadable"      # an input file the file system will not hand over (batch)
+WRITE_FAILED = "write_failed"  # an output file could not be written (disk full, permissions)
 
 ERROR_CODES = frozenset({
     BAD_REQUEST, UNKNOWN_MODEL, MODEL_MISSING, BAD_CHECKPOINT, BAD_IMAGE, TOO_LARGE,
-    CANCELLED, TIMEOUT, UNAUTHORIZED, UNAVAILABLE, BUSY, INTERNAL,
+    CANCELLED, TIMEOUT, UNAUTHORIZED, UNAVAILABLE, BUSY, INTERNAL, UNREADABLE, WRITE_FAILED,
 })
 
 

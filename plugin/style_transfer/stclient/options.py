@@ -92,6 +92,10 @@ ENGINE_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
         OptionSpec("style_size", "int", 0,
                    "Longest side the style image is scaled to before encoding (0 = its own size).",
                    0, 16384),
+        OptionSpec("mask_mode", "choice", "soft",
+                   "How a mask combines the styles: 'soft' blends where the mask is between 0 "
+                   "and 1, 'hard' switches at 0.5 (as the original release).",
+                   choices=("soft", "hard")),
         WORKING_SIZE,
     ),
     "cyclegan": (WORKING_SIZE,),

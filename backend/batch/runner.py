@@ -1,0 +1,405 @@
+"""run_batch: stylize every image of a folder, overlapping file I/O with compute, losing nothing.
+
+Used by the daemon's `batch` op and by `python -m backend batch --in-process`.
+
+Pipeline: a small pool of reader threads decodes the next images while the calling thread runs
+the network, and a writer thread encodes and atomically writes finished images (imageio's
+write_image: temp file in the output folder + rename), so a kill at any moment leaves only complete
+outputs. Style images are read once per batch; the Runtime caches their features, so the style
+encoder runs once. A bad input (corrupt, truncated, empty, not an image, too many pixels,
+unreadable, a symlink loop) is recorded in the report with its error code and the batch goes on.
+
+Callbacks (all optional):
+- progress(fraction, text): text is `progress_text(done, total, name)`, e.g. "12/200 sub/a.jpg",
+  which the CLI parses for its count, rate and ETA.
+- cancelled(): polled between images; once True the batch finishes the image in hand, writes
+  it, marks the rest `cancelled` and returns the report (no exception): "stop after the current
+  image".
+- abort(): passed to the Runtime as its `cancelled`; True stops even the image in hand (that
+  image is not written). For daemon shutdown or a vanished client.
+- between_images(): called before each image is computed, on the calling thread. The daemon uses
+  it to run waiting interactive jobs first (batch yields to GIMP filters between images).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import json
+import os
+import re
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from stclient.errors import (BAD_CHECKPOINT, BAD_REQUEST, INTERNAL, MODEL_MISSING, UNKNOWN_MODEL,
+                             BUSY, UNREADABLE, WRITE_FAILED, Cancelled, StyleTransferError)
+from stclient.options import resolve_options
+
+from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+
+from . import scan as scanning
+from .spec import (CANCELLED, FAILED, OK, SKIPPED, BatchReport, BatchSpec, ItemResult,
+                   progress_text)
+
+# Errors that would hit every image alike: stop the batch instead of failing each file.
+FATAL_CODES = frozenset({UNKNOWN_MODEL, MODEL_MISSING, BAD_CHECKPOINT})
+
+# write_image's temp files: mkstemp(prefix=".<name>.", suffix=".tmp") -> ".<name>.<8 chars>.tmp"
+# (tests/unit/test_batch_runner.py checks this against a real write_image call).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
+
+
+@dataclass
+class _Planned:
+    item: scanning.BatchItem
+    target: Path
+
+
+@dataclass
+class _Loaded:
+    image: Any = None                 # imageio.LoadedImage
+    error: Optional[ItemResult] = None
+    seconds: float = 0.0
+
+
+def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
+              cancelled: CancelledFn = never_cancelled, *,
+              abort: CancelledFn = never_cancelled,
+              between_images: Optional[Callable[[], None]] = None,
+              readers: int = 2, prefetch: int = 3) -> BatchReport:
+    """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
+
+    Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
+    folders, unknown/missing model, unreadable style image, another batch writing to the same
+    OUTPUT_DIR); per-file problems end up in the report.
+    """
+    from backend import imageio  # heavy (numpy, Pillow): imported when a batch runs
+
+    started = time.monotonic()
+    spec.validate()
+    options = resolve_options(spec.engine, spec.options)
+    if spec.engine == "adain" and not spec.styles:
+        raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image (--style).")
+    input_root, output_root = scanning.resolve_roots(spec)
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StyleTransferError(WRITE_FAILED, f"Cannot create OUTPUT_DIR {output_root}: "
+                                               f"{error.strerror or error}.") from None
+    report = BatchReport(spec=spec, started=_dt.datetime.now(_dt.timezone.utc)
+                         .isoformat(timespec="seconds"))
+    with _exclusive(output_root):
+        progress(0.0, "scanning " + str(input_root))
+        scanned = scanning.scan(spec, input_root, output_root)
+        report.ignored = scanned.ignored
+        styles = [_read_style(imageio, path, spec.max_pixels) for path in spec.styles]
+        results: dict[str, ItemResult] = {p.input: p for p in scanned.problems}
+        todo: list[_Planned] = []
+        targets: list[Path] = []
+        for item in scanned.items:
+            rel = item.rel.as_posix()
+            try:
+                target = scanning.output_target(output_root, input_root, item)
+            except StyleTransferError as error:
+                results[rel] = ItemResult(rel, FAILED, item.output_rel.as_posix(), error.code,
+                                          error.message)
+                continue
+            targets.append(target)
+            if not spec.overwrite and os.path.lexists(target):
+                results[rel] = ItemResult(rel, SKIPPED, item.output_rel.as_posix(),
+                                          message="The output already exists.")
+                continue
+            todo.append(_Planned(item, target))
+        _remove_stale_temp_files(targets)
+        job = _JobTemplate(spec, options, styles)
+        _Pipeline(spec, runtime, imageio, job, output_root, input_root, progress, cancelled,
+                  abort, between_images, max(1, readers), max(1, prefetch)).run(todo, results)
+        report.items = sorted(results.values(), key=lambda r: tuple(r.input.split("/")))
+        report.cancelled = any(r.status == CANCELLED for r in report.items)
+        report.elapsed_s = time.monotonic() - started
+        if spec.report:
+            _write_report(report, output_root, spec.report)
+    finished = len(todo) - sum(1 for item in report.items if item.status == CANCELLED)
+    progress(1.0, progress_text(finished, len(todo), "done"))
+    return report
+
+
+@dataclass
+class _JobTemplate:
+    spec: BatchSpec
+    options: dict[str, Any]
+    styles: list[Any]
+
+    def make(self, pixels: Any) -> StylizeJob:
+        return StylizeJob(engine=self.spec.engine, content=pixels, model=self.spec.model,
+                          styles=list(self.styles), options=dict(self.options),
+                          checkpoints=dict(self.spec.checkpoints))
+
+
+class _Pipeline:
+    """Readers ahead of the compute thread, one writer behind it."""
+
+    def __init__(self, spec: BatchSpec, runtime: Any, imageio: Any, job: _JobTemplate,
+                 output_root: Path, input_root: Path, progress: ProgressFn,
+                 cancelled: CancelledFn, abort: CancelledFn,
+                 between_images: Optional[Callable[[], None]], readers: int,
+                 prefetch: int) -> None:
+        self.spec, self.runtime, self.imageio, self.job = spec, runtime, imageio, job
+        self.output_root, self.input_root = output_root, input_root
+        self.progress, self.cancelled, self.abort = progress, cancelled, abort
+        self.between_images = between_images
+        self.readers, self.prefetch = readers, prefetch
+        self.lock = threading.Lock()
+
+    def run(self, todo: list[_Planned], results: dict[str, ItemResult]) -> None:
+        total = len(todo)
+        reads: collections.deque[tuple[_Planned, Future]] = collections.deque()
+        writes: collections.deque[tuple[ItemResult, Future]] = collections.deque()
+        next_read = 0
+        done = 0
+        read_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="batch-read")
+        write_pool = ThreadPoolExecutor(1, thread_name_prefix="batch-write")
+        try:
+            for index, planned in enumerate(todo):
+                rel = planned.item.rel.as_posix()
+                if self.cancelled() or self.abort():
+                    self._mark_cancelled(todo[index:], results)
+                    break
+                while next_read < total and next_read < index + self.prefetch:
+                    ahead = todo[next_read]
+                    reads.append((ahead, read_pool.submit(self._read, ahead)))
+                    next_read += 1
+                _, future = reads.popleft()
+                loaded: _Loaded = future.result()
+                if loaded.error is not None:
+                    results[rel] = loaded.error
+                    done += 1
+                    self.progress(done / total, progress_text(done, total, rel))
+                    continue
+                if self.between_images is not None:
+                    self.between_images()
+                start = time.monotonic()
+                try:
+                    pixels = self.runtime.stylize(
+                        self.job.make(loaded.image.pixels),
+                        progress=self._sub_progress(done, total, rel), cancelled=self.abort)
+                except Cancelled:
+                    self._mark_cancelled(todo[index:], results)
+                    break
+                except StyleTransferError as error:
+                    if error.code in FATAL_CODES:
+                        raise
+                    results[rel] = self._failed(planned, error.code, error.message)
+                    done += 1
+                    self.progress(done / total, progress_text(done, total, rel))
+                    continue
+                except Exception as error:   # out of memory, a bug: this image, not the batch
+                    results[rel] = self._failed(planned, INTERNAL,
+                                                f"{type(error).__name__}: {error}")
+                    done += 1
+                    self.progress(done / total, progress_text(done, total, rel))
+                    continue
+                seconds = loaded.seconds + time.monotonic() - start
+                result = ItemResult(rel, OK, planned.item.output_rel.as_posix(), seconds=seconds)
+                results[rel] = result
+                while len(writes) >= 2:      # bound memory: at most two results waiting
+                    self._finish_write(*writes.popleft())
+                writes.append((result, write_pool.submit(
+                    self._write, planned, pixels, loaded.image)))
+                done += 1
+                self.progress(done / total, progress_text(done, total, rel))
+            while writes:
+                self._finish_write(*writes.popleft())
+        finally:
+            for _, future in reads:
+                future.cancel()
+            read_pool.shutdown(wait=True)
+            for result, future in writes:  # only left when an exception is on its way out
+                self._finish_write(result, future)
+            write_pool.shutdown(wait=True)
+
+    # --------------------------------------------------------------------------- per image
+
+    def _read(self, planned: _Planned) -> _Loaded:
+        start = time.monotonic()
+        why = scanning.check_readable(planned.item.source)
+        if why is not None:
+            return _Loaded(error=self._failed(planned, UNREADABLE, why))
+        try:
+            image = _read(self.imageio, planned.item.source, self.spec.max_pixels)
+        except StyleTransferError as error:
+            return _Loaded(error=self._failed(planned, error.code, error.message))
+        except OSError as error:
+            return _Loaded(error=self._failed(planned, UNREADABLE,
+                                              f"Cannot read it: {error.strerror or error}."))
+        except Exception as error:
+            return _Loaded(error=self._failed(planned, INTERNAL,
+                                              f"{type(error).__name__}: {error}"))
+        return _Loaded(image=image, seconds=time.monotonic() - start)
+
+    def _write(self, planned: _Planned, pixels: Any, loaded: Any) -> float:
+        """Encode and write atomically; every failure here is a write_failed for this file,
+        except a refused target (bad_request from output_target)."""
+        start = time.monotonic()
+        target = scanning.output_target(self.output_root, self.input_root, planned.item,
+                                        create=True)
+        try:
+            self.imageio.write_image(
+                target, pixels, icc_profile=loaded.icc_profile, exif=loaded.exif,
+                quality=self.spec.quality, format=self._write_format(planned))
+        except StyleTransferError as error:
+            raise StyleTransferError(WRITE_FAILED, error.message) from None
+        except OSError as error:
+            raise StyleTransferError(WRITE_FAILED, f"Cannot write {target}: "
+                                                   f"{error.strerror or error}.") from None
+        return time.monotonic() - start
+
+    def _write_format(self, planned: _Planned) -> str:
+        return self.imageio.FORMATS_BY_EXTENSION[planned.item.output_rel.suffix.lower()]
+
+    def _finish_write(self, result: ItemResult, future: Future) -> None:
+        try:
+            result.seconds += future.result()
+        except StyleTransferError as error:
+            result.status, result.code, result.message = FAILED, error.code, error.message
+        except OSError as error:
+            result.status, result.code = FAILED, WRITE_FAILED
+            result.message = f"Cannot write {result.output}: {error.strerror or error}."
+        except Exception as error:
+            result.status, result.code = FAILED, WRITE_FAILED
+            result.message = f"Cannot write {result.output}: {type(error).__name__}: {error}"
+
+    # --------------------------------------------------------------------------- helpers
+
+    def _sub_progress(self, done: int, total: int, rel: str) -> ProgressFn:
+        def report(fraction: float, text: str) -> None:
+            self.progress((done + min(max(fraction, 0.0), 1.0)) / total,
+                          progress_text(done, total, rel))
+        return report
+
+    @staticmethod
+    def _failed(planned: _Planned, code: str, message: str) -> ItemResult:
+        return ItemResult(planned.item.rel.as_posix(), FAILED, planned.item.output_rel.as_posix(),
+                          code, message)
+
+    @staticmethod
+    def _mark_cancelled(rest: list[_Planned], results: dict[str, ItemResult]) -> None:
+        for planned in rest:
+            rel = planned.item.rel.as_posix()
+            results[rel] = ItemResult(rel, CANCELLED, planned.item.output_rel.as_posix(),
+                                      message="Not done: the batch was cancelled first.")
+
+
+def _read(imageio: Any, path: Path, max_pixels: Optional[int]) -> Any:
+    if max_pixels is None:
+        return imageio.read_image(path)
+    return imageio.read_image(path, max_pixels)
+
+
+def _read_style(imageio: Any, path: str, max_pixels: Optional[int]) -> Any:
+    try:
+        return _read(imageio, Path(path), max_pixels).pixels
+    except StyleTransferError as error:
+        raise StyleTransferError(error.code, f"Style image {path}: {error.message}") from None
+    except OSError as error:
+        raise StyleTransferError(BAD_REQUEST, f"Cannot read the style image {path}: "
+                                              f"{error.strerror or error}.") from None
+
+
+@contextmanager
+def _exclusive(output_root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on OUTPUT_DIR so two batches never write the same folder.
+
+    The lock is on the folder itself (flock on a directory descriptor, nothing left behind) and
+    the kernel drops it when the process dies, so it also tells us that any temp file found in
+    the folder belongs to a dead run.
+    """
+    try:
+        import fcntl
+    except ImportError:       # Windows: no advisory folder locks; run unguarded
+        yield
+        return
+    fd = os.open(output_root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StyleTransferError(
+                BUSY, f"Another batch is writing to {output_root}; wait for it to finish or "
+                      "choose another output folder.") from None
+        except OSError:
+            pass              # a file system without flock: run unguarded
+        yield
+    finally:
+        os.close(fd)
+
+
+def temp_target_name(name: str) -> Optional[str]:
+    """The output name a write_image temp file was for, or None if `name` is not one."""
+    match = _TEMP_NAME.match(name)
+    return match.group("target") if match else None
+
+
+def _remove_stale_temp_files(planned: list[Path]) -> int:
+    """Delete temp files a killed run left next to this batch's outputs.
+
+    Safe because we hold OUTPUT_DIR's lock (no other batch writes there) and only temp files
+    whose target is one of this batch's own outputs are touched.
+    """
+    by_folder: dict[Path, set[str]] = collections.defaultdict(set)
+    for target in planned:
+        by_folder[target.parent].add(target.name)
+    removed = 0
+    for folder, names in by_folder.items():
+        try:
+            with os.scandir(folder) as entries:
+                leftovers = [entry for entry in entries
+                             if temp_target_name(entry.name) in names
+                             and entry.is_file(follow_symlinks=False)]
+        except OSError:
+            continue                       # folder not made yet: nothing left there
+        for entry in leftovers:
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _write_report(report: BatchReport, output_root: Path, name: str) -> None:
+    from .spec import check_relative_name
+    rel = check_relative_name(name, "The report name")
+    target = output_root.joinpath(*rel.parts)
+    if not scanning.is_within(target.parent.resolve(), output_root):
+        raise StyleTransferError(BAD_REQUEST, f"The report {name} would be outside OUTPUT_DIR.")
+    write_report_file(report, target)
+
+
+def write_report_file(report: BatchReport, path: Path) -> None:
+    """Write the JSON report atomically (temp file next to it, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(report.to_json(), handle, indent=1)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError as error:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write the report {path}: "
+                                               f"{error.strerror or error}.") from None
+
+
+__all__ = ["run_batch", "write_report_file", "FATAL_CODES"]

@@ -1,0 +1,107 @@
+"""Command-line flags for engines and their options, built from stclient.options (one definition).
+
+Every command that runs an engine (stylize, batch) adds the same flags with
+`add_engine_arguments(parser)`: --engine, --model, --style, --checkpoint and one flag per engine
+option (--alpha, --preserve-color, --working-size, ...; an option several engines share, such as
+--seed, is one flag). Option flags default to None so `options_from_args` passes on only what the
+user typed; defaults and ranges are applied by stclient.options.resolve_options, the same code the
+daemon uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from stclient.errors import BAD_REQUEST, StyleTransferError
+from stclient.options import ENGINE_OPTIONS, ENGINES, OptionSpec
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}")
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _engines_by_option() -> dict[str, list[tuple[str, OptionSpec]]]:
+    table: dict[str, list[tuple[str, OptionSpec]]] = {}
+    for engine in ENGINES:
+        for spec in ENGINE_OPTIONS[engine]:
+            table.setdefault(spec.name, []).append((engine, spec))
+    return table
+
+
+def _help(name: str, uses: list[tuple[str, OptionSpec]]) -> str:
+    spec = uses[0][1]
+    engines = [engine for engine, _ in uses]
+    scope = "all engines" if len(engines) == len(ENGINES) else ", ".join(engines)
+    defaults = {repr(s.default) for _, s in uses}
+    default = f"default {spec.default}" if len(defaults) == 1 else "default per engine"
+    text = spec.help.replace("%", "%%")
+    return f"{text} [{scope}; {default}]"
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """--engine, --model, --style, --checkpoint and every engine option as a flag."""
+    parser.add_argument("--engine", required=True, choices=ENGINES, help="which network family")
+    parser.add_argument("--model", metavar="NAME",
+                        help="installed model name (see `python -m backend models`); default: "
+                             "the engine's default model")
+    parser.add_argument("--style", action="append", metavar="IMAGE",
+                        help="AdaIN style image (repeat for several styles)")
+    parser.add_argument("--checkpoint", action="append", metavar="[ROLE=]PATH",
+                        help="use this checkpoint file instead of --model; AdaIN needs "
+                             "vgg=PATH and decoder=PATH, the GANs one generator file")
+    group = parser.add_argument_group("engine options")
+    for name, uses in _engines_by_option().items():
+        spec = uses[0][1]
+        flag = spec.flag
+        if spec.kind == "bool":
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                               default=None, help=_help(name, uses))
+        elif spec.kind == "choice":
+            choices = sorted({c for _, s in uses for c in s.choices})
+            group.add_argument(flag, dest=name, choices=choices, default=None,
+                               help=_help(name, uses))
+        elif spec.kind == "floats":
+            group.add_argument(flag, dest=name, type=_float_list, default=None,
+                               metavar="X,Y,...", help=_help(name, uses))
+        else:
+            group.add_argument(flag, dest=name, type=int if spec.kind == "int" else float,
+                               default=None, metavar="N" if spec.kind == "int" else "X",
+                               help=_help(name, uses))
+
+
+def options_from_args(args: argparse.Namespace, engine: str) -> dict[str, Any]:
+    """The option values typed on the command line for `engine` (a bad_request for flags that
+    belong to other engines, so a typo'd combination is not silently ignored)."""
+    given: dict[str, Any] = {}
+    own = {spec.name for spec in ENGINE_OPTIONS.get(engine, ())}
+    for name, uses in _engines_by_option().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name not in own:
+            engines = ", ".join(engine_name for engine_name, _ in uses)
+            raise StyleTransferError(BAD_REQUEST, f"{uses[0][1].flag} is an option of {engines}, "
+                                                  f"not of {engine}.")
+        given[name] = value
+    return given
+
+
+def checkpoints_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """--checkpoint ROLE=PATH (or a bare PATH for the GANs' generator) -> {role: absolute path}."""
+    checkpoints: dict[str, str] = {}
+    for text in getattr(args, "checkpoint", None) or []:
+        role, sep, path = text.partition("=")
+        if not sep or os.path.sep in role or not role:
+            role, path = "generator", text
+        if role in checkpoints:
+            raise StyleTransferError(BAD_REQUEST, f"--checkpoint {role}= was given twice.")
+        checkpoints[role] = os.path.abspath(path)
+    return checkpoints

@@ -1,0 +1,34 @@
+"""Daemon settings (from `python -m backend serve` flags) in one typed record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_MAX_PIXELS = 1 << 26          # 67 MP, e.g. 8192 x 8192
+DEFAULT_JOB_TIMEOUT = 900.0           # seconds an interactive job may take, queue included
+DEFAULT_BATCH_TIMEOUT = 7 * 24 * 3600.0
+DEFAULT_CLIENT_TIMEOUT = 10.0         # silence after which a waiting client counts as gone
+HEARTBEAT_INTERVAL = 0.5              # how often the daemon probes clients that have jobs
+MAX_FRAMES = 2 + 16                   # content + styles + mask (protocol.MAX_STYLES)
+
+
+@dataclass
+class DaemonConfig:
+    endpoint: str
+    runtime_dir: Path
+    device: str = "auto"
+    models_dir: Optional[Path] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    job_timeout: float = DEFAULT_JOB_TIMEOUT
+    batch_timeout: float = DEFAULT_BATCH_TIMEOUT
+    client_timeout: float = DEFAULT_CLIENT_TIMEOUT
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    curve_keys: Optional[Path] = None
+    log_file: Optional[Path] = None   # None: console (--foreground)
+
+    @property
+    def max_message_bytes(self) -> int:
+        """ZMQ_MAXMSGSIZE: one frame may hold at most a max-size RGBA float32 image."""
+        return self.max_pixels * 4 * 4 + 4096

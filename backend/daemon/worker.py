@@ -1,0 +1,220 @@
+"""The one thread that owns the device: builds the Runtime, then runs queued jobs one by one.
+
+Replies go back to the server thread over an inproc PUSH socket (ZeroMQ sockets are not
+thread-safe, so only the server thread touches the ROUTER). Progress is throttled; every
+progress call also checks the job's cancel flag and raises, so an engine that reports progress
+inside a long stage stops there, not only between stages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any, Callable, Optional
+
+import numpy as np
+import zmq
+
+from stclient.errors import BAD_IMAGE, UNAVAILABLE, Cancelled, StyleTransferError
+from stclient.protocol import Error, Progress, Result
+
+from .config import DaemonConfig
+from .images import array_to_frame
+from .jobs import Job, JobQueue
+from .logsetup import get_logger
+from .validation import SamplePayload, StylizePayload
+
+PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
+ABORT_REASONS = ("shutdown", "deadline")   # stop a batch even inside the image in hand
+
+RuntimeFactory = Callable[[DaemonConfig], Any]
+
+
+def default_runtime_factory(config: DaemonConfig) -> Any:
+    from backend.runtime import Runtime
+    return Runtime(device=config.device,
+                   models_dir=str(config.models_dir) if config.models_dir else None)
+
+
+class Worker(threading.Thread):
+    def __init__(self, config: DaemonConfig, queue: JobQueue, context: zmq.Context,
+                 outbox: str, finished: Callable[[Job], None],
+                 runtime_factory: RuntimeFactory = default_runtime_factory) -> None:
+        super().__init__(name="worker", daemon=True)
+        self.config = config
+        self.queue = queue
+        self.context = context
+        self.outbox = outbox
+        self.finished = finished
+        self.runtime_factory = runtime_factory
+        self.runtime: Any = None
+        self.ready = threading.Event()
+        self.startup_error: Optional[BaseException] = None
+        self.current: Optional[Job] = None
+        self.jobs_done = 0
+        self._halt = threading.Event()
+        self._push: Optional[zmq.Socket] = None
+        self.log = get_logger()
+
+    # ------------------------------------------------------------------------------ thread
+
+    def stop(self) -> None:
+        self._halt.set()
+
+    def run(self) -> None:
+        self._push = self.context.socket(zmq.PUSH)
+        self._push.setsockopt(zmq.LINGER, 1000)
+        self._push.connect(self.outbox)
+        try:
+            started = time.monotonic()
+            self.runtime = self.runtime_factory(self.config)
+            self.log.info("runtime ready on %s in %.1f s", _device_name(self.runtime),
+                          time.monotonic() - started)
+        except BaseException as error:   # reported by the server, which then exits
+            self.startup_error = error
+            self.log.error("cannot create the runtime: %s", error)
+            self.ready.set()
+            self._push.close()
+            return
+        self.ready.set()
+        try:
+            while not self._halt.is_set():
+                job = self.queue.get(0.2)
+                if job is not None:
+                    self.run_job(job)
+        finally:
+            self._push.close()
+
+    # -------------------------------------------------------------------------------- jobs
+
+    def run_job(self, job: Job) -> None:
+        self.current = job
+        job.started = time.monotonic()
+        job.text = "starting"
+        self.log.info("job %s (%s) started after %.2f s in the queue", job.id, job.op,
+                      job.started - job.received)
+        try:
+            if job.should_stop():
+                raise job.stop_error()
+            if job.op == "stylize":
+                result = self._stylize(job)
+            elif job.op == "batch":
+                result = self._batch(job)
+            elif job.op == "sample":
+                result = self._sample(job)
+            else:
+                raise StyleTransferError(UNAVAILABLE, f"The worker cannot run {job.op!r}.")
+            self.send(job, result)
+            self.log.info("job %s done in %.2f s", job.id, time.monotonic() - job.started)
+        except BaseException as error:   # never let one job take the worker down
+            if job.reason is not None and (isinstance(error, Cancelled) or job.should_stop()):
+                error = job.stop_error()
+            if not isinstance(error, StyleTransferError):
+                self.log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+            else:
+                self.log.info("job %s ended: %s (%s)", job.id, error.code, error.message)
+            self.send(job, Error.from_exception(job.id, error))
+        finally:
+            self.current = None
+            self.jobs_done += 1
+            self.finished(job)
+
+    def send(self, job: Job, reply: Any) -> None:
+        assert self._push is not None
+        self._push.send_multipart([job.identity, *reply.to_frames()], copy=False)
+
+    def _callbacks(self, job: Job) -> tuple[Callable[[float, str], None], Callable[[], bool]]:
+        last = [0.0, ""]
+
+        def progress(fraction: float, text: str) -> None:
+            try:
+                fraction = float(fraction)
+            except (TypeError, ValueError):
+                fraction = 0.0
+            job.fraction, job.text = fraction, str(text)
+            if job.should_stop():
+                raise job.stop_error()
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_MIN_INTERVAL or text != last[1] or fraction >= 1.0:
+                last[0], last[1] = now, str(text)
+                self.send(job, Progress(id=job.id, fraction=fraction, text=str(text)))
+
+        return progress, job.should_stop
+
+    def _stylize(self, job: Job) -> Result:
+        from backend.engines.job import StylizeJob
+        payload: StylizePayload = job.payload
+        progress, cancelled = self._callbacks(job)
+        styles = list(payload.styles)
+        for path in payload.style_paths:
+            styles.append(self._read_style(path))
+            if cancelled():
+                raise job.stop_error()
+        request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
+                             styles=styles, mask=payload.mask, options=dict(payload.options))
+        started = time.monotonic()
+        output = self.runtime.stylize(request, progress=progress, cancelled=cancelled)
+        seconds = time.monotonic() - started
+        frame = array_to_frame(np.asarray(output))
+        data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
+                "compute_s": round(seconds, 4)}
+        return Result(id=job.id, op="stylize", data=data, images=[frame])
+
+    def _read_style(self, path: str) -> np.ndarray:
+        from backend import imageio
+        try:
+            loaded = imageio.read_image(path, max_pixels=self.config.max_pixels)
+        except StyleTransferError:
+            raise
+        except Exception as error:
+            raise StyleTransferError(BAD_IMAGE, f"Cannot read the style image {path}: "
+                                                f"{error}.") from None
+        return getattr(loaded, "pixels", loaded)
+
+    def _batch(self, job: Job) -> Result:
+        from backend.batch.runner import run_batch
+        progress, cancelled = self._callbacks(job)
+
+        def abort() -> bool:
+            return job.should_stop() and job.reason in ABORT_REASONS
+
+        def between_images() -> None:
+            """Let waiting interactive jobs (a GIMP filter) run before the next image."""
+            while not job.should_stop():
+                waiting = self.queue.get_interactive()
+                if waiting is None:
+                    return
+                self.run_job(waiting)
+                self.current = job
+
+        def batch_progress(fraction: float, text: str) -> None:
+            try:
+                progress(fraction, text)
+            except Cancelled:
+                pass           # a batch stops at its own pace: cancelled() is polled per image
+
+        report = run_batch(job.payload, self.runtime, batch_progress, cancelled,
+                           abort=abort, between_images=between_images)
+        return Result(id=job.id, op="batch", data=report.to_json())
+
+    def _sample(self, job: Job) -> Result:
+        payload: SamplePayload = job.payload
+        sample = getattr(self.runtime, "sample", None)
+        if sample is None:
+            raise StyleTransferError(UNAVAILABLE, "This backend cannot sample MIXGAN images yet; "
+                                                  "update it.")
+        progress, cancelled = self._callbacks(job)
+        started = time.monotonic()
+        images = sample(payload.model, count=payload.count, seed=payload.seed,
+                        options=dict(payload.options), progress=progress, cancelled=cancelled)
+        arrays = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 \
+            else [images]
+        frames = [array_to_frame(np.asarray(a)) for a in arrays]
+        data = {"model": payload.model, "count": len(frames), "seed": payload.seed,
+                "compute_s": round(time.monotonic() - started, 4)}
+        return Result(id=job.id, op="sample", data=data, images=frames)
+
+
+def _device_name(runtime: Any) -> str:
+    return str(getattr(runtime, "device", "?"))

@@ -1,0 +1,190 @@
+"""AdaIN engine: arbitrary style transfer with one or several styles, style strength, colour
+preservation and a spatial mask.
+
+Order of work, as the reference test: (optional) colour handling of the style, encode content and
+styles to relu4_1, AdaIN (weighted blend of styles or a mask blend), mix with the content features
+by α, decode. Content is padded by reflection to a multiple of 8 (no padding when the sides already
+are, so those results equal the reference's) and cropped back. Style statistics (mean/std at
+relu4_1) are cached per style image, model and style size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
+    working_shape
+from backend.engines.job import StylizeJob
+from backend.engines.padding import crop, pad_to_multiple, reflect_pad
+from backend.networks import adain as net
+from backend.networks.checkpoints import load_network
+from stclient.errors import BAD_REQUEST, StyleTransferError
+
+MULTIPLE = 8          # three 2x poolings in the encoder, three 2x upsamplings in the decoder
+MIN_SIDE = 16         # relu4_1 needs >= 2 positions per side (reflection padding, std)
+MAX_STYLES = 16
+
+
+@dataclass
+class AdaINModel:
+    encoder: net.VggEncoder      # modules 0..30 only (the rest is never used at inference)
+    decoder: net.AdaINDecoder
+    device: torch.device
+
+
+class AdaINEngine(Engine):
+    name = "adain"
+    roles = ("vgg", "decoder")
+
+    def load(self, paths: Mapping[str, Path], device: torch.device,
+             archs: Mapping[str, Optional[str]]) -> AdaINModel:
+        _, vgg = load_network("adain", "vgg", paths["vgg"], archs.get("vgg"))
+        _, decoder = load_network("adain", "decoder", paths["decoder"], archs.get("decoder"))
+        encoder = vgg[:net.RELU4_1 + 1]  # relu4_1 is all inference needs: drop the rest
+        return AdaINModel(encoder.to(device).eval(), decoder.to(device).eval(), device)
+
+    def validate(self, job: StylizeJob, options: dict[str, Any]) -> None:
+        count = len(job.styles)
+        if count == 0:
+            raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image.")
+        if count > MAX_STYLES:
+            raise StyleTransferError(BAD_REQUEST, f"At most {MAX_STYLES} styles can be blended.")
+        if job.mask is not None and count > 2:
+            raise StyleTransferError(
+                BAD_REQUEST, "A mask combines at most two styles (style 1 where the mask is "
+                             "white, style 2 or the unchanged content where it is black).")
+        style_weights(options, count)  # raises on a bad list
+
+    def stylize(self, model: AdaINModel, rgb: np.ndarray, job: StylizeJob,
+                options: dict[str, Any], ctx: EngineContext) -> np.ndarray:
+        height, width = rgb.shape[:2]
+        content = to_tensor(rgb, model.device)
+        work_h, work_w = working_shape(height, width, int(options["working_size"]))
+        content = resize(content, (work_h, work_w))
+        preserve = bool(options["preserve_color"])
+        method = options["color_method"]
+        luminance = preserve and method == "luminance"
+        if luminance:
+            content_yiq = net.rgb_to_yiq(content)
+            content_in = content_yiq[:, :1].expand(-1, 3, -1, -1)
+        else:
+            content_in = content
+        ctx.step(0.05, "encoding styles")
+        stats = [self._style_stats(model, style, content, options, ctx, index, len(job.styles))
+                 for index, style in enumerate(job.styles)]
+        ctx.step(0.35, "encoding content")
+        padded, padding = pad_to_multiple(content_in, MULTIPLE, MIN_SIDE)
+        features = _run(model.encoder, padded, ctx, 0.35, 0.55, "encoding content")
+        ctx.step(0.55, "transferring style")
+        if job.mask is not None:
+            mask = torch.from_numpy(np.ascontiguousarray(job.mask, dtype=np.float32))
+            mask = resize(mask[None, None].to(model.device), (work_h, work_w)).clamp(0, 1)
+            mask = reflect_pad(mask, padding) if not padding.is_zero else mask
+            grid = net.resize_mask_to(mask, tuple(features.shape[-2:]),
+                                      hard=options.get("mask_mode", "soft") == "hard")
+            target = net.masked_styles(features, stats[0], stats[1] if len(stats) > 1 else None,
+                                       grid)
+        else:
+            target = net.blend_styles(features, stats, style_weights(options, len(stats)))
+        target = net.mix_with_content(target, features, float(options["alpha"]))
+        decoded = _run(model.decoder, target, ctx, 0.6, 0.97, "decoding")
+        result = crop(decoded, padding)
+        if luminance:
+            out_y = net.rgb_to_yiq(result)[:, :1]
+            result = net.yiq_to_rgb(torch.cat([out_y, content_yiq[:, 1:]], 1))
+        result = resize(result.clamp(0, 1), (height, width))
+        return to_numpy(result)
+
+    # ------------------------------------------------------------------ styles
+    def _style_stats(self, model: AdaINModel, style: np.ndarray, content: torch.Tensor,
+                     options: dict[str, Any], ctx: EngineContext, index: int,
+                     count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """relu4_1 mean/std of one style, from the cache when this style was seen before."""
+        preserve = bool(options["preserve_color"])
+        style_size = int(options["style_size"])
+        key = None
+        if ctx.style_cache is not None:
+            parts = [ctx.model_key, str(style_size), pixels_digest(style)]
+            if preserve:  # recolouring depends on the content as well
+                parts += [options["color_method"], tensor_digest(content)]
+            key = "|".join(parts)
+            hit = ctx.style_cache.get(key)
+            if hit is not None:
+                ctx.stats["style_cache_hits"] = ctx.stats.get("style_cache_hits", 0) + 1
+                return hit
+        ctx.step(0.05 + 0.3 * index / count, f"encoding style {index + 1} of {count}")
+        tensor = to_tensor(style_rgb(style), model.device)
+        tensor = resize(tensor, working_shape(*tensor.shape[-2:], style_size))
+        if preserve and options["color_method"] == "reference":
+            tensor = net.transfer_colour_statistics(tensor[0], content[0])[None]
+        elif preserve:
+            style_y = net.rgb_to_yiq(tensor)[:, :1]
+            content_y = net.rgb_to_yiq(content)[:, :1]
+            tensor = net.match_luminance(style_y, content_y).expand(-1, 3, -1, -1)
+        tensor = ensure_min_side(tensor, MIN_SIDE)
+        features = model.encoder.encode(tensor)
+        stats = net.mean_std(features)
+        ctx.stats["style_encodes"] = ctx.stats.get("style_encodes", 0) + 1
+        if key is not None:
+            ctx.style_cache.put(key, stats)
+        return stats
+
+
+def _run(network: nn.Sequential, x: torch.Tensor, ctx: EngineContext, start: float, end: float,
+         text: str) -> torch.Tensor:
+    """Run a Sequential module by module, polling cancellation between stages."""
+    layers = list(network)
+    for index, layer in enumerate(layers):
+        x = layer(x)
+        if isinstance(layer, nn.Conv2d):
+            ctx.step(start + (end - start) * (index + 1) / len(layers), text)
+    return x
+
+
+def style_weights(options: dict[str, Any], count: int) -> list[float]:
+    """The style weights to use: equal ones when the default [1.0] is left with several styles."""
+    weights = [float(w) for w in options.get("style_weights") or [1.0]]
+    if len(weights) == 1 and count > 1 and weights == [1.0]:
+        weights = [1.0] * count
+    if len(weights) != count:
+        raise StyleTransferError(
+            BAD_REQUEST, f"{len(weights)} style weight(s) given for {count} style image(s); "
+                         "give one weight per style.")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise StyleTransferError(BAD_REQUEST, "Style weights must be >= 0 and not all zero.")
+    return weights
+
+
+def style_rgb(style: np.ndarray) -> np.ndarray:
+    """A style image (any channel count/dtype) as H x W x 3 float32 RGB; alpha is ignored."""
+    from backend.runtime import to_float_rgb
+
+    return to_float_rgb(style)[0]
+
+
+def ensure_min_side(image: torch.Tensor, minimum: int) -> torch.Tensor:
+    """Enlarge tiny style images so the encoder can compute statistics at relu4_1."""
+    height, width = image.shape[-2:]
+    if min(height, width) >= minimum:
+        return image
+    scale = minimum / min(height, width)
+    return resize(image, (max(minimum, round(height * scale)), max(minimum, round(width * scale))))
+
+
+def pixels_digest(pixels: np.ndarray) -> str:
+    data = np.ascontiguousarray(pixels)
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{data.shape}{data.dtype}".encode())
+    digest.update(data.reshape(-1).view(np.uint8))
+    return digest.hexdigest()
+
+
+def tensor_digest(tensor: torch.Tensor) -> str:
+    return pixels_digest(tensor.detach().float().cpu().numpy())

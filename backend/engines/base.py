@@ -1,0 +1,135 @@
+"""The Engine interface: what one model family (AdaIN, CycleGAN, pix2pix, MIXGAN) provides to the
+Runtime.
+
+The Runtime owns everything that is the same for all families — validating the job and options,
+finding the checkpoint files, the model cache, grey/alpha/dtype conversion, progress and
+cancellation plumbing — and calls an engine for the two things that differ:
+
+    class MyEngine(Engine):
+        name = "myengine"                  # the job's `engine` value
+        roles = ("generator",)             # checkpoint files a model is made of (model store roles)
+
+        def load(self, paths, device, archs) -> object:
+            # paths: role -> checkpoint file; archs: role -> declared architecture or None.
+            # Return the loaded model (any object; nn.Modules found on it are sized for the cache).
+        def stylize(self, model, rgb, job, options, ctx) -> np.ndarray:
+            # rgb: H x W x 3 float32 in 0..1 (content; grey already expanded, alpha removed).
+            # options: resolved by stclient.options.resolve_options(name, job.options).
+            # Return H x W x 3 float32 in 0..1, same H and W. Call ctx.step(frac, text) between
+            # network stages (it reports progress and raises Cancelled when asked to stop).
+
+Register a new engine with one line in backend/engines/__init__.py (ENGINE_CLASSES).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from backend.engines.job import StylizeJob
+from stclient.errors import BAD_REQUEST, Cancelled, StyleTransferError
+
+
+@dataclass
+class EngineContext:
+    """What an engine may use while it runs: device, progress/cancellation, the style cache."""
+
+    device: torch.device
+    progress: Callable[[float, str], None]
+    cancelled: Callable[[], bool]
+    style_cache: Any = None          # backend.runtime.StyleCache (AdaIN style statistics)
+    model_key: str = ""              # identifies the loaded model (for cache keys)
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled():
+            raise Cancelled()
+
+    def step(self, fraction: float, text: str) -> None:
+        """Between stages: stop if cancelled, else report progress (0..1 of the engine's work)."""
+        self.check_cancelled()
+        self.progress(min(max(float(fraction), 0.0), 1.0), text)
+
+
+class Engine(ABC):
+    """One model family. Instances are stateless; loaded models are returned by `load`."""
+
+    name: ClassVar[str]
+    roles: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def load(self, paths: Mapping[str, Path], device: torch.device,
+             archs: Mapping[str, Optional[str]]) -> Any:
+        """Load the checkpoint files of one model onto `device` (eval mode)."""
+
+    @abstractmethod
+    def stylize(self, model: Any, rgb: np.ndarray, job: StylizeJob, options: dict[str, Any],
+                ctx: EngineContext) -> np.ndarray:
+        """H x W x 3 float32 0..1 in, same size out."""
+
+    def validate(self, job: StylizeJob, options: dict[str, Any]) -> None:
+        """Refuse a job this engine cannot run (before any model is loaded). Default: no extra
+        inputs allowed."""
+        if job.styles:
+            raise StyleTransferError(BAD_REQUEST, f"The {self.name} engine takes no style images.")
+        if job.mask is not None:
+            raise StyleTransferError(BAD_REQUEST, f"The {self.name} engine takes no mask.")
+
+    def model_bytes(self, model: Any) -> int:
+        """Memory a loaded model holds (parameters and buffers of its nn.Modules)."""
+        return sum(_module_bytes(module) for module in _modules_of(model))
+
+
+def _modules_of(model: Any) -> list[nn.Module]:
+    if isinstance(model, nn.Module):
+        return [model]
+    values = model.values() if isinstance(model, Mapping) else vars(model).values() \
+        if hasattr(model, "__dict__") else []
+    return [value for value in values if isinstance(value, nn.Module)]
+
+
+def _module_bytes(module: nn.Module) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+# ---------------------------------------------------------------- tensors and sizes
+
+def to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """H x W x 3 float32 numpy -> 1 x 3 x H x W tensor on device."""
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None] \
+        .to(device)
+
+
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """1 x 3 x H x W tensor -> H x W x 3 float32 numpy clipped to 0..1."""
+    return tensor[0].clamp(0.0, 1.0).permute(1, 2, 0).float().cpu().numpy()
+
+
+def working_shape(height: int, width: int, working_size: int) -> tuple[int, int]:
+    """(h, w) with the longest side equal to `working_size` (0 = unchanged), aspect kept."""
+    longest = max(height, width)
+    if working_size <= 0 or working_size == longest:
+        return height, width
+    scale = working_size / longest
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resample N x C x H x W to `size`: antialiased bilinear when shrinking, bicubic when
+    enlarging (then clamped back into the input's range)."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    shrinking = size[0] <= image.shape[-2] and size[1] <= image.shape[-1]
+    if shrinking:
+        return F.interpolate(image, size=size, mode="bilinear", antialias=True,
+                             align_corners=False)
+    low, high = image.amin(), image.amax()
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(low, high)

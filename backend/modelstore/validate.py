@@ -1,0 +1,125 @@
+"""Structural validation of checkpoint files before they are used or moved into place.
+
+A file is accepted only if it loads with torch.load(weights_only=True) (so a pickle that would run
+code is refused) and its keys and shapes match the architecture it is supposed to have. The loading
+and the layout checks are the engines' own (backend.networks.checkpoints): one code path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from stclient.errors import BAD_CHECKPOINT, StyleTransferError
+
+
+def _mixgan_arch(path: Path) -> str:
+    """MIXGAN files carry {'meta', 'state_dict'}; their own reader checks both."""
+    from backend.networks import mixgan
+
+    try:
+        data = mixgan.read_checkpoint(path)
+        return mixgan.detect_arch(data)
+    except StyleTransferError:
+        raise
+    except Exception as error:  # ValueError/KeyError/UnpicklingError from a foreign file
+        raise StyleTransferError(
+            BAD_CHECKPOINT, f"{path.name} is not a MIXGAN checkpoint: {_first_line(error)}"
+        ) from None
+
+
+def checkpoint_arch(path: Path, engine: str, role: str) -> str:
+    """Load `path` safely and return the architecture its keys match (bad_checkpoint if none)."""
+    from backend.networks import checkpoints
+
+    path = Path(path)
+    if engine == "mixgan" and not checkpoints.candidates(engine, role):
+        return _mixgan_arch(path)
+    state_dict = _load(path)
+    try:
+        return checkpoints.detect_architecture(engine, role, state_dict)
+    except StyleTransferError as error:
+        raise StyleTransferError(BAD_CHECKPOINT, f"{path.name}: {error.message}") from None
+
+
+REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely")
+
+
+def _load(path: Path):
+    """The engines' safe loader, with a plain-language reason when weights-only loading refuses
+    a file (torch's own text suggests disabling the protection, which we must never echo)."""
+    from backend.networks import checkpoints
+
+    try:
+        return checkpoints.load_state_dict(path)
+    except StyleTransferError as error:
+        if not any(marker in error.message for marker in REFUSED_MARKERS):
+            raise
+        raise StyleTransferError(
+            BAD_CHECKPOINT,
+            f"{path.name} is not a plain PyTorch weights file: reading it would need objects or "
+            f"code that weights-only loading refuses ({_refusal_detail(path)}). It was not "
+            "unpickled; use the original release file.") from None
+
+
+def _refusal_detail(path: Path) -> str:
+    """What exactly weights-only loading refused, e.g. 'unsupported GLOBAL posix.mkdir'."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # the same refusal, now read in full
+        text = str(error)
+        match = re.search(r"(?i)unsupported global:? (GLOBAL [\w.]+)|(Unsupported operand \d+)",
+                          text)
+        if match and match.group(1):
+            return f"it asks for {match.group(1)}, which is not plain data"
+        if match:
+            return f"{match.group(2)}: not a pickle of tensors at all"
+        return type(error).__name__
+    return "refused"
+
+
+def validate_checkpoint(path: Path, engine: str, role: str,
+                        expected_arch: Optional[str] = None) -> str:
+    """Check that `path` is a loadable `engine`/`role` checkpoint of `expected_arch` (if given).
+
+    Returns the detected architecture; raises StyleTransferError(bad_checkpoint) saying what is
+    wrong otherwise. Never executes code from the file.
+    """
+    arch = checkpoint_arch(Path(path), engine, role)
+    if expected_arch is not None and arch != expected_arch:
+        raise StyleTransferError(
+            BAD_CHECKPOINT,
+            f"{Path(path).name} is a {engine} {role} of architecture {arch}, but {expected_arch} "
+            "was expected: it is probably a different model's file.")
+    return arch
+
+
+def identify_checkpoint(path: Path) -> tuple[str, str, Optional[str]]:
+    """(engine, role, arch) of a checkpoint whose engine nobody declared (user models)."""
+    from backend.networks import checkpoints
+
+    path = Path(path)
+    try:
+        state_dict = _load(path)
+    except StyleTransferError:
+        try:  # MIXGAN files have a 'meta' entry that a plain state-dict reader rejects
+            return "mixgan", "generator", _mixgan_arch(path)
+        except StyleTransferError:
+            pass
+        raise
+    try:
+        return checkpoints.identify(state_dict)
+    except StyleTransferError:
+        try:
+            return "mixgan", "generator", _mixgan_arch(path)
+        except StyleTransferError:
+            pass
+        raise
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__

@@ -1,0 +1,224 @@
+"""Inference transforms: a loaded network in, an equivalent faster one out (same state_dict).
+
+Every transform keeps the parameter tensors and their names, so `state_dict()` of the optimized
+network equals the original's; derived tensors (re-arranged weights) are non-persistent buffers
+that are rebuilt when the source weight changes. What each transform buys was measured on the
+project's CPU machine (see bench/results/): the big ones there are
+
+- transposed convolutions as one sub-pixel convolution + pixel shuffle (oneDNN's transposed
+  convolution runs at a fraction of its forward-convolution speed);
+- in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
+
+On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in; see
+`FastOptions.precision`) because the fidelity of half precision must be measured per model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PLAIN_ENV = "STYLE_TRANSFER_PLAIN"          # "1": run the networks exactly as loaded
+PRECISION_ENV = "STYLE_TRANSFER_PRECISION"  # fp32 (default) | bf16 | fp16 (CUDA only)
+
+
+@dataclass(frozen=True)
+class FastOptions:
+    """Which transforms to apply; None means "the measured default for this engine/device"."""
+
+    subpixel_transpose: bool = True
+    inplace_activations: bool = True
+    channels_last: Optional[bool] = None
+    precision: str = "fp32"
+
+
+def plain_requested() -> bool:
+    return os.environ.get(PLAIN_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ----------------------------------------------------------------------------- conv modules
+
+def _phase_taps(kernel: int, stride: int, padding: int) -> tuple[int, int, list[list[tuple[int, int]]]]:
+    """For out[s*m + a] = sum in[m + d] * w[kk]: per phase a the (d, kk) pairs, and d's range."""
+    phases: list[list[tuple[int, int]]] = []
+    for a in range(stride):
+        taps = [((a + padding - kk) // stride, kk) for kk in range(kernel)
+                if (a + padding - kk) % stride == 0]
+        phases.append(taps)
+    ds = [d for taps in phases for d, _ in taps]
+    return min(ds), max(ds), phases
+
+
+class SubpixelConvTranspose2d(nn.ConvTranspose2d):
+    """ConvTranspose2d computed as one ordinary convolution with stride² x out channels followed
+    by pixel_shuffle: the same products, summed in another order, at forward-conv speed."""
+
+    @classmethod
+    def from_module(cls, convt: nn.ConvTranspose2d) -> "SubpixelConvTranspose2d":
+        new = cls.__new__(cls)
+        nn.Module.__init__(new)
+        new.__dict__.update({k: v for k, v in convt.__dict__.items()
+                             if k not in ("_parameters", "_buffers", "_modules")})
+        new._parameters = convt._parameters
+        new._buffers = dict(convt._buffers)
+        new._non_persistent_buffers_set = set(convt._non_persistent_buffers_set)
+        new._modules = convt._modules
+        new.register_buffer("sub_weight", None, persistent=False)
+        new._source_version = (-1, -1)
+        return new
+
+    @staticmethod
+    def applies(module: nn.Module) -> bool:
+        return (type(module) is nn.ConvTranspose2d and module.groups == 1
+                and module.dilation == (1, 1) and module.stride[0] == module.stride[1] > 1
+                and module.kernel_size[0] == module.kernel_size[1]
+                and module.padding[0] == module.padding[1]
+                and module.output_padding[0] == module.output_padding[1])
+
+    def _derived(self) -> torch.Tensor:
+        weight = self.weight
+        key = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
+        if self.sub_weight is None or self._source_version != key \
+                or self.sub_weight.device != self.weight.device:
+            self.sub_weight = self._build_weight()
+            self._source_version = key
+        return self.sub_weight
+
+    def _build_weight(self) -> torch.Tensor:
+        s, k, p = self.stride[0], self.kernel_size[0], self.padding[0]
+        dmin, dmax, phases = _phase_taps(k, s, p)
+        length = dmax - dmin + 1
+        w = self.weight.detach()                     # (Cin, Cout, k, k)
+        c_in, c_out = w.shape[:2]
+        sub = w.new_zeros(c_out, s, s, c_in, length, length)
+        for a, taps_a in enumerate(phases):
+            for b, taps_b in enumerate(phases):
+                for da, ka in taps_a:
+                    for db, kb in taps_b:
+                        sub[:, a, b, :, da - dmin, db - dmin] = w[:, :, ka, kb].t()
+        sub = sub.reshape(c_out * s * s, c_in, length, length).contiguous()
+        if self.weight.is_contiguous(memory_format=torch.channels_last):
+            sub = sub.contiguous(memory_format=torch.channels_last)
+        return sub
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:  # noqa: D401
+        if output_size is not None:
+            return super().forward(x, output_size)
+        s, k, p = self.stride[0], self.kernel_size[0], self.padding[0]
+        dmin, dmax, _ = _phase_taps(k, s, p)
+        h, w = x.shape[-2:]
+        out_h = (h - 1) * s - 2 * p + k + self.output_padding[0]
+        out_w = (w - 1) * s - 2 * p + k + self.output_padding[1]
+        rows, cols = -(-out_h // s), -(-out_w // s)      # m = 0 .. rows-1 per phase
+        # in[m + d] for m in [0, rows), d in [dmin, dmax]: zero-pad to cover that range
+        pad = (-dmin, max(0, cols - 1 + dmax - (w - 1)), -dmin, max(0, rows - 1 + dmax - (h - 1)))
+        if dmin > 0:
+            raise ValueError("unexpected transposed-conv geometry")
+        y = F.conv2d(F.pad(x, pad), self._derived())
+        y = F.pixel_shuffle(y[..., :rows, :cols], s)[..., :out_h, :out_w]
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+
+# ----------------------------------------------------------------------------- graph rewrites
+
+_FRESH_OUTPUT = (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d, nn.BatchNorm2d,
+                 nn.Upsample, nn.MaxPool2d)
+
+
+def _inplace_activations(seq: nn.Sequential) -> int:
+    """ReLU/LeakyReLU right after a layer that allocates its output can work in place."""
+    names = list(seq._modules)
+    changed = 0
+    for before, name in zip(names, names[1:]):
+        act = seq._modules[name]
+        if type(act) in (nn.ReLU, nn.LeakyReLU) and not act.inplace \
+                and isinstance(seq._modules[before], _FRESH_OUTPUT):
+            act.inplace = True
+            changed += 1
+    return changed
+
+
+def _swap_transposed(module: nn.Module) -> int:
+    swapped = 0
+    for name, child in list(module._modules.items()):
+        if child is not None and SubpixelConvTranspose2d.applies(child):
+            module._modules[name] = SubpixelConvTranspose2d.from_module(child)
+            swapped += 1
+    return swapped
+
+
+@dataclass
+class OptimizeReport:
+    """What `optimize` changed (shown by the benchmark and `status`)."""
+
+    engine: str
+    device: str
+    plain: bool
+    subpixel_transposed: int = 0
+    inplace_activations: int = 0
+    channels_last: bool = False
+    precision: str = "fp32"
+
+
+# Measured on the CPU machine (bench/bench_suite.py): channels_last did not pay for the AdaIN
+# networks (1.0x) and slowed CycleGAN's InstanceNorm; on CUDA it is the cuDNN fast layout.
+_CHANNELS_LAST_CPU = {"adain": False, "cyclegan": False, "pix2pix": False, "mixgan": False}
+
+
+def optimize(network: nn.Module, engine: str, device: torch.device | str,
+             plain: bool | None = None, options: FastOptions | None = None) -> nn.Module:
+    """Rewrite `network` in place into its fast inference form and return it.
+
+    `plain` (default: $STYLE_TRANSFER_PLAIN) returns the module untouched: the baseline the
+    benchmark compares against. The state_dict (keys, tensors) is unchanged either way.
+    """
+    device = torch.device(device)
+    if plain is None:
+        plain = plain_requested()
+    options = options or FastOptions(precision=os.environ.get(PRECISION_ENV, "fp32") or "fp32")
+    report = OptimizeReport(engine, str(device), bool(plain))
+    network._perf_report = report  # type: ignore[attr-defined]
+    if plain:
+        return network
+    for module in list(network.modules()):
+        if isinstance(module, nn.Sequential):
+            if options.inplace_activations:
+                report.inplace_activations += _inplace_activations(module)
+        if options.subpixel_transpose:
+            report.subpixel_transposed += _swap_transposed(module)
+    use_cl = options.channels_last
+    if use_cl is None:
+        use_cl = device.type == "cuda" or _CHANNELS_LAST_CPU.get(engine, False)
+    if use_cl:
+        network.to(memory_format=torch.channels_last)
+        report.channels_last = True
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        if options.precision in ("bf16", "fp16"):
+            report.precision = options.precision
+            _install_autocast(network, torch.bfloat16 if options.precision == "bf16"
+                              else torch.float16)
+    return network
+
+
+def _install_autocast(network: nn.Module, dtype: torch.dtype) -> None:
+    """Run forward under CUDA autocast and hand back float32, so callers see no difference."""
+    inner = network.forward
+
+    def forward(*args, **kwargs):
+        with torch.autocast("cuda", dtype=dtype):
+            out = inner(*args, **kwargs)
+        return out.float() if isinstance(out, torch.Tensor) else out
+
+    network.forward = forward  # type: ignore[method-assign]
+
+
+def report_of(network: nn.Module) -> Optional[OptimizeReport]:
+    return getattr(network, "_perf_report", None)

@@ -1,0 +1,420 @@
+"""Runtime: the one place that runs stylize jobs, for the CLI, the daemon worker and the batch runner.
+
+It owns what is the same for every engine: choosing the device, validating jobs and options,
+finding checkpoint files (model store or explicit files), keeping models loaded (LRU within a
+memory budget), caching AdaIN style statistics, converting grey/alpha/dtypes and rounding back,
+progress and cancellation. Engines (backend/engines) only run their networks.
+
+    rt = Runtime(device="auto", models_dir=None)
+    out = rt.stylize(job, progress=fn(frac, text), cancelled=fn() -> bool)
+    rt.status() -> dict
+    rt.stats["style_encodes"], ["style_cache_hits"], ["model_loads"], ["model_cache_hits"], ["runs"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import torch
+
+from backend.engines import get_engine
+from backend.engines.base import EngineContext
+from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
+                             StyleTransferError)
+from stclient.options import resolve_options
+
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 (what Pillow's "L" uses)
+GIB = 1024 ** 3
+STATS_KEYS = ("runs", "model_loads", "model_cache_hits", "model_evictions", "style_encodes",
+              "style_cache_hits")
+
+
+# ================================================================ device
+
+def select_device(spec: str = "auto") -> torch.device:
+    """'auto' = CUDA if present, else Apple MPS, else CPU. Asking for a missing one is an error."""
+    spec = (spec or "auto").lower()
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if spec == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if spec.startswith("cuda"):
+        if not cuda:
+            raise StyleTransferError(UNAVAILABLE, "CUDA was asked for but no CUDA GPU is "
+                                                  "available; use --device cpu or auto.")
+        return torch.device(spec)
+    if spec == "mps":
+        if not mps:
+            raise StyleTransferError(UNAVAILABLE, "MPS was asked for but is not available.")
+        return torch.device("mps")
+    if spec == "cpu":
+        return torch.device("cpu")
+    raise StyleTransferError(BAD_REQUEST, f"Unknown device {spec!r}; use auto, cpu, cuda or mps.")
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes of model weights kept loaded: 60% of a GPU, else half the RAM up to 4 GiB."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory * 0.6)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 8 * GIB
+    return int(min(4 * GIB, ram // 2))
+
+
+# ================================================================ pixels
+
+def to_float_rgb(pixels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """H x W x C (C 1..4; uint8/uint16/float) -> (H x W x 3 float32 0..1, alpha H x W x 1 or None).
+
+    Grey is repeated into three channels; alpha is split off untouched."""
+    from backend.imageio import check_pixels
+
+    pixels = check_pixels(pixels)
+    channels = pixels.shape[2]
+    colour_count = 1 if channels in (1, 2) else 3
+    alpha = pixels[:, :, colour_count:] if channels in (2, 4) else None
+    colour = pixels[:, :, :colour_count]
+    if pixels.dtype == np.uint8:
+        rgb = colour.astype(np.float32) / 255.0
+    elif pixels.dtype == np.uint16:
+        rgb = colour.astype(np.float32) / 65535.0
+    else:
+        rgb = np.clip(np.nan_to_num(colour.astype(np.float32), nan=0.0), 0.0, 1.0)
+    if colour_count == 1:
+        rgb = np.repeat(rgb, 3, axis=2)
+    return np.ascontiguousarray(rgb), (None if alpha is None else alpha.copy())
+
+
+def from_float_rgb(rgb: np.ndarray, like: np.ndarray,
+                   alpha: Optional[np.ndarray]) -> np.ndarray:
+    """Back to `like`'s channel count and dtype (grey via Rec. 601 luma), rounding to nearest,
+    with the original alpha appended unchanged."""
+    from backend.imageio import check_pixels, to_uint16, to_uint8
+
+    like = check_pixels(like)
+    grey = like.shape[2] in (1, 2)
+    colour = (rgb @ LUMA)[:, :, None] if grey else rgb
+    colour = np.clip(colour, 0.0, 1.0).astype(np.float32)
+    if like.dtype == np.uint8:
+        colour = to_uint8(colour)
+    elif like.dtype == np.uint16:
+        colour = to_uint16(colour)
+    else:
+        colour = colour.astype(like.dtype)
+    if alpha is not None:
+        colour = np.concatenate([colour, alpha.astype(colour.dtype)], axis=2)
+    return np.ascontiguousarray(colour)
+
+
+def mask_to_float(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A mask (H x W or H x W x 1; bool, uint8, uint16 or float 0..1) as H x W float32 0..1."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] in (1, 2):  # grey (+ alpha: ignored)
+        mask = mask[:, :, 0]
+    elif mask.ndim == 3 and mask.shape[2] in (3, 4):
+        mask = mask[:, :, :3].astype(np.float32) @ LUMA
+    if mask.ndim != 2:
+        raise StyleTransferError(BAD_REQUEST, f"The mask must be H x W, not shape {mask.shape}.")
+    if mask.shape != (height, width):
+        raise StyleTransferError(
+            BAD_REQUEST, f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                         f"{width}x{height}; they must have the same size.")
+    if mask.dtype == np.bool_:
+        return mask.astype(np.float32)
+    if mask.dtype == np.uint8:
+        return mask.astype(np.float32) / 255.0
+    if mask.dtype == np.uint16:
+        return mask.astype(np.float32) / 65535.0
+    return np.clip(np.nan_to_num(mask.astype(np.float32), nan=0.0), 0.0, 1.0)
+
+
+# ================================================================ caches
+
+@dataclass
+class LoadedModel:
+    """A model on the device, as cached by the Runtime."""
+
+    key: str                 # identity: engine, name and the files' path/size/mtime
+    engine: str
+    name: str
+    arch: str
+    model: Any
+    nbytes: int
+    paths: dict[str, str]
+    loaded_at: float
+
+
+class StyleCache:
+    """LRU of AdaIN style statistics (tiny tensors), keyed by style pixels + model + size."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self.max_entries = max_entries
+        self._items: "OrderedDict[str, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a job's model comes from: the files per role and their declared architectures."""
+
+    engine: str
+    name: str
+    paths: dict[str, str]
+    archs: dict[str, Optional[str]]
+
+    @property
+    def key(self) -> str:
+        parts = [self.engine, self.name]
+        for role in sorted(self.paths):
+            path = self.paths[role]
+            try:
+                stat = os.stat(path)
+                parts.append(f"{role}={os.path.realpath(path)}:{stat.st_size}:{stat.st_mtime_ns}")
+            except OSError:
+                parts.append(f"{role}={path}:missing")
+        return "|".join(parts)
+
+
+# ================================================================ the runtime
+
+class Runtime:
+    """Runs stylize jobs; models stay loaded for the Runtime's lifetime (within the budget)."""
+
+    def __init__(self, device: str = "auto", models_dir: Optional[str | os.PathLike] = None,
+                 memory_budget: Optional[int] = None, style_cache_entries: int = 64,
+                 threads: Optional[int] = None) -> None:
+        self.device = select_device(device)
+        self.models_dir = Path(models_dir) if models_dir is not None else None
+        self.memory_budget = memory_budget if memory_budget is not None \
+            else default_memory_budget(self.device)
+        self.style_cache = StyleCache(style_cache_entries)
+        self.stats: dict[str, int] = {key: 0 for key in STATS_KEYS}
+        self._models: "OrderedDict[str, LoadedModel]" = OrderedDict()
+        self._lock = threading.RLock()
+        if self.device.type == "cpu":
+            # the issue asks for all threads on the CPU; torch's default is the physical cores
+            wanted = threads or _available_cpus()
+            if wanted and torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
+
+    # ------------------------------------------------------------------ models
+    def resolve_model(self, engine: str, model: Optional[str] = None,
+                      checkpoints: Optional[Mapping[str, str]] = None) -> ModelSource:
+        """Files of the job's model: explicit checkpoint files bypass the model store."""
+        roles = get_engine(engine).roles
+        checkpoints = dict(checkpoints or {})
+        if checkpoints:
+            unknown = sorted(set(checkpoints) - set(roles))
+            if unknown:
+                raise StyleTransferError(
+                    BAD_REQUEST, f"Unknown checkpoint role(s) {', '.join(unknown)} for {engine}; "
+                                 f"its roles are {', '.join(roles)}.")
+            paths = {role: os.fspath(path) for role, path in checkpoints.items()}
+            missing = [role for role in roles if role not in paths]
+            if missing == ["vgg"] and engine == "adain":  # a user decoder with the official VGG
+                paths["vgg"] = str(self._store_model("adain").paths["vgg"])
+            elif missing:
+                raise StyleTransferError(
+                    BAD_REQUEST, f"{engine} needs checkpoint file(s) for {', '.join(roles)}; "
+                                 f"missing {', '.join(missing)} (e.g. --checkpoint "
+                                 f"{missing[0]}=PATH).")
+            name = "file:" + "+".join(Path(paths[r]).name for r in roles)
+            return ModelSource(engine, name, paths, {role: None for role in roles})
+        info = self._store_model(engine, model)
+        if info.engine != engine:
+            raise StyleTransferError(
+                BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
+                             f"--engine {info.engine}.")
+        declared = {f.role: f.arch for f in getattr(info, "files", ())}
+        archs = {role: declared.get(role) or (info.arch if role == "generator" else None)
+                 for role in roles}
+        paths = {role: str(info.paths[role]) for role in roles if role in info.paths}
+        if len(paths) != len(roles):
+            raise StyleTransferError(
+                BAD_REQUEST, f"Model {info.name!r} lacks file(s) for "
+                             f"{', '.join(r for r in roles if r not in paths)}.")
+        return ModelSource(engine, info.name, paths, archs)
+
+    def _store_model(self, engine: str, name: Optional[str] = None) -> Any:
+        from backend import modelstore  # lazy: the store imports no torch, but is not needed
+        if name:
+            return modelstore.get_model(name, models_dir=self.models_dir)
+        return modelstore.default_model(engine, models_dir=self.models_dir)
+
+    def load_model(self, engine: str, model: Optional[str] = None,
+                   checkpoints: Optional[Mapping[str, str]] = None) -> LoadedModel:
+        """The loaded model (from the cache when it is there and its files are unchanged)."""
+        source = self.resolve_model(engine, model, checkpoints)
+        key = source.key
+        with self._lock:
+            cached = self._models.get(key)
+            if cached is not None:
+                self._models.move_to_end(key)
+                self.stats["model_cache_hits"] += 1
+                return cached
+            engine_impl = get_engine(engine)
+            try:
+                loaded_model = engine_impl.load({r: Path(p) for r, p in source.paths.items()},
+                                                self.device, source.archs)
+            except torch.OutOfMemoryError:
+                self._evict(keep=None, budget=0)
+                raise StyleTransferError(TOO_LARGE, f"Not enough {self.device.type} memory to "
+                                                    f"load {source.name}.") from None
+            loaded = LoadedModel(
+                key=key, engine=engine, name=source.name,
+                arch=str(getattr(loaded_model, "arch", engine)), model=loaded_model,
+                nbytes=engine_impl.model_bytes(loaded_model), paths=dict(source.paths),
+                loaded_at=time.time())
+            # the same model name with changed files replaces its old entry
+            for old_key in [k for k, m in self._models.items()
+                            if m.engine == engine and m.name == source.name]:
+                del self._models[old_key]
+            self._models[key] = loaded
+            self.stats["model_loads"] += 1
+            self._evict(keep=key, budget=self.memory_budget)
+            return loaded
+
+    def _evict(self, keep: Optional[str], budget: int) -> None:
+        """Drop least recently used models until the total fits the budget."""
+        while sum(m.nbytes for m in self._models.values()) > budget:
+            victim = next((k for k in self._models if k != keep), None)
+            if victim is None:
+                break
+            del self._models[victim]
+            self.stats["model_evictions"] += 1
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def unload_all(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self.style_cache.clear()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ jobs
+    def stylize(self, job: StylizeJob, progress: ProgressFn = no_progress,
+                cancelled: CancelledFn = never_cancelled) -> np.ndarray:
+        """Run one job; returns pixels of the content's shape, channel count and dtype."""
+        progress = progress or no_progress
+        cancelled = cancelled or never_cancelled
+        engine = get_engine(job.engine)
+        options = resolve_options(job.engine, job.options)
+        content = _checked_content(job.content)
+        height, width = content.shape[:2]
+        job = dataclasses.replace(
+            job, content=content,
+            mask=None if job.mask is None else mask_to_float(job.mask, height, width))
+        for index, style in enumerate(job.styles):
+            _checked_content(style, f"Style image {index + 1}")
+        engine.validate(job, options)
+        if cancelled():
+            raise Cancelled()
+        progress(0.0, "loading model")
+        loaded = self.load_model(job.engine, job.model, job.checkpoints)
+        if cancelled():
+            raise Cancelled()
+        rgb, alpha = to_float_rgb(content)
+        ctx = EngineContext(
+            device=self.device,
+            progress=lambda frac, text: progress(0.05 + 0.9 * frac, text),
+            cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
+            stats=self.stats)
+        try:
+            with torch.inference_mode():
+                out = engine.stylize(loaded.model, rgb, job, options, ctx)
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise StyleTransferError(
+                TOO_LARGE, f"Not enough {self.device.type} memory for a {width}x{height} image; "
+                           "set a smaller working_size.") from None
+        if out.shape != (height, width, 3):
+            raise StyleTransferError(BAD_REQUEST, f"The {job.engine} engine returned shape "
+                                                  f"{out.shape} for a {width}x{height} image.")
+        if cancelled():
+            raise Cancelled()
+        result = from_float_rgb(out, content, alpha)
+        self.stats["runs"] += 1
+        progress(1.0, "done")
+        return result
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            models = [{"engine": m.engine, "name": m.name, "arch": m.arch, "bytes": m.nbytes,
+                       "files": dict(m.paths)} for m in self._models.values()]
+        info: dict[str, Any] = {
+            "device": str(self.device),
+            "device_name": _device_name(self.device),
+            "threads": torch.get_num_threads(),
+            "models": models,
+            "model_bytes": sum(m["bytes"] for m in models),
+            "memory_budget": self.memory_budget,
+            "style_cache_entries": len(self.style_cache),
+            "stats": dict(self.stats),
+        }
+        if self.device.type == "cuda":
+            info["cuda_allocated"] = int(torch.cuda.memory_allocated(self.device))
+            info["cuda_reserved"] = int(torch.cuda.memory_reserved(self.device))
+        return info
+
+
+def _checked_content(pixels: Any, what: str = "The image") -> np.ndarray:
+    from backend.imageio import check_pixels
+
+    if not isinstance(pixels, np.ndarray):
+        raise StyleTransferError(BAD_IMAGE, f"{what} must be a numpy array of pixels.")
+    pixels = check_pixels(pixels)
+    if pixels.dtype.kind == "f" and pixels.dtype != np.float32:
+        pixels = pixels.astype(np.float32)
+    return pixels
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    import platform
+
+    return platform.processor() or platform.machine() or "CPU"

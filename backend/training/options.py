@@ -1,0 +1,229 @@
+"""The one option set of every training engine, and the command-line flags that fill it.
+
+Like the reference's options module: a base set shared by all engines plus the recipe-specific
+fields, each engine overriding defaults (batch, lr, load size, length) with its published ones.
+The options are stored in the training checkpoint, so a resumed run uses the same recipe.
+No torch here: the CLI builds its parser without importing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from backend import PROJECT_ROOT
+from stclient.errors import BAD_REQUEST, StyleTransferError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+# Options that may differ between a run and its resumption without changing the result.
+RESUMABLE_CHANGES = frozenset({
+    "resume", "device", "workers", "sample_every", "checkpoint_every", "steps", "epochs",
+    "models_dir", "runs_dir", "display_name", "overwrite", "amp", "channels_last", "quiet"})
+
+
+@dataclass
+class TrainOptions:
+    """Everything a training run needs; engine-specific fields are ignored by the others."""
+
+    engine: str
+    name: str
+    display_name: str = ""
+    # data (paths as strings so the options pickle-free round-trip through a checkpoint)
+    domain_a: str = ""
+    domain_b: str = ""
+    pairs: str = ""
+    input_dir: str = ""
+    target_dir: str = ""
+    direction: str = "AtoB"
+    content: str = ""
+    style: str = ""
+    vgg: str = ""
+    # images
+    size: int = 256
+    load_size: int = 286
+    flip: bool = True
+    # length and batches
+    steps: int | None = None
+    epochs: float | None = None
+    batch: int = 1
+    # optimiser
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    decay_fraction: float = 0.5        # GANs: final fraction of the run with linear lr decay
+    lr_decay: float = 5e-5             # AdaIN: lr / (1 + lr_decay * step)
+    # networks
+    arch: str = ""
+    ngf: int = 64
+    ndf: int = 64
+    n_layers_d: int = 3
+    dropout: bool = True               # pix2pix only (CycleGAN trains without, as published)
+    # losses
+    lambda_cycle: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
+    lambda_l1: float = 100.0
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    # running
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: str = "auto"
+    workers: int = -1                  # -1: automatic (worker processes on GPU only)
+    seed: int = 0
+    sample_every: int = 500
+    checkpoint_every: int = 1000
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    models_dir: str = ""
+    runs_dir: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)   # for engines added later (MIXGAN)
+
+    # ------------------------------------------------------------------ derived paths
+    @property
+    def run_dir(self) -> Path:
+        base = Path(self.runs_dir) if self.runs_dir else PROJECT_ROOT / "runs"
+        return base / self.name
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainOptions":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def validate(self) -> None:
+        """Raise bad_request for values no recipe can run with (before any work starts)."""
+        def fail(message: str) -> None:
+            raise StyleTransferError(BAD_REQUEST, message)
+
+        if not NAME_PATTERN.match(self.name):
+            fail(f"--name {self.name!r} must be 1-64 letters, digits, '_', '-' or '.', "
+                 "starting with a letter or digit.")
+        if self.size < 16 or self.size % 4:
+            fail(f"--size must be a multiple of 4 and at least 16, not {self.size}.")
+        if self.load_size < self.size:
+            fail(f"--load-size ({self.load_size}) must be at least --size ({self.size}).")
+        if self.batch < 1:
+            fail(f"--batch must be at least 1, not {self.batch}.")
+        if self.steps is not None and self.steps < 1:
+            fail(f"--steps must be at least 1, not {self.steps}.")
+        if self.epochs is not None and self.epochs <= 0:
+            fail(f"--epochs must be positive, not {self.epochs}.")
+        if not self.lr > 0:
+            fail(f"--lr must be positive, not {self.lr}.")
+        if not 0.0 <= self.decay_fraction <= 1.0:
+            fail(f"--decay-fraction must be between 0 and 1, not {self.decay_fraction}.")
+        if self.sample_every < 0 or self.checkpoint_every < 0:
+            fail("--sample-every and --checkpoint-every must be 0 (off) or positive.")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            fail(f"--device must be auto, cpu or cuda, not {self.device!r}.")
+        if self.ngf < 1 or self.ndf < 1:
+            fail("--ngf and --ndf must be positive.")
+
+
+# ---------------------------------------------------------------------------- command line
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    """Flags every engine shares; `defaults` holds the engine's published values."""
+    d = TrainOptions(engine="", name="")
+    for key, value in defaults.items():
+        setattr(d, key, value)
+    group = parser.add_argument_group("common training options")
+    group.add_argument("--name", required=True,
+                       help="name of the new model (as listed in GIMP) and of its run folder")
+    group.add_argument("--display-name", default=None,
+                       help="name shown in the model lists (default: derived from --name)")
+    group.add_argument("--size", type=int, default=None,
+                       help=f"crop size the networks train on (default {d.size})")
+    group.add_argument("--load-size", type=int, default=None,
+                       help=f"images are scaled to this square before the random crop "
+                            f"(default {d.load_size})")
+    group.add_argument("--no-flip", action="store_true", default=None,
+                       help="no random horizontal flips")
+    length = group.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int, default=None,
+                        help="number of optimisation steps (batches)")
+    length.add_argument("--epochs", type=float, default=None,
+                        help="number of passes over the data (default "
+                             + (f"{d.epochs:g} epochs" if d.epochs else f"{d.steps} steps") + ")")
+    group.add_argument("--batch", type=int, default=None, help=f"batch size (default {d.batch})")
+    group.add_argument("--lr", type=float, default=None,
+                       help=f"Adam learning rate (default {d.lr:g})")
+    group.add_argument("--device", default=None,
+                       help="auto (GPU when present), cpu or cuda[:N] (default auto)")
+    group.add_argument("--amp", choices=("auto", "on", "off"), default=None,
+                       help="mixed precision (auto: on with CUDA)")
+    group.add_argument("--channels-last", choices=("auto", "on", "off"), default=None,
+                       help="channels_last memory format (auto: on with CUDA)")
+    group.add_argument("--workers", type=int, default=None,
+                       help="data-loading worker processes (default: automatic, 0 on CPU)")
+    group.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    group.add_argument("--sample-every", type=_positive_int, default=None,
+                       help=f"write a PNG sample grid every N steps, 0 = never "
+                            f"(default {d.sample_every})")
+    group.add_argument("--checkpoint-every", type=_positive_int, default=None,
+                       help=f"save a resumable checkpoint every N steps "
+                            f"(default {d.checkpoint_every})")
+    group.add_argument("--resume", action="store_true", default=None,
+                       help="continue the run of this --name from its last checkpoint")
+    group.add_argument("--overwrite", action="store_true", default=None,
+                       help="start afresh even if a run or model of this name exists")
+    group.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
+    group.add_argument("--models-dir", default=None,
+                       help="models folder the finished model is registered in "
+                            "(default: the project's models/ or $STYLE_TRANSFER_MODELS_DIR)")
+    group.add_argument("--runs-dir", default=None,
+                       help="folder for checkpoints and samples (default: <project>/runs)")
+
+
+# argparse destination -> option field, for flags whose meaning is inverted
+_INVERTED = {"no_flip": "flip", "no_dropout": "dropout"}
+
+
+def options_from_args(engine: str, args: argparse.Namespace,
+                      defaults: dict[str, Any]) -> tuple[TrainOptions, set[str]]:
+    """Build the options: engine defaults, then every flag the user gave.
+
+    Returns the options and the set of field names the user set explicitly (a resumed run
+    keeps its stored values for the others).
+    """
+    options = TrainOptions(engine=engine, name=args.name)
+    for key, value in defaults.items():
+        setattr(options, key, value)
+    given: set[str] = set()
+    known = {f.name for f in fields(TrainOptions)}
+    for dest, value in vars(args).items():
+        if value is None or dest in ("func", "command", "engine"):
+            continue
+        if dest in _INVERTED:
+            if value:
+                setattr(options, _INVERTED[dest], False)
+                given.add(_INVERTED[dest])
+            continue
+        target = dest.replace("-", "_")
+        if target in known:
+            setattr(options, target, value)
+            given.add(target)
+    if "steps" in given:
+        options.epochs = None
+    elif "epochs" in given:
+        options.steps = None
+    return options, given

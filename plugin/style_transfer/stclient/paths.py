@@ -1,0 +1,158 @@
+"""Where the daemon's per-user files live: runtime dir, socket, state file, lock, token, logs.
+
+Shared by the daemon (which creates them) and every client (which reads them). Standard library
+only. The runtime directory is private to the user (0700, owned by them, not a symlink): the ipc
+socket inside it is therefore reachable by that user only, and the TCP token file stays secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import UNAVAILABLE, StyleTransferError
+
+RUNTIME_DIR_ENV = "STYLE_TRANSFER_RUNTIME_DIR"
+ENDPOINT_ENV = "STYLE_TRANSFER_ENDPOINT"
+TOKEN_ENV = "STYLE_TRANSFER_TOKEN"
+DEFAULT_TCP_PORT = 47621
+IPC_PATH_LIMIT = 100          # sockaddr_un.sun_path is 104-108 bytes depending on the system
+
+SOCKET_NAME = "daemon.sock"
+STATE_NAME = "state.json"
+LOCK_NAME = "daemon.lock"
+TOKEN_NAME = "token"
+LOG_NAME = "daemon.log"
+OUTPUT_NAME = "daemon.out"    # stdout/stderr of a detached daemon (crashes outside logging)
+
+IS_WINDOWS = sys.platform.startswith("win")
+
+
+def runtime_dir() -> Path:
+    """The per-user directory for the socket and state (not created here)."""
+    override = os.environ.get(RUNTIME_DIR_ENV)
+    if override:
+        return Path(override)
+    if IS_WINDOWS:
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "style-transfer" / "run"
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return Path(xdg) / "style-transfer"
+    return Path(tempfile.gettempdir()) / f"style-transfer-{os.getuid()}"
+
+
+def ensure_runtime_dir(directory: Optional[Path] = None) -> Path:
+    """Create the runtime dir 0700 and refuse one that another user owns or that is a symlink."""
+    directory = Path(directory or runtime_dir())
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise StyleTransferError(UNAVAILABLE, f"Cannot create the runtime directory {directory}: "
+                                              f"{error.strerror}.") from None
+    if IS_WINDOWS:
+        return directory
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} is not a plain "
+                                              "directory; remove it and try again.")
+    if info.st_uid != os.getuid():
+        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} belongs to "
+                                              "another user; set STYLE_TRANSFER_RUNTIME_DIR to a "
+                                              "private directory.")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(directory, 0o700)
+    return directory
+
+
+def socket_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / SOCKET_NAME
+
+
+def state_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / STATE_NAME
+
+
+def lock_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / LOCK_NAME
+
+
+def token_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / TOKEN_NAME
+
+
+def log_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / LOG_NAME
+
+
+def output_path(directory: Optional[Path] = None) -> Path:
+    return Path(directory or runtime_dir()) / OUTPUT_NAME
+
+
+def default_endpoint(directory: Optional[Path] = None) -> str:
+    """ipc socket in the runtime dir; loopback TCP on Windows or when the path is too long."""
+    if IS_WINDOWS:
+        return f"tcp://127.0.0.1:{DEFAULT_TCP_PORT}"
+    path = socket_path(directory)
+    if len(str(path)) > IPC_PATH_LIMIT:
+        return f"tcp://127.0.0.1:{DEFAULT_TCP_PORT}"
+    return f"ipc://{path}"
+
+
+def read_state(directory: Optional[Path] = None) -> Optional[dict[str, Any]]:
+    """The running daemon's state file (endpoint, pid, version), or None."""
+    try:
+        data = json.loads(state_path(directory).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def resolve_endpoint(endpoint: Optional[str] = None, directory: Optional[Path] = None) -> str:
+    """Explicit > $STYLE_TRANSFER_ENDPOINT > the running daemon's state file > the default."""
+    if endpoint:
+        return endpoint
+    if os.environ.get(ENDPOINT_ENV):
+        return os.environ[ENDPOINT_ENV]
+    state = read_state(directory)
+    if state and isinstance(state.get("endpoint"), str) and pid_alive(state.get("pid")):
+        return state["endpoint"]
+    return default_endpoint(directory)
+
+
+def read_token(directory: Optional[Path] = None) -> Optional[str]:
+    """The per-user TCP token ($STYLE_TRANSFER_TOKEN wins), or None when there is none yet."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    try:
+        return token_path(directory).read_text(encoding="ascii").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def is_tcp(endpoint: str) -> bool:
+    return endpoint.startswith("tcp://")
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if IS_WINDOWS:
+        import ctypes
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFO
+        if not handle:
+            return False
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,151 @@
+"""Interactive dialogs (INTERACTIVE run mode only; scripts never see a window).
+
+Built on GimpUi.ProcedureDialog, so every widget is bound to the procedure's config and GIMP
+stores the values for WITH_LAST_VALS / the next run. The model list is not a fixed argument type:
+it comes from the daemon's `models` reply (installed models selectable, missing ones listed with
+the command that installs them) and writes the chosen name into the `model` argument.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gtk", "3.0")
+from gi.repository import Gimp, GimpUi, Gtk  # noqa: E402
+
+from stclient.errors import StyleTransferError  # noqa: E402
+
+from .filters import ENGINE_TITLES, make_client  # noqa: E402
+
+FILTER_FIELDS = {
+    "adain": ["style-file", "style-layer", "style2-file", "style-weight", "alpha",
+              "preserve-color", "use-selection"],
+    "cyclegan": [],
+    "pix2pix": ["norm"],
+    "mixgan": [],
+}
+
+
+def _fetch_models(endpoint: str) -> tuple[list[dict[str, Any]], Optional[str]]:
+    """(models, problem): the daemon's model list, or why it could not be had."""
+    client = make_client(endpoint)
+    try:
+        return client.models().get("models", []), None
+    except StyleTransferError as error:
+        return [], error.message
+    finally:
+        client.close()
+
+
+def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
+               problem: Optional[str]) -> tuple[Gtk.Widget, bool]:
+    """A frame with the model combo and the not-installed list; (widget, has_combo)."""
+    box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
+    frame = GimpUi.Frame.new("Model")
+    frame.add(box)
+    mine = [m for m in models if m.get("engine") == engine]
+    installed = [m for m in mine if m.get("installed")]
+    missing = [m for m in mine if not m.get("installed")]
+    has_combo = bool(installed)
+    if installed:
+        combo = Gtk.ComboBoxText()
+        for model in installed:
+            combo.append(model["name"], model.get("display_name") or model["name"])
+        current = config.get_property("model") or ""
+        if not combo.set_active_id(current):
+            combo.set_active(0)
+        config.set_property("model", combo.get_active_id() or "")
+        combo.connect("changed",
+                      lambda widget: config.set_property("model", widget.get_active_id() or ""))
+        box.pack_start(combo, False, False, 0)
+    else:
+        text = problem or f"No {ENGINE_TITLES[engine]} model is installed."
+        box.pack_start(_label(text + " Type a model name below or install one."), False, False, 0)
+    if missing:
+        lines = [f"{m.get('display_name') or m['name']}: "
+                 f"{m.get('install_hint') or 'python3 install.py --models ' + m['name']}"
+                 for m in missing[:12]]
+        if len(missing) > 12:
+            lines.append(f"... and {len(missing) - 12} more (Filters > Style Transfer > Backend "
+                         "Status)")
+        expander = Gtk.Expander(label=f"Not installed ({len(missing)})")
+        expander.add(_label("\n".join(lines)))
+        box.pack_start(expander, False, False, 0)
+    frame.show_all()
+    return frame, has_combo
+
+
+def _label(text: str) -> Gtk.Label:
+    label = Gtk.Label(label=text)
+    label.set_xalign(0.0)
+    label.set_line_wrap(True)
+    label.set_selectable(True)
+    label.set_max_width_chars(60)
+    return label
+
+
+def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: Any) -> bool:
+    """True when the user pressed OK."""
+    GimpUi.init(procedure.get_name())
+    models, problem = _fetch_models(config.get_property("endpoint") or "")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config,
+                                        f"Style Transfer: {ENGINE_TITLES[engine]}")
+    box, has_combo = _model_box(config, engine, models, problem)
+    fields = list(FILTER_FIELDS[engine]) + ([] if has_combo else ["model"])
+    dialog.fill(fields)
+    content = dialog.get_content_area()
+    content.pack_start(box, False, False, 0)
+    content.reorder_child(box, 0)
+    try:
+        return bool(dialog.run())
+    finally:
+        dialog.destroy()
+
+
+def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
+    dialog.fill(["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
+                 "preserve-color", "recursive", "overwrite"])
+    try:
+        return bool(dialog.run())
+    finally:
+        dialog.destroy()
+
+
+def sample_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: MIXGAN Samples")
+    models, problem = _fetch_models(config.get_property("endpoint") or "")
+    box, has_combo = _model_box(config, "mixgan", models, problem)
+    dialog.fill(["count", "seed"] + ([] if has_combo else ["model"]))
+    content = dialog.get_content_area()
+    content.pack_start(box, False, False, 0)
+    content.reorder_child(box, 0)
+    try:
+        return bool(dialog.run())
+    finally:
+        dialog.destroy()
+
+
+def show_text(procedure: Gimp.Procedure, title: str, text: str) -> None:
+    """A read-only report window (Backend Status)."""
+    GimpUi.init(procedure.get_name())
+    dialog = GimpUi.Dialog(title=title, role=procedure.get_name())
+    dialog.add_button("_Close", Gtk.ResponseType.CLOSE)
+    view = Gtk.TextView()
+    view.set_editable(False)
+    view.set_monospace(True)
+    view.get_buffer().set_text(text)
+    scrolled = Gtk.ScrolledWindow()
+    scrolled.set_min_content_width(560)
+    scrolled.set_min_content_height(320)
+    scrolled.add(view)
+    dialog.get_content_area().pack_start(scrolled, True, True, 0)
+    dialog.show_all()
+    dialog.run()
+    dialog.destroy()

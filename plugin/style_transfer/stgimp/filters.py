@@ -1,0 +1,195 @@
+"""Running one filter: read the layer, ask the daemon, insert the result as a new layer.
+
+The source layer is only ever read. The result goes into a NEW layer directly above it, with the
+same size and offsets, inside one undo group. With a selection, only the selection's bounding box
+is sent, and the selection (feathering included) becomes the new layer's alpha, so outside it the
+new layer is transparent and soft edges blend with the original below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+from gi.repository import Gimp  # noqa: E402
+
+from stclient.errors import (BAD_IMAGE, INTERNAL, MODEL_MISSING, UNAVAILABLE,  # noqa: E402
+                             UNKNOWN_MODEL, StyleTransferError)
+from stclient.protocol import ImageFrame  # noqa: E402
+
+from . import pixels  # noqa: E402
+from .timing import Timer  # noqa: E402
+
+ENGINE_TITLES = {"adain": "AdaIN", "cyclegan": "CycleGAN", "pix2pix": "Pix2Pix",
+                 "mixgan": "MIXGAN"}
+
+
+@dataclass
+class FilterRequest:
+    """Everything one filter run needs besides the image and the layer."""
+
+    engine: str
+    model: Optional[str]
+    label: str                                   # the new layer's name
+    options: dict[str, Any] = field(default_factory=dict)
+    styles: list[ImageFrame] = field(default_factory=list)
+    style_paths: list[str] = field(default_factory=list)
+    restrict_to_selection: bool = True           # selection = where the effect applies
+    selection_is_mask: bool = False              # selection = where style 1 goes (AdaIN, 2 styles)
+    weights_without_mask: Optional[list[float]] = None   # mixing used when there is no selection
+    endpoint: str = ""
+
+
+PING_TIMEOUT = 5.0
+
+
+def make_client(endpoint: str, autostart: bool = True):
+    """The shared client. The default daemon is started (detached) when nothing answers and
+    `autostart` is on; an explicit endpoint names a daemon someone runs on purpose, so it is only
+    checked, never started, and a dead one is reported at once (not after the reply timeout)."""
+    from stclient.client import Client
+    if not endpoint and autostart:
+        return Client()
+    client = Client(endpoint=endpoint or None, autostart=False)
+    try:
+        alive = client.ping(PING_TIMEOUT)
+    except StyleTransferError:
+        client.close()
+        raise
+    if not alive:
+        client.close()
+        if endpoint:
+            raise StyleTransferError(
+                UNAVAILABLE, f"No style-transfer daemon answers at {endpoint}. Start one there "
+                             f"with `python -m backend serve --endpoint {endpoint}`, or leave the "
+                             "endpoint empty to use the default daemon (started automatically).")
+        raise StyleTransferError(
+            UNAVAILABLE, f"The style-transfer daemon is not running (default endpoint "
+                         f"{client.endpoint}). It starts by itself when you run a filter, or "
+                         "start it with `python -m backend serve` in the project folder.")
+    return client
+
+
+def check_layer(drawable: Any) -> Gimp.Layer:
+    if drawable is None:
+        raise StyleTransferError(BAD_IMAGE, "No layer is selected; select the layer to stylize.")
+    if not drawable.is_layer() or drawable.is_layer_mask():
+        raise StyleTransferError(BAD_IMAGE, f"'{drawable.get_name()}' is a mask or channel; "
+                                            "select a layer (not its mask) and run the filter "
+                                            "again.")
+    return drawable
+
+
+def run_filter(image: Gimp.Image, drawable: Gimp.Layer, request: FilterRequest,
+               timer: Timer, client: Any = None) -> Gimp.Layer:
+    """Stylize `drawable` as `request` says and return the new layer."""
+    layer = check_layer(drawable)
+    layout = pixels.layout_of(layer)
+    width, height = layer.get_width(), layer.get_height()
+    region = (0, 0, width, height)
+    mask_frame: Optional[ImageFrame] = None
+    restrict = False
+    with timer.stage("read"):
+        if request.selection_is_mask:
+            if not Gimp.Selection.is_empty(image):
+                mask_frame = pixels.selection_mask(image, layer, 0, 0, width, height)
+        elif request.restrict_to_selection:
+            rect = pixels.selection_rect(image, layer)
+            if rect is not None:
+                region, restrict = rect, True
+        content = pixels.read_region(layer, layout, *region)
+    options = dict(request.options)
+    if request.selection_is_mask and mask_frame is None and request.weights_without_mask:
+        options["style_weights"] = list(request.weights_without_mask)
+    timer.extra.update(width=region[2], height=region[3], channels=layout.channels,
+                       dtype=layout.dtype)
+
+    Gimp.progress_init(f"{request.label}…")
+    owns_client = client is None
+    client = client or make_client(request.endpoint)
+    try:
+        with timer.stage("request"):
+            result, data = client.stylize(
+                content, request.engine, model=request.model, options=options,
+                styles=request.styles, style_paths=request.style_paths, mask=mask_frame,
+                on_progress=_progress)
+    except StyleTransferError as error:
+        raise _explain(error, request.engine, client) from None
+    finally:
+        if owns_client:
+            client.close()
+    compute = float(data.get("compute_s", 0.0) or 0.0)
+    timer.extra["compute_s"] = round(compute, 4)
+    timer.extra["transfer_s"] = round(max(0.0, timer.stages["request"] - compute), 4)
+    _check_result(result, content)
+
+    with timer.stage("write"):
+        new_layer = _insert_result(image, layer, request.label, result, region, restrict)
+    Gimp.progress_update(1.0)
+    Gimp.progress_end()
+    Gimp.displays_flush()
+    return new_layer
+
+
+def _progress(fraction: float, text: str) -> None:
+    if text:
+        Gimp.progress_set_text(text)
+    Gimp.progress_update(min(1.0, max(0.0, fraction)))
+
+
+def _check_result(result: ImageFrame, content: ImageFrame) -> None:
+    if (result.width, result.height, result.channels, result.dtype) != \
+            (content.width, content.height, content.channels, content.dtype):
+        raise StyleTransferError(
+            INTERNAL, f"The daemon returned a {result.width}x{result.height}x{result.channels} "
+                      f"{result.dtype} image for a {content.width}x{content.height}x"
+                      f"{content.channels} {content.dtype} layer; update the backend.")
+
+
+def _insert_result(image: Gimp.Image, source: Gimp.Layer, name: str, result: ImageFrame,
+                   region: tuple[int, int, int, int], restrict: bool) -> Gimp.Layer:
+    """New layer above `source`, same size and offsets; one undo step."""
+    layer_type = source.type_with_alpha() if restrict else source.type()
+    image.undo_group_start()
+    try:
+        new_layer = Gimp.Layer.new(image, name, source.get_width(), source.get_height(),
+                                   layer_type, 100.0, Gimp.LayerMode.NORMAL)
+        image.insert_layer(new_layer, source.get_parent(), image.get_item_position(source))
+        _, off_x, off_y = source.get_offsets()
+        new_layer.set_offsets(off_x, off_y)
+        if restrict:
+            new_layer.fill(Gimp.FillType.TRANSPARENT)
+        pixels.write_region(new_layer, result, region[0], region[1])
+        if restrict:
+            mask = new_layer.create_mask(Gimp.AddMaskType.SELECTION)
+            new_layer.add_mask(mask)
+            new_layer.remove_mask(Gimp.MaskApplyMode.APPLY)
+        image.set_selected_layers([new_layer])
+    finally:
+        image.undo_group_end()
+    return new_layer
+
+
+def _explain(error: StyleTransferError, engine: str, client: Any) -> StyleTransferError:
+    """Unknown/missing model: make sure the message names the models that are installed."""
+    if error.code not in (UNKNOWN_MODEL, MODEL_MISSING):
+        return error
+    try:
+        listing = client.models().get("models", [])
+    except StyleTransferError:
+        return error
+    installed = [m.get("name") for m in listing
+                 if m.get("engine") == engine and m.get("installed") and m.get("name")]
+    if installed and not all(name in error.message for name in installed):
+        return StyleTransferError(error.code, f"{error.message} Installed {engine} models: "
+                                              f"{', '.join(installed)}.")
+    if not installed:
+        return StyleTransferError(error.code, f"{error.message} No {engine} model is installed; "
+                                              "see `python3 install.py --models recommended`.")
+    return error
+
+
+ProgressFn = Callable[[float, str], None]

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Style Transfer for GIMP 3: AdaIN, CycleGAN, Pix2Pix and MIXGAN filters backed by a local daemon.
+
+Procedures (names and argument names are the public scripting API):
+  python-fu-style-transfer-adain     style-file, style-layer, style2-file, style-weight, alpha,
+                                     preserve-color, use-selection, model, endpoint
+  python-fu-style-transfer-cyclegan  model, endpoint
+  python-fu-style-transfer-pix2pix   model, norm (image|running), endpoint
+  python-fu-style-transfer-mixgan    model, endpoint
+  python-fu-style-transfer-mixgan-sample  model, count, seed, endpoint (new image)
+  python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
+                                     preserve-color, recursive, overwrite, endpoint
+  python-fu-style-transfer-status    endpoint
+Each filter returns the new layer. Failures return EXECUTION_ERROR with a sentence to act on.
+
+GIMP's Python only: standard library, PyGObject and pyzmq (never torch or numpy); the heavy work
+happens in the daemon (`python -m backend serve`), which the client starts when it is not running.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import gi  # noqa: E402
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
+
+from stclient.errors import CANCELLED, StyleTransferError  # noqa: E402
+from stgimp import zmqsetup  # noqa: E402
+from stgimp.timing import Timer  # noqa: E402
+
+PREFIX = "python-fu-style-transfer-"
+MENU = "<Image>/Filters/Style Transfer"
+RW = GObject.ParamFlags.READWRITE
+FILTERS = {
+    PREFIX + "adain": ("adain", "Arbitrary Style (AdaIN)...",
+                       "Paint the layer in the style of any image (AdaIN, Huang & Belongie 2017)"),
+    PREFIX + "cyclegan": ("cyclegan", "Domain Transfer (CycleGAN)...",
+                          "Translate the layer to another domain with a CycleGAN generator"),
+    PREFIX + "pix2pix": ("pix2pix", "Image to Image (Pix2Pix)...",
+                         "Translate the layer with a pix2pix generator (labels/edges to photo...)"),
+    PREFIX + "mixgan": ("mixgan", "Mix Content and Style (MIXGAN)...",
+                        "Keep the layer's content and take the style from a MIXGAN model"),
+}
+SAMPLE = PREFIX + "mixgan-sample"
+BATCH = PREFIX + "batch"
+STATUS = PREFIX + "status"
+ENGINE_CHOICES = ("adain", "cyclegan", "pix2pix", "mixgan")
+
+
+# ------------------------------------------------------------------------------- results
+
+def _success(procedure: Gimp.Procedure, *values: GObject.Value) -> Gimp.ValueArray:
+    return Gimp.ValueArray.new_from_values(
+        [GObject.Value(Gimp.PDBStatusType, Gimp.PDBStatusType.SUCCESS), *values])
+
+
+def _failure(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, message: str) -> Gimp.ValueArray:
+    """Tell the user (message in the GUI, stderr for scripts) and the caller (EXECUTION_ERROR)."""
+    print(f"{procedure.get_name()}: {message}", file=sys.stderr, flush=True)
+    if run_mode != Gimp.RunMode.NONINTERACTIVE:
+        Gimp.message(message)
+    try:
+        Gimp.progress_end()
+    except Exception:
+        pass
+    return procedure.new_return_values(Gimp.PDBStatusType.EXECUTION_ERROR, GLib.Error(message))
+
+
+def _cancelled(procedure: Gimp.Procedure) -> Gimp.ValueArray:
+    return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+
+
+def _guarded(body):
+    """Run `body(procedure, run_mode, ...)`, turning every failure into EXECUTION_ERROR."""
+    def wrapper(procedure, run_mode, *args):
+        problem = zmqsetup.ensure_zmq()
+        if problem:
+            return _failure(procedure, run_mode, problem)
+        try:
+            return body(procedure, run_mode, *args)
+        except StyleTransferError as error:
+            if error.code == CANCELLED:
+                return _cancelled(procedure)
+            return _failure(procedure, run_mode, error.message)
+        except Exception as error:  # a bug: still a readable message, details on stderr
+            traceback.print_exc()
+            return _failure(procedure, run_mode,
+                            f"The style-transfer plug-in failed unexpectedly ({type(error).__name__}"
+                            f": {error}). Please report this with GIMP's terminal output.")
+    return wrapper
+
+
+# ------------------------------------------------------------------------------ filters
+
+@_guarded
+def _run_filter(procedure, run_mode, image, drawables, config):
+    from stgimp import dialog, filters, requests
+    engine = FILTERS[procedure.get_name()][0]
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        if not dialog.filter_dialog(procedure, config, engine, image):
+            return _cancelled(procedure)
+    if len(drawables) != 1:
+        raise StyleTransferError("bad_image", "Select exactly one layer to stylize "
+                                              f"({len(drawables)} are selected).")
+    timer = Timer()
+    request = requests.filter_request(engine, config)
+    layer = filters.run_filter(image, drawables[0], request, timer)
+    timer.emit(procedure.get_name())
+    return _success(procedure, GObject.Value(Gimp.Layer, layer))
+
+
+def _filter_entry(procedure, run_mode, image, drawables, config, data):
+    return _run_filter(procedure, run_mode, image, list(drawables), config)
+
+
+def _add_filter_arguments(procedure: Gimp.ImageProcedure, engine: str) -> None:
+    if engine == "adain":
+        procedure.add_file_argument("style-file", "Style _image",
+                                    "Image file whose style is applied",
+                                    Gimp.FileChooserAction.OPEN, True, None, RW)
+        procedure.add_layer_argument("style-layer", "Or style _layer",
+                                     "An open layer used as the style instead of style-file",
+                                     True, RW)
+        procedure.add_file_argument("style2-file", "Second st_yle (optional)",
+                                    "A second style image: mixed by style-weight, or placed "
+                                    "outside the selection with use-selection",
+                                    Gimp.FileChooserAction.OPEN, True, None, RW)
+        procedure.add_double_argument("style-weight", "Weight of style _1",
+                                      "Share of the first style when two are given (0..1)",
+                                      0.0, 1.0, 0.5, RW)
+        procedure.add_double_argument("alpha", "Style _strength",
+                                      "0 keeps the content, 1 is full style", 0.0, 1.0, 1.0, RW)
+        procedure.add_boolean_argument("preserve-color", "_Keep colours",
+                                       "Keep the layer's own colours", False, RW)
+        procedure.add_boolean_argument("use-selection", "Use the _selection",
+                                       "One style: stylize only the selection. Two styles: "
+                                       "style 1 inside the selection, style 2 outside",
+                                       True, RW)
+    procedure.add_string_argument("model", "_Model",
+                                  "Model name as listed by `python -m backend models` "
+                                  "(empty = the engine's default installed model)", "", RW)
+    if engine == "pix2pix":
+        norm = Gimp.Choice.new()
+        norm.add("image", 0, "The image's own statistics (as the reference test)", "")
+        norm.add("running", 1, "Stored training statistics", "")
+        procedure.add_choice_argument("norm", "_Normalisation",
+                                      "Batch-norm statistics used by the generator", norm,
+                                      "image", RW)
+    _add_endpoint(procedure)
+    procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False, RW)
+
+
+def _add_endpoint(procedure: Gimp.Procedure) -> None:
+    procedure.add_string_argument("endpoint", "Daemon _endpoint",
+                                  "ZeroMQ endpoint of the daemon (empty = the default, which is "
+                                  "started when not running)", "", RW)
+
+
+# ------------------------------------------------------------------- image-less procedures
+
+@_guarded
+def _run_batch(procedure, run_mode, config):
+    from stgimp import batch, dialog
+    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.batch_dialog(procedure, config):
+        return _cancelled(procedure)
+    report = batch.run_batch(config)
+    counts = report.get("counts", {})
+    summary = batch.summary(report)
+    if run_mode != Gimp.RunMode.NONINTERACTIVE:
+        Gimp.message(summary)
+    if report.get("cancelled"):
+        return _cancelled(procedure)
+    return _success(procedure,
+                    GObject.Value(GObject.TYPE_INT, int(counts.get("ok", 0))),
+                    GObject.Value(GObject.TYPE_INT, int(counts.get("skipped", 0))),
+                    GObject.Value(GObject.TYPE_INT, int(counts.get("failed", 0))),
+                    GObject.Value(GObject.TYPE_STRING, summary))
+
+
+@_guarded
+def _run_status(procedure, run_mode, config):
+    from stgimp import dialog, status
+    text = status.status_text(config.get_property("endpoint") or "")
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        dialog.show_text(procedure, "Style Transfer Backend", text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+    return _success(procedure, GObject.Value(GObject.TYPE_STRING, text))
+
+
+@_guarded
+def _run_sample(procedure, run_mode, config):
+    from stgimp import dialog, sample
+    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.sample_dialog(procedure, config):
+        return _cancelled(procedure)
+    image = sample.sample_image(config)
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        Gimp.Display.new(image)
+        Gimp.displays_flush()
+    return _success(procedure, GObject.Value(Gimp.Image, image))
+
+
+def _config_entry(body):
+    def entry(procedure, config, data):
+        return body(procedure, config.get_property("run-mode"), config)
+    return entry
+
+
+class StyleTransfer(Gimp.PlugIn):
+    """The plug-in: registers every procedure; GIMP calls do_create_procedure per name."""
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_query_procedures(self):
+        return [*FILTERS, SAMPLE, BATCH, STATUS]
+
+    def do_create_procedure(self, name):
+        Gegl.init(None)
+        if name in FILTERS:
+            return self._filter_procedure(name)
+        if name == BATCH:
+            return self._batch_procedure(name)
+        if name == STATUS:
+            return self._status_procedure(name)
+        if name == SAMPLE:
+            return self._sample_procedure(name)
+        return None
+
+    def _filter_procedure(self, name: str) -> Gimp.ImageProcedure:
+        engine, label, blurb = FILTERS[name]
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
+                                            _filter_entry, None)
+        procedure.set_image_types("*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label(label)
+        procedure.add_menu_path(MENU)
+        procedure.set_documentation(
+            blurb, f"{blurb}. The result is a new layer above the source layer (same offsets, "
+                   "the source's alpha kept, only the selection when there is one). The daemon "
+                   "is started automatically when it is not running.", name)
+        procedure.set_attribution("Style Transfer for GIMP", "GPL-3.0-or-later", "2026")
+        _add_filter_arguments(procedure, engine)
+        return procedure
+
+    def _plain_procedure(self, name: str, entry, label: str, blurb: str) -> Gimp.Procedure:
+        procedure = Gimp.Procedure.new(self, name, Gimp.PDBProcType.PLUGIN, _config_entry(entry),
+                                       None)
+        procedure.set_menu_label(label)
+        procedure.add_menu_path(MENU)
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.ALWAYS)
+        procedure.set_documentation(blurb, blurb, name)
+        procedure.set_attribution("Style Transfer for GIMP", "GPL-3.0-or-later", "2026")
+        procedure.add_enum_argument("run-mode", "Run mode", "The run mode", Gimp.RunMode,
+                                    Gimp.RunMode.INTERACTIVE, RW)
+        return procedure
+
+    def _batch_procedure(self, name: str) -> Gimp.Procedure:
+        procedure = self._plain_procedure(
+            name, _run_batch, "Batch Process Folder...",
+            "Stylize every image of a folder into another folder (the daemon does the work; "
+            "existing outputs are skipped unless overwrite is set)")
+        procedure.add_menu_path("<Image>/File/Style Transfer")
+        procedure.add_file_argument("input-folder", "_Input folder", "Folder of images to stylize",
+                                    Gimp.FileChooserAction.SELECT_FOLDER, True, None, RW)
+        procedure.add_file_argument("output-folder", "_Output folder",
+                                    "Where the results are written (created when missing)",
+                                    Gimp.FileChooserAction.SELECT_FOLDER, True, None, RW)
+        engines = Gimp.Choice.new()
+        for index, engine in enumerate(ENGINE_CHOICES):
+            engines.add(engine, index, engine, "")
+        procedure.add_choice_argument("engine", "_Engine", "adain, cyclegan, pix2pix or mixgan",
+                                      engines, "adain", RW)
+        procedure.add_string_argument("model", "_Model", "Model name (empty = engine default)",
+                                      "", RW)
+        procedure.add_file_argument("style-file", "_Style image", "AdaIN style image",
+                                    Gimp.FileChooserAction.OPEN, True, None, RW)
+        procedure.add_double_argument("alpha", "Style _strength", "AdaIN style strength 0..1",
+                                      0.0, 1.0, 1.0, RW)
+        procedure.add_boolean_argument("preserve-color", "_Keep colours",
+                                       "AdaIN: keep each image's colours", False, RW)
+        procedure.add_boolean_argument("recursive", "_Recursive", "Include sub-folders", False,
+                                       RW)
+        procedure.add_boolean_argument("overwrite", "O_verwrite",
+                                       "Redo images whose output exists (default: skip them)",
+                                       False, RW)
+        _add_endpoint(procedure)
+        procedure.add_int_return_value("ok", "Done", "Images written", 0, 2**31 - 1, 0, RW)
+        procedure.add_int_return_value("skipped", "Skipped", "Outputs that already existed",
+                                       0, 2**31 - 1, 0, RW)
+        procedure.add_int_return_value("failed", "Failed", "Images that could not be done",
+                                       0, 2**31 - 1, 0, RW)
+        procedure.add_string_return_value("summary", "Summary", "What happened, in words", "",
+                                          RW)
+        return procedure
+
+    def _status_procedure(self, name: str) -> Gimp.Procedure:
+        procedure = self._plain_procedure(
+            name, _run_status, "Backend Status...",
+            "Show the style-transfer daemon's state, device and models, and how to install "
+            "missing models")
+        _add_endpoint(procedure)
+        procedure.add_string_return_value("status", "Status", "The status report", "", RW)
+        return procedure
+
+    def _sample_procedure(self, name: str) -> Gimp.Procedure:
+        procedure = self._plain_procedure(
+            name, _run_sample, "New Images from MIXGAN...",
+            "Sample new images from a MIXGAN model into a new image (one layer per sample)")
+        procedure.add_string_argument("model", "_Model", "MIXGAN model (empty = default)", "",
+                                      RW)
+        procedure.add_int_argument("count", "_Count", "How many images", 1, 64, 4, RW)
+        procedure.add_int_argument("seed", "S_eed", "Same seed, same images", 0, 2**31 - 1, 0,
+                                   RW)
+        _add_endpoint(procedure)
+        procedure.add_image_return_value("image", "Image", "The new image", False, RW)
+        return procedure
+
+
+if __name__ == "__main__":
+    Gimp.main(StyleTransfer.__gtype__, sys.argv)

@@ -1,0 +1,263 @@
+"""Jobs through a real daemon over a real ipc socket: exact results, progress, cancel, vanished
+clients, validation errors, the models and status ops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from backend import PROJECT_ROOT
+from backend.daemon.images import array_to_frame, frame_to_array
+from backend.engines.job import StylizeJob
+from stclient.errors import Cancelled, StyleTransferError
+from stclient.options import resolve_options
+
+from tests.helpers.checkpoints import make_models_dir
+from tests.helpers.daemon import start_daemon
+
+MAX_PIXELS = 1_000_000
+LONG_STYLES = 10          # a "long" job: AdaIN with many distinct styles (one encoder pass each)
+LONG_SIDE = 160
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return make_models_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def daemon(models_dir):
+    with start_daemon(models_dir, extra_args=["--max-pixels", str(MAX_PIXELS)]) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def runtime(models_dir):
+    from backend.runtime import Runtime
+    return Runtime(device="cpu", models_dir=models_dir)
+
+
+def random_image(seed: int, height: int, width: int, channels: int = 3, dtype=np.uint8):
+    rng = np.random.default_rng(seed)
+    if dtype == np.float32:
+        return rng.random((height, width, channels), dtype=np.float32)
+    top = np.iinfo(dtype).max
+    return rng.integers(0, top + 1, (height, width, channels), dtype=dtype)
+
+
+def in_process(runtime, engine, content, model, options=None, styles=(), mask=None):
+    job = StylizeJob(engine=engine, content=content, model=model, styles=list(styles),
+                     mask=mask, options=resolve_options(engine, options or {}))
+    return runtime.stylize(job)
+
+
+def long_job_args(seed: int):
+    """A content + LONG_STYLES different styles: several seconds of stages on the CPU."""
+    content = array_to_frame(random_image(seed, LONG_SIDE, LONG_SIDE))
+    styles = [array_to_frame(random_image(seed * 100 + i, LONG_SIDE, LONG_SIDE))
+              for i in range(LONG_STYLES)]
+    return dict(content=content, engine="adain", model="adain", styles=styles,
+                options={"style_weights": [1.0] * LONG_STYLES})
+
+
+# ------------------------------------------------------------------------------ exact results
+
+@pytest.mark.parametrize("engine, model, shape, dtype, options", [
+    ("cyclegan", "style_monet", (40, 48, 3), np.uint8, {}),
+    ("pix2pix", "pix2pix_facades_label2photo", (36, 30, 4), np.uint16, {}),
+    ("cyclegan", "style_monet", (33, 20, 1), np.float32, {"working_size": 24}),
+])
+def test_round_trip_equals_in_process_result_bit_for_bit(daemon, runtime, engine, model,
+                                                         shape, dtype, options):
+    content = random_image(1, *shape, dtype=dtype)
+    with daemon.client() as client:
+        frame, data = client.stylize(array_to_frame(content), engine, model, options)
+    result = frame_to_array(frame)
+    expected = in_process(runtime, engine, content, model, options)
+    assert result.dtype == expected.dtype and result.shape == expected.shape == content.shape
+    assert np.array_equal(result, expected)
+    assert data["model"] == model and data["engine"] == engine
+
+
+def test_adain_with_style_pixels_file_and_mask_equals_in_process(daemon, runtime, tmp_path):
+    from backend import imageio
+    content = random_image(2, 48, 40)
+    style_a = random_image(3, 32, 36)
+    style_b = random_image(4, 40, 30)
+    style_file = tmp_path / "style_b.png"
+    imageio.write_image(style_file, style_b)
+    mask = np.zeros((48, 40, 1), np.uint8)
+    mask[:, :20] = 255
+    options = {"alpha": 0.7, "style_weights": [1.0, 1.0]}
+    with daemon.client() as client:
+        frame, _ = client.stylize(array_to_frame(content), "adain", "adain", options,
+                                  styles=[array_to_frame(style_a)], style_paths=[style_file],
+                                  mask=array_to_frame(mask))
+    loaded_b = imageio.read_image(style_file).pixels
+    expected = in_process(runtime, "adain", content, "adain", options, [style_a, loaded_b],
+                          mask[:, :, 0].astype(np.float32) / 255.0)
+    assert np.array_equal(frame_to_array(frame), expected)
+
+
+# ------------------------------------------------------------------- progress, cancel, liveness
+
+def test_progress_arrives_while_a_long_job_runs(daemon):
+    seen: list[tuple[float, float, str]] = []
+    with daemon.client() as client:
+        client.stylize(**long_job_args(10),
+                       on_progress=lambda f, t: seen.append((time.monotonic(), f, t)))
+        finished = time.monotonic()
+    assert len(seen) >= 3, seen
+    assert finished - seen[0][0] > 0.2, "progress only came at the very end"
+    fractions = [f for _, f, _ in seen]
+    assert all(0.0 <= f <= 1.0 for f in fractions)
+    assert len({t for _, _, t in seen}) >= 2
+
+
+@pytest.mark.parametrize("how", ["event", "by_id_from_another_client"])
+def test_cancel_stops_a_running_job_within_a_second(daemon, how):
+    started = threading.Event()
+    cancel = threading.Event()
+    outcome: dict = {}
+
+    def run():
+        with daemon.client() as client:
+            try:
+                client.stylize(**long_job_args(20 + len(how)), request_id=f"long-{how}",
+                               on_progress=lambda f, t: started.set(),
+                               cancel_event=cancel if how == "event" else None)
+                outcome["result"] = "finished"
+            except StyleTransferError as error:
+                outcome["error"] = error
+            outcome["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(60)
+    time.sleep(0.2)
+    asked = time.monotonic()
+    if how == "event":
+        cancel.set()
+    else:
+        with daemon.client() as other:
+            assert other.cancel(f"long-{how}") == {"cancelled": 1}
+    thread.join(30)
+    assert isinstance(outcome.get("error"), Cancelled), outcome
+    assert outcome["at"] - asked < 1.0
+    with daemon.client() as client:
+        assert client.status()["running"] is None
+
+
+CLIENT_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import backend, numpy as np
+    from backend.daemon.images import array_to_frame
+    from stclient.client import Client
+    rng = np.random.default_rng(99)
+    img = lambda: array_to_frame(rng.integers(0, 256, ({side}, {side}, 3), dtype=np.uint8))
+    client = Client({endpoint!r}, autostart=False, runtime_dir={runtime_dir!r})
+    client.stylize(img(), "adain", "adain", {{"style_weights": [1.0] * {styles}}},
+                   styles=[img() for _ in range({styles})],
+                   on_progress=lambda f, t: print("progress", flush=True))
+    print("finished", flush=True)
+""")
+
+
+def test_a_client_that_is_killed_mid_job_frees_the_worker(daemon):
+    script = CLIENT_SCRIPT.format(root=str(PROJECT_ROOT), endpoint=daemon.endpoint,
+                                  runtime_dir=str(daemon.runtime_dir), side=LONG_SIDE,
+                                  styles=LONG_STYLES)
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline()
+        assert line.strip() == "progress", child.stderr.read()
+        os.kill(child.pid, signal.SIGKILL)      # what GIMP does to a plug-in on Cancel
+        killed = time.monotonic()
+        child.wait(10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    with daemon.client() as client:
+        while client.status()["running"] is not None:
+            assert time.monotonic() - killed < 2.0, "the worker still runs the dead client's job"
+            time.sleep(0.05)
+        freed = time.monotonic()
+        frame, _ = client.stylize(array_to_frame(random_image(5, 16, 16)), "cyclegan",
+                                  "style_monet")
+    assert frame.width == 16
+    assert freed - killed < 2.0
+    assert "went away" in daemon.log()
+
+
+# ------------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("kwargs, code, words", [
+    (dict(engine="cyclegan", model="no_such_model"), "unknown_model", "style_monet"),
+    (dict(engine="cyclegan", model="adain"), "unknown_model", "adain model"),
+    (dict(engine="cyclegan", model="apple2orange"), "model_missing", "install"),
+    (dict(engine="adain", model="adain"), "bad_request", "style"),
+    (dict(engine="adain", model="adain", options={"alpha": 1.5},
+          style_paths=["/nonexistent/style.png"]), "bad_request", "alpha"),
+    (dict(engine="adain", model="adain", style_paths=["/nonexistent/style.png"]),
+     "bad_request", "does not exist"),
+    (dict(engine="cyclegan", model="style_monet", options={"strength": 1}), "bad_request",
+     "strength"),
+    (dict(engine="warhol"), "bad_request", "engine"),
+])
+def test_invalid_requests_get_specific_errors(daemon, kwargs, code, words):
+    with daemon.client() as client:
+        with pytest.raises(StyleTransferError) as caught:
+            client.stylize(array_to_frame(random_image(6, 8, 8)), **kwargs)
+        assert caught.value.code == code
+        assert words in caught.value.message
+        assert client.status()["ready"]
+
+
+def test_images_over_the_pixel_limit_are_refused_before_any_work(daemon):
+    big = array_to_frame(np.zeros((1001, 1000, 3), np.uint8))
+    with daemon.client() as client:
+        with pytest.raises(StyleTransferError) as caught:
+            client.stylize(big, "cyclegan", "style_monet")
+        assert caught.value.code == "too_large"
+        assert "--max-pixels" in caught.value.message
+        assert client.status()["jobs_done"] >= 0
+
+
+# ------------------------------------------------------------------------- models and status
+
+def test_models_lists_every_model_with_options(daemon):
+    with daemon.client() as client:
+        listing = client.models()
+    by_name = {m["name"]: m for m in listing["models"]}
+    for name, engine in (("adain", "adain"), ("style_monet", "cyclegan"),
+                         ("pix2pix_facades_label2photo", "pix2pix")):
+        assert by_name[name]["installed"] is True
+        assert by_name[name]["engine"] == engine
+        assert by_name[name]["display_name"]
+    assert by_name["apple2orange"]["installed"] is False
+    assert by_name["apple2orange"]["install_hint"]
+    alpha = {o["name"]: o for o in by_name["adain"]["options"]}["alpha"]
+    assert (alpha["kind"], alpha["default"], alpha["minimum"], alpha["maximum"]) == \
+        ("float", 1.0, 0.0, 1.0)
+    assert set(listing["engines"]) == {"adain", "cyclegan", "pix2pix", "mixgan"}
+
+
+def test_status_reports_device_memory_queue_and_runtime(daemon):
+    with daemon.client() as client:
+        status = client.status()
+    assert status["pid"] == daemon.pid
+    assert status["ready"] is True and status["device"].startswith("cpu")
+    assert status["rss_bytes"] > 10 * 2**20
+    assert status["queue"] == [] and status["running"] is None
+    assert status["protocol"] == 1 and status["endpoint"] == daemon.endpoint
+    assert isinstance(status["runtime"], dict)

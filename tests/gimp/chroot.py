@@ -1,0 +1,256 @@
+"""A real GIMP 3.0 (Debian trixie) in a chroot, for end-to-end tests of the plug-in.
+
+Debian 12 ships only GIMP 2.10, so the tests build a minimal trixie root with debootstrap once,
+cache it as a zstd tarball outside the repository ($STYLE_TRANSFER_TEST_CACHE, default
+/var/cache/style-transfer-tests/gimp-trixie.tar.zst) and unpack it into a temporary folder for each
+test session (~3 s). Building needs root and network access to the Debian mirror (~80 s).
+
+Paths are kept identical on both sides so that the daemon (on the host) and the plug-in (inside the
+chroot) can exchange file paths and ipc:// socket paths unchanged:
+- `shared` (a host temp folder) is bind-mounted at the same absolute path inside the chroot;
+- the host's root is bind-mounted read-write at /.host inside the chroot (made a slave mount, so
+  nothing done there ever propagates back). A process inside the chroot reaches the host's Python
+  through `chroot /.host ...`; this is how the plug-in's auto-start of the daemon is tested for real.
+
+Teardown unmounts everything and refuses to delete the folder while anything is still mounted under
+it (deleting through a bind mount of / would delete the host).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+CACHE_DIR = Path(os.environ.get("STYLE_TRANSFER_TEST_CACHE", "/var/cache/style-transfer-tests"))
+TARBALL_NAME = "gimp-trixie.tar.zst"
+SUITE = "trixie"
+PACKAGES = ("gimp", "python3-zmq")
+HOST_VIEW = "/.host"                      # where the host's / appears inside the chroot
+GIMP_CONFIG = "/root/.config/GIMP/3.0"    # GIMP3_DIRECTORY inside the chroot
+GIMP_CONSOLE = "gimp-console-3.0"
+# Plug-ins GIMP needs for our tests: the Python-Fu batch interpreter. Limiting the plug-in path
+# halves the first start-up (every plug-in is queried once per fresh config).
+SYSTEM_PLUGINS = ("python-eval",)
+SYSTEM_PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/gimp/3.0/plug-ins"
+SELECTED_PLUGINS = "/usr/local/lib/gimp-test-plug-ins"
+
+
+class ChrootUnavailable(RuntimeError):
+    """GIMP cannot run here at all (not root, no debootstrap/network): the tests skip with this."""
+
+
+@dataclass
+class GimpRun:
+    """What one gimp-console invocation did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def describe(self) -> str:
+        return (f"gimp-console exited {self.returncode} after {self.seconds:.1f} s\n"
+                f"--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}")
+
+
+def _run(cmd: list[str], log: Optional[list[str]] = None, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if log is not None:
+        log.append(f"$ {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)
+    return proc
+
+
+def check_can_chroot() -> None:
+    if os.name != "posix" or os.geteuid() != 0:
+        raise ChrootUnavailable("the real-GIMP tests need root (chroot, mount); CI runs as root")
+
+
+def ensure_tarball(cache_dir: Path = CACHE_DIR) -> Path:
+    """The cached trixie root with GIMP; built on first use under a lock (parallel sessions wait)."""
+    check_can_chroot()
+    tarball = cache_dir / TARBALL_NAME
+    if tarball.is_file():
+        return tarball
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.is_file():
+            build_tarball(tarball)
+    return tarball
+
+
+def _ensure_host_tools(log: list[str]) -> None:
+    missing = [tool for tool in ("debootstrap", "zstd") if shutil.which(tool) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        raise ChrootUnavailable(f"{', '.join(missing)} missing and no apt-get to install them")
+    try:
+        _run(["apt-get", "install", "-y", "debootstrap", "zstd"], log,
+             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    except subprocess.CalledProcessError:
+        try:
+            _run(["apt-get", "update"], log)
+            _run(["apt-get", "install", "-y", "debootstrap", "zstd"], log,
+                 env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        except subprocess.CalledProcessError as error:
+            raise ChrootUnavailable("cannot install debootstrap and zstd with apt-get:\n"
+                                    + error.stderr[-2000:]) from None
+
+
+def build_tarball(tarball: Path) -> None:
+    """debootstrap trixie + gimp + python3-zmq, then pack it. Raises ChrootUnavailable on failure."""
+    log: list[str] = []
+    _ensure_host_tools(log)
+    work = Path(tempfile.mkdtemp(prefix="gimp-trixie-build-", dir=tarball.parent))
+    root = work / "root"
+    try:
+        try:
+            _run(["debootstrap", "--variant=minbase", SUITE, str(root)], log)
+        except subprocess.CalledProcessError as error:
+            raise ChrootUnavailable(f"debootstrap {SUITE} failed (network to the Debian mirror?):\n"
+                                    + error.stderr[-2000:]) from None
+        shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+        policy = root / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive",
+               "LANG": "C.UTF-8", "HOME": "/root"}
+        try:
+            _run(["chroot", str(root), "apt-get", "update"], log, env=env)
+            _run(["chroot", str(root), "apt-get", "install", "-y", "--no-install-recommends",
+                  *PACKAGES], log, env=env)
+            _run(["chroot", str(root), "apt-get", "clean"], log, env=env)
+        except subprocess.CalledProcessError as error:
+            raise ChrootUnavailable("installing GIMP in the trixie chroot failed:\n"
+                                    + error.stderr[-2000:]) from None
+        partial = tarball.with_suffix(".partial")
+        with open(partial, "wb") as out:
+            tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-cf", "-", "."],
+                                   stdout=subprocess.PIPE)
+            zstd = subprocess.run(["zstd", "-T0", "-3", "-q"], stdin=tar.stdout, stdout=out)
+            tar.stdout.close()
+            if tar.wait() != 0 or zstd.returncode != 0:
+                partial.unlink(missing_ok=True)
+                raise RuntimeError("packing the GIMP chroot failed")
+        os.replace(partial, tarball)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            target = line.split()[4].replace("\\040", " ")
+            if target.startswith(prefix) or target == prefix[:-1]:
+                found.append(target)
+    return found
+
+
+class GimpChroot:
+    """One unpacked GIMP root for a test session; use as a context manager."""
+
+    def __init__(self, base: Optional[Path] = None, host_view: bool = True) -> None:
+        self.base = Path(base or tempfile.mkdtemp(prefix="stg-"))
+        self.root = self.base / "root"
+        self.shared = self.base / "shared"
+        self.host_view = host_view
+        self._mounted: list[Path] = []
+
+    # ------------------------------------------------------------------ set-up and teardown
+    def __enter__(self) -> "GimpChroot":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def inside(self, host_path: Path | str) -> Path:
+        """Where an absolute chroot path lives on the host (e.g. the GIMP config dir)."""
+        return self.root / str(host_path).lstrip("/")
+
+    def start(self) -> None:
+        tarball = ensure_tarball()
+        self.root.mkdir(parents=True)
+        self.shared.mkdir(mode=0o777)
+        tar = subprocess.Popen(["zstd", "-d", "-c", "-q", str(tarball)], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-C", str(self.root), "--numeric-owner", "-xf", "-"],
+                       stdin=tar.stdout, check=True)
+        tar.stdout.close()
+        if tar.wait() != 0:
+            raise RuntimeError(f"unpacking {tarball} failed; delete it to rebuild")
+        self._mount(["-t", "proc", "proc"], self.root / "proc")
+        self._mount(["-t", "tmpfs", "tmpfs"], self.root / "dev/shm")
+        self._mount(["--bind", str(self.shared)], self.inside(self.shared))
+        if self.host_view:
+            target = self.inside(HOST_VIEW)
+            self._mount(["--rbind", "/"], target)
+            subprocess.run(["mount", "--make-rslave", str(target)], check=True)
+        config = self.inside(GIMP_CONFIG)
+        (config / "plug-ins").mkdir(parents=True, exist_ok=True)
+        # GIMP wants folders of plug-in folders: link the few system plug-ins we need into one.
+        system = self.inside(SELECTED_PLUGINS)
+        system.mkdir(parents=True, exist_ok=True)
+        for name in SYSTEM_PLUGINS:
+            (system / name).symlink_to(f"{SYSTEM_PLUGIN_DIR}/{name}")
+        plugin_path = f"{GIMP_CONFIG}/plug-ins:{SELECTED_PLUGINS}"
+        (config / "gimprc").write_text(f'(plug-in-path "{plugin_path}")\n')
+
+    def _mount(self, args: list[str], target: Path) -> None:
+        target.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", *args, str(target)], check=True, capture_output=True)
+        self._mounted.append(target)
+
+    def close(self) -> None:
+        """Unmount (deepest first), then delete; never delete while something is still mounted."""
+        for target in reversed(self._mounted):
+            if subprocess.run(["umount", "-R", str(target)], capture_output=True).returncode:
+                subprocess.run(["umount", "-R", "-l", str(target)], capture_output=True)
+        self._mounted.clear()
+        if not self.base.exists():
+            return
+        for _ in range(50):
+            if not _mounts_under(self.base):
+                break
+            time.sleep(0.1)
+        left = _mounts_under(self.base)
+        if left:
+            raise RuntimeError(f"still mounted, not deleting {self.base}: {left}")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------ running
+    def run_batch(self, code: str, env: Optional[dict[str, str]] = None,
+                  timeout: float = 300) -> GimpRun:
+        """Run Python-Fu `code` in gimp-console (one GIMP start for all of it)."""
+        variables = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
+                     "GIMP3_DIRECTORY": GIMP_CONFIG}
+        variables.update(env or {})
+        cmd = ["chroot", str(self.root), "/usr/bin/env", "-i",
+               *[f"{key}={value}" for key, value in variables.items()],
+               "timeout", "-k", "10", str(int(timeout)), GIMP_CONSOLE, "-i", "-n",
+               "--batch-interpreter=python-fu-eval", "-b", "-", "--quit"]
+        started = time.monotonic()
+        proc = subprocess.run(cmd, input=code, capture_output=True, text=True,
+                              timeout=timeout + 30)
+        return GimpRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+    def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a plain command inside the chroot (e.g. its python3)."""
+        return subprocess.run(["chroot", str(self.root), "/usr/bin/env", "-i",
+                               "PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/root", "LANG=C.UTF-8",
+                               *argv], capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,1 @@
+"""Test helpers shared by all suites (random-weight checkpoints, reference forward passes)."""

@@ -1,0 +1,123 @@
+"""MIXGAN training: losses go down, runs resume exactly, the finished model is registered."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from backend.data.domains import load_domain
+from backend.networks.mixgan import load_model
+from backend.training import mixgan as training
+from backend.training.mixgan import TrainOptions, Trainer, train
+
+
+def _options(tmp_path, **changes) -> TrainOptions:
+    values = dict(content="builtin:glyphs", style="builtin:textures", name="tiny", size=32,
+                  batch=8, steps=6, mix_fraction=0.5, width=4, latent=8, n_res=1, pool=24,
+                  device="cpu", out=str(tmp_path / "run"), models_dir=str(tmp_path / "models"),
+                  sample_every=3, checkpoint_every=2)
+    values.update(changes)
+    return TrainOptions(**values)
+
+
+def _trainer(options: TrainOptions) -> Trainer:
+    content = load_domain(options.content, options.size, True, options.pool, options.seed)
+    style = load_domain(options.style, options.size, False, options.pool, options.seed + 1)
+    return Trainer(options, content, style)
+
+
+def _reconstruction_error(trainer: Trainer, x: torch.Tensor) -> float:
+    trainer.model.eval()
+    with torch.no_grad():
+        reconstruction, _ = trainer.model.content_decoder(trainer.model.encoder(x))
+    return float((reconstruction - x).abs().mean())
+
+
+def test_a_few_autoencoder_steps_reduce_the_reconstruction_loss(tmp_path) -> None:
+    options = _options(tmp_path, steps=1000, lr=2e-3)
+    trainer = _trainer(options)
+    x = trainer.content.batch(16, np.random.default_rng(99))
+    before = _reconstruction_error(trainer, x)
+    for step in range(25):
+        trainer.step(step)
+    after = _reconstruction_error(trainer, x)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_mixture_steps_train_only_the_mixture_decoder(tmp_path) -> None:
+    trainer = _trainer(_options(tmp_path, steps=4, mix_fraction=1.0))
+    frozen = {k: v.clone() for k, v in trainer.model.state_dict().items()
+              if not k.startswith("mixture_decoder.")}
+    gm = {k: v.clone() for k, v in trainer.model.mixture_decoder.state_dict().items()}
+    values = trainer.step(0)
+    assert set(values) == {"g_p", "d_p"}
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in frozen.items())
+    changed = trainer.model.mixture_decoder.state_dict()
+    assert any(not torch.equal(changed[k], v) for k, v in gm.items())
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path) -> None:
+    whole = _options(tmp_path / "a", steps=4, mix_fraction=0.5)
+    train(whole, log=lambda text: None)
+    reference = load_model(tmp_path / "a" / "models" / "tiny.pth")
+
+    stopped = _options(tmp_path / "b", steps=4, mix_fraction=0.5)
+    calls = iter([False, False, True])
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped, log=lambda text: None, should_stop=lambda: next(calls))
+    checkpoint = tmp_path / "b" / "run" / "checkpoint.pth"
+    assert torch.load(checkpoint, weights_only=True)["meta"]["step"] == 2
+    train(stopped, log=lambda text: None)
+    resumed = load_model(tmp_path / "b" / "models" / "tiny.pth")
+    for key, value in reference.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+
+
+def test_training_writes_sheets_checkpoint_and_registers_the_model(tmp_path) -> None:
+    path = train(_options(tmp_path, display_name="Tiny test"), log=lambda text: None)
+    assert path == tmp_path / "models" / "tiny.pth"
+    sidecar = json.loads((tmp_path / "models" / "tiny.json").read_text())
+    assert sidecar["engine"] == "mixgan" and sidecar["arch"] == "conv"
+    assert sidecar["display_name"] == "Tiny test"
+    sheets = sorted((tmp_path / "run" / "samples").glob("*.png"))
+    assert [p.name for p in sheets] == ["step_0000003.png", "step_0000006.png"]
+    sheet = np.asarray(Image.open(sheets[-1]))
+    assert sheet.shape == (5 * 34 + 2, 8 * 34 + 2, 3) and sheet.std() > 5
+    assert torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)["meta"]["step"] == 6
+
+
+def test_paper_architecture_trains_too(tmp_path) -> None:
+    path = train(_options(tmp_path, arch="paper", size=64, steps=2, batch=4),
+                 log=lambda text: None)
+    assert load_model(path).config.arch == "paper"
+
+
+def test_command_line_registers_its_options(tmp_path) -> None:
+    parser = argparse.ArgumentParser()
+    training.register(parser.add_subparsers())
+    args = parser.parse_args(["mixgan", "--content", "builtin:glyphs", "--style",
+                              "builtin:textures", "--name", "x", "--size", "32", "--steps", "7"])
+    options = training.options_from_args(args)
+    assert (options.size, options.steps, options.arch) == (32, 7, "conv")
+    assert args.func is training.run_command
+
+
+def test_bad_training_requests_are_clear_errors(tmp_path) -> None:
+    from stclient.errors import StyleTransferError
+    with pytest.raises(ValueError, match="multiple of 16"):
+        train(_options(tmp_path, size=40), log=lambda text: None)
+    with pytest.raises(ValueError, match="name"):
+        train(_options(tmp_path, name="../evil"), log=lambda text: None)
+    parser = argparse.ArgumentParser()
+    training.register(parser.add_subparsers())
+    args = parser.parse_args(["mixgan", "--content", str(tmp_path / "nowhere"), "--style",
+                              "builtin:textures", "--name", "x", "--size", "32"])
+    with pytest.raises(StyleTransferError) as error:
+        args.func(args)
+    assert error.value.code == "bad_request" and "nowhere" in error.value.message
