@@ -23,7 +23,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -40,7 +39,12 @@ VENDOR_NAME = "vendor"
 NOT_COPIED = {CONFIG_NAME, RECORD_NAME, VENDOR_NAME, "__pycache__"}
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
 VENV_STAMP = ".style-transfer-requirements.sha256"
-VENV_IMPORTS = "import torch, torchvision, numpy, PIL, zmq, pytest"
+VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest", "hypothesis")
+# Finding the packages (without importing torch: seconds) is enough for the idempotence check;
+# after an install they are imported for real, and --check imports them too.
+VENV_FIND = ("import importlib.util, sys; missing = [m for m in %r if importlib.util.find_spec(m) "
+             "is None]; sys.exit(f'missing: {missing}' if missing else 0)" % (VENV_MODULES,))
+VENV_IMPORTS = "import " + ", ".join(VENV_MODULES)
 MIN_PYTHON = (3, 10)
 IS_WINDOWS = sys.platform.startswith("win")
 IS_MACOS = sys.platform == "darwin"
@@ -86,7 +90,7 @@ def venv_is_current(venv: Path, root: Path = ROOT) -> bool:
         return False
     if stamp.read_text(encoding="utf-8").strip() != requirements_digest(root):
         return False
-    return _quiet_run([str(python), "-c", VENV_IMPORTS], timeout=300) == 0
+    return _quiet_run([str(python), "-c", VENV_FIND], timeout=120) == 0
 
 
 def _quiet_run(command: Sequence[str], timeout: float = 120, **kwargs) -> int:
@@ -333,16 +337,16 @@ def is_ours(dest: Path, src: Path = PLUGIN_SRC) -> bool:
     anything else."""
     if dest.is_symlink():
         return os.path.realpath(dest) == os.path.realpath(src)
-    config = _read_json(dest / CONFIG_NAME)
-    return bool(config and config.get("installed_by") == "install.py"
-                and (dest / RECORD_NAME).is_file())
+    record = _read_json(dest / RECORD_NAME)
+    return bool(record and record.get("installed_by") == "install.py")
 
 
 @dataclass
 class PluginResult:
     dest: Path
     changed: List[str] = field(default_factory=list)    # what was done, for the summary
-    problem: Optional[str] = None
+    problem: Optional[str] = None                        # a warning for the user
+    blocked: bool = False                                # nothing installed here (an error)
 
 
 def install_plugin(target: GimpTarget, backend_python: Path, *, link: bool = False,
@@ -356,6 +360,7 @@ def install_plugin(target: GimpTarget, backend_python: Path, *, link: bool = Fal
         if not force:
             result.problem = (f"{dest} exists and was not installed by install.py; leaving it "
                               "alone (use --force to replace it).")
+            result.blocked = True
             return result
         _remove_path(dest)
         result.changed.append(f"replaced the foreign folder {dest}")
@@ -403,13 +408,16 @@ def _install_copy(dest: Path, src: Path, files: Dict[str, Path],
     if dest.is_symlink():
         dest.unlink()
         result.changed.append(f"removed the link {dest}")
-    record = _read_json(dest / RECORD_NAME) or {}
+    old_files = (_read_json(dest / RECORD_NAME) or {}).get("files", [])
+    # Record first what this run may put there, so an interrupted copy is still ours to finish
+    # or remove next time.
+    _write_record(dest, sorted(set(old_files) | set(files)), src)
     updated = []
     for relative, source in files.items():
         mode = 0o755 if relative == MAIN_FILE else 0o644
         if _write_if_changed(dest / relative, source.read_bytes(), mode):
             updated.append(relative)
-    stale = [r for r in record.get("files", []) if r not in files]
+    stale = [r for r in old_files if r not in files]
     for relative in stale:
         try:
             (dest / relative).unlink()
@@ -421,11 +429,16 @@ def _install_copy(dest: Path, src: Path, files: Dict[str, Path],
         _make_executable(main)
         if updated or stale:
             os.utime(main)               # GIMP caches plug-ins by path and mtime
-    new_record = {"files": sorted(files), "source": str(src), "project_root": str(ROOT)}
-    _write_if_changed(dest / RECORD_NAME, _json_bytes(new_record))
+    _write_record(dest, sorted(files), src)
     if updated or stale:
         what = f"{len(updated)} file(s) updated" + (f", {len(stale)} removed" if stale else "")
         result.changed.append(f"copied the plug-in to {dest} ({what})")
+
+
+def _write_record(dest: Path, files: List[str], src: Path) -> None:
+    record = {"installed_by": "install.py", "files": files, "source": str(src),
+              "project_root": str(ROOT)}
+    _write_if_changed(dest / RECORD_NAME, _json_bytes(record))
 
 
 def _make_executable(path: Path) -> None:
@@ -926,15 +939,22 @@ def do_install(args: argparse.Namespace) -> int:
                 "plug-in was not installed; that is fine for command-line use. After "
                 "installing GIMP 3 and starting it once, run python3 install.py again, or "
                 "give the folder with --gimp-plugins-dir.")
+        else:
+            say("GIMP 3 plug-in folders: " + ", ".join(t.label() for t in targets))
         for target in targets:
-            result = install_plugin(target, python, link=args.link, force=args.force,
-                                    endpoint=args.endpoint, skip_zmq=args.skip_zmq_check)
+            try:
+                result = install_plugin(target, python, link=args.link, force=args.force,
+                                        endpoint=args.endpoint, skip_zmq=args.skip_zmq_check)
+            except OSError as error:        # e.g. a plug-ins folder the user cannot write to
+                result = PluginResult(target.plugins_dir / PLUGIN_NAME, blocked=True,
+                                      problem=f"could not install into {target.plugins_dir}: "
+                                              f"{error}")
             done.extend(result.changed)
-            if not result.changed:
+            if not result.changed and not result.blocked:
                 done.append(f"GIMP plug-in in {result.dest} is up to date")
             if result.problem:
                 warn(result.problem)
-                failed += 1 if "not installed by install.py" in result.problem else 0
+            failed += 1 if result.blocked else 0
 
     if args.models:
         command = ["models", "install", *args.models.split(",")]

@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageCms
 
-from stclient.errors import BAD_IMAGE, BAD_REQUEST, TOO_LARGE, StyleTransferError
+from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNREADABLE, WRITE_FAILED,
+                             StyleTransferError)
 
 DEFAULT_MAX_PIXELS = 120_000_000   # ~ 11000 x 11000; PIL's own bomb cap (~179 MP) also applies
 EXIF_ORIENTATION = 0x0112
@@ -76,7 +77,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise StyleTransferError(BAD_IMAGE, f"Cannot read {path}: {error.strerror or error}.") \
+        raise StyleTransferError(UNREADABLE, f"Cannot read {path}: {error.strerror or error}.") \
             from None
     return decode_image_bytes(data, max_pixels=max_pixels, name=path.name)
 
@@ -352,8 +353,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, icc_profile: Option
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as error:
-        raise StyleTransferError(BAD_REQUEST, f"Cannot write to {folder}: "
-                                              f"{error.strerror or error}.") from None
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write to {folder}: "
+                                               f"{error.strerror or error}.") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -363,8 +364,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, icc_profile: Option
         os.replace(tmp_name, path)
     except OSError as error:
         _remove_quietly(tmp_name)
-        raise StyleTransferError(BAD_REQUEST, f"Cannot write {path}: "
-                                              f"{error.strerror or error}.") from None
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write {path}: "
+                                               f"{error.strerror or error}.") from None
     except BaseException:
         _remove_quietly(tmp_name)
         raise

@@ -222,7 +222,8 @@ class Runtime:
         self.style_cache = StyleCache(style_cache_entries)
         self.stats: dict[str, int] = {key: 0 for key in STATS_KEYS}
         self._models: "OrderedDict[str, LoadedModel]" = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()       # the model cache
+        self._run_lock = threading.Lock()    # one job at a time: engines set per-job modes
         if self.device.type == "cpu":
             # the issue asks for all threads on the CPU; torch's default is the physical cores
             wanted = threads or _available_cpus()
@@ -297,9 +298,9 @@ class Runtime:
                 arch=str(getattr(loaded_model, "arch", engine)), model=loaded_model,
                 nbytes=engine_impl.model_bytes(loaded_model), paths=dict(source.paths),
                 loaded_at=time.time())
-            # the same model name with changed files replaces its old entry
+            # the same files changed on disk: the old version's entry goes
             for old_key in [k for k, m in self._models.items()
-                            if m.engine == engine and m.name == source.name]:
+                            if m.engine == engine and m.paths == source.paths]:
                 del self._models[old_key]
             self._models[key] = loaded
             self.stats["model_loads"] += 1
@@ -353,7 +354,7 @@ class Runtime:
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
             stats=self.stats)
         try:
-            with torch.inference_mode():
+            with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
@@ -370,6 +371,30 @@ class Runtime:
         self.stats["runs"] += 1
         progress(1.0, "done")
         return result
+
+    def sample(self, model: Optional[str] = None, count: int = 1, seed: int = 0,
+               options: Optional[Mapping[str, Any]] = None, progress: ProgressFn = no_progress,
+               cancelled: CancelledFn = never_cancelled,
+               checkpoints: Optional[Mapping[str, str]] = None) -> list[np.ndarray]:
+        """MIXGAN: `count` new images (H x W x 3 uint8) from the prior of `model`, seeded."""
+        progress = progress or no_progress
+        cancelled = cancelled or never_cancelled
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise StyleTransferError(BAD_REQUEST, f"'count' must be a positive whole number, "
+                                                  f"not {count!r}.")
+        options = resolve_options("mixgan", {**dict(options or {}), "seed": seed})
+        engine = get_engine("mixgan")
+        progress(0.0, "loading model")
+        loaded = self.load_model("mixgan", model, checkpoints)
+        if cancelled():
+            raise Cancelled()
+        ctx = EngineContext(
+            device=self.device, progress=lambda frac, text: progress(0.05 + 0.95 * frac, text),
+            cancelled=cancelled, model_key=loaded.key, stats=self.stats)
+        with torch.inference_mode():
+            images = engine.sample(loaded.model, count, options["seed"], options, ctx)
+        self.stats["runs"] += 1
+        return images
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
@@ -415,6 +440,18 @@ def _device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple GPU (MPS)"
+    return cpu_name()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what the platform module knows."""
     import platform
 
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine() or "CPU"

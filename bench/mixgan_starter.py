@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 STARTER = dict(
     content="builtin:glyphs", style="builtin:textures", name="mixgan_glyphs", arch="conv",
-    size=32, batch=32, steps=3600, mix_fraction=0.25, width=16, latent=64, n_res=6, lr=2e-4,
+    size=32, batch=32, steps=4000, mix_fraction=0.25, width=16, latent=64, n_res=6, lr=2e-4,
     seed=0, pool=20000, device="cpu", sample_every=200, checkpoint_every=100,
     display_name="Glyphs in colourful textures (MIXGAN starter)")
 
@@ -31,6 +31,8 @@ def main() -> int:
     train.add_argument("--out", default=str(ROOT / "runs" / "mixgan" / "mixgan_glyphs"))
     train.add_argument("--models-dir", default=str(ROOT / "models" / "starter"))
     train.add_argument("--device", default="cpu")
+    train.add_argument("--threads", type=int, default=1,
+                       help="CPU threads (1 is fastest on a shared, oversubscribed machine)")
     evaluate = sub.add_parser("evaluate", help="measure content kept and style taken")
     evaluate.add_argument("--model", default=str(ROOT / "models" / "starter" / "mixgan_glyphs.pth"))
     evaluate.add_argument("--report", default=str(ROOT / "bench" / "results" / "mixgan-starter.md"))
@@ -39,7 +41,9 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.command == "train":
+        import torch
         from backend.training.mixgan import TrainOptions, train as run
+        torch.set_num_threads(args.threads)
         options = TrainOptions(**{**STARTER, "steps": args.steps, "device": args.device,
                                   "out": args.out, "models_dir": args.models_dir})
         run(options)

@@ -116,6 +116,10 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
                 continue
             todo.append(_Planned(item, target))
         _remove_stale_temp_files(targets)
+        if todo and hasattr(runtime, "load_model"):
+            # a missing or mismatched model fails the batch here, once, not every file
+            progress(0.0, "loading model")
+            runtime.load_model(spec.engine, spec.model, spec.checkpoints or None)
         job = _JobTemplate(spec, options, styles)
         _Pipeline(spec, runtime, imageio, job, output_root, input_root, progress, cancelled,
                   abort, between_images, max(1, readers), max(1, prefetch)).run(todo, results)

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also stylize images in sub-folders (the structure is kept)")
     parser.add_argument("--pattern", action="append", default=[], metavar="GLOB",
                         help="only files matching GLOB, case-insensitive, e.g. '*.jpg' "
-                             "(repeatable; default: every PNG/JPEG/WebP/TIFF/BMP)")
+                             "(repeatable; default: every image file: PNG, JPEG, WebP, TIFF, "
+                             "BMP, GIF, ...; hidden files are skipped)")
     parser.add_argument("--format", choices=list(OUTPUT_FORMATS), default="same",
                         help="output format (default: same as each input)")
     parser.add_argument("--quality", type=int, default=95, metavar="1-100",
@@ -128,26 +129,12 @@ def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop") -> BatchReport:
 
 def _run_in_daemon(spec: BatchSpec, endpoint: Optional[str], bar: Any,
                    stop: "_Stop") -> BatchReport:
+    """The daemon reads and writes the files; Ctrl-C sends `cancel` and the report still comes
+    back once the daemon has finished the image in hand."""
     from stclient.client import Client
-    from stclient.protocol import new_request_id
 
-    request_id = new_request_id()
-    client = Client(endpoint=endpoint)
-
-    def cancel_in_daemon() -> None:
-        # A second socket: the first one is busy waiting for this very batch's result, which
-        # still arrives (with the report) once the daemon has finished the image in hand.
-        with Client(endpoint=endpoint, autostart=False) as other:
-            try:
-                other.cancel(request_id)
-            except StyleTransferError as error:
-                bar.message(f"could not cancel: {error.message}")
-
-    stop.on_first = cancel_in_daemon
-    try:
-        data = client.batch(spec.to_json(), on_progress=bar.update, request_id=request_id)
-    finally:
-        client.close()
+    with Client(endpoint=endpoint) as client:
+        data = client.batch(spec.to_json(), on_progress=bar.update, cancel_event=stop.soft)
     return BatchReport.from_json(data)
 
 
@@ -158,7 +145,6 @@ class _Stop:
         self.bar = bar
         self.soft = threading.Event()
         self.hard = threading.Event()
-        self.on_first: Optional[Callable[[], None]] = None
 
     @property
     def requested(self) -> bool:
@@ -168,8 +154,6 @@ class _Stop:
         if not self.soft.is_set():
             self.soft.set()
             self.bar.message("Stopping after the current image (Ctrl-C again to stop at once)...")
-            if self.on_first is not None:
-                self.on_first()
             return
         self.hard.set()
         raise KeyboardInterrupt

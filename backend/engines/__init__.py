@@ -15,6 +15,7 @@ ENGINE_CLASSES: dict[str, str] = {
     "adain": "backend.engines.adain:AdaINEngine",
     "cyclegan": "backend.engines.cyclegan:CycleGANEngine",
     "pix2pix": "backend.engines.pix2pix:Pix2PixEngine",
+    "mixgan": "backend.engines.mixgan:MixganEngine",
 }
 
 _INSTANCES: dict[str, Engine] = {}

@@ -16,13 +16,14 @@ side of the images (0 = the training size).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.engines.job import CancelledFn, ProgressFn, never_cancelled, no_progress
+from backend.engines.base import Engine, EngineContext
+from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 from backend.networks.mixgan import DOWNSCALE, MIN_SIDE, MixGAN, load_model
 from stclient.errors import BAD_CHECKPOINT, BAD_REQUEST, Cancelled, StyleTransferError
 
@@ -39,6 +40,7 @@ class MixganModel:
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.config = network.config
+        self.arch = network.config.arch
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "MixganModel":
@@ -152,3 +154,34 @@ class MixganModel:
 def _check(cancelled: CancelledFn) -> None:
     if cancelled():
         raise Cancelled()
+
+
+class MixganEngine(Engine):
+    """The Runtime's view of MIXGAN: one generator file holding E, Gc and Gm."""
+
+    name = "mixgan"
+    roles = ("generator",)
+
+    def load(self, paths: Mapping[str, Path], device: torch.device,
+             archs: Mapping[str, Optional[str]]) -> MixganModel:
+        path = Path(paths["generator"])
+        if not path.is_file():
+            from stclient.errors import MODEL_MISSING
+            raise StyleTransferError(MODEL_MISSING, f"MIXGAN checkpoint not found: {path}")
+        model = MixganModel.load(path, device)
+        declared = archs.get("generator")
+        if declared and declared != model.arch:
+            raise StyleTransferError(
+                BAD_CHECKPOINT, f"{path.name} is a MIXGAN '{model.arch}' checkpoint, but "
+                                f"'{declared}' was declared for it.")
+        return model
+
+    def stylize(self, model: MixganModel, rgb: np.ndarray, job: StylizeJob,
+                options: dict[str, Any], ctx: EngineContext) -> np.ndarray:
+        return model.stylize(rgb, options, progress=ctx.progress, cancelled=ctx.cancelled)
+
+    def sample(self, model: MixganModel, count: int, seed: int, options: dict[str, Any],
+               ctx: EngineContext) -> list[np.ndarray]:
+        """New images from the prior (H x W x 3 uint8 each); see MixganModel.sample."""
+        return model.sample(count, seed, options, progress=ctx.progress,
+                            cancelled=ctx.cancelled)

@@ -87,8 +87,8 @@ def resolve_names(spec: str | list[str], registry: ModelRegistry) -> list[str]:
                     BAD_REQUEST, f"{word!r} is a user model; it is installed by putting its file "
                                  "in the models folder, not downloaded.")
             raise StyleTransferError(
-                UNKNOWN_MODEL, f"Unknown model {word!r}. Known: {', '.join(registry.manifest.names)}"
-                               ", or 'recommended' / 'all'.")
+                UNKNOWN_MODEL, f"Unknown model {word!r}. Known: "
+                               f"{', '.join(registry.manifest.names)}, or 'recommended' / 'all'.")
         names.extend(n for n in chosen if n not in names)
     return names
 

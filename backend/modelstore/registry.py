@@ -23,7 +23,7 @@ from .manifest import (ENGINE_ROLES, NAME_PATTERN, Manifest, ManifestEntry, Mode
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
 SIDECAR_KEYS = {"engine", "display_name", "arch", "description", "license", "vgg", "files",
-                "recommended"}
+                "recommended"}          # what the registry reads; other keys are kept as notes
 DETECTION_CACHE = ".detected.json"
 INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 
@@ -100,8 +100,8 @@ class ModelRegistry:
         paths = {f.role: self.entry_path(entry, f) for f in entry.files}
         installed = all(_present(p) for p in paths.values())
         if entry.bundled:
-            hint = ("restore the bundled file with: git -C "
-                    f"{PROJECT_ROOT} checkout -- {os.path.relpath(paths[entry.files[0].role], PROJECT_ROOT)}")
+            relative = os.path.relpath(paths[entry.files[0].role], PROJECT_ROOT)
+            hint = f"restore the bundled file with: git -C {PROJECT_ROOT} checkout -- {relative}"
         else:
             hint = install_command(entry.name)
         return ModelInfo(
@@ -150,6 +150,7 @@ class ModelRegistry:
             raise _Skip(f"{path}: unusable model name {name!r} (use letters, digits, _ . + -).")
         sidecar = path.with_name(name + ".json")
         meta = _read_json(sidecar) if sidecar.is_file() else {}
+        self.problems.extend(_typos(sidecar, meta))
         engine, arch = meta.get("engine"), meta.get("arch")
         role = "decoder" if engine == "adain" else "generator"
         if engine is None:
@@ -166,6 +167,7 @@ class ModelRegistry:
 
     def _user_folder(self, folder: Path) -> Optional[ModelInfo]:
         meta = _read_json(folder / "model.json")
+        self.problems.extend(_typos(folder / "model.json", meta))
         engine = meta.get("engine")
         if engine not in ENGINES:
             raise _Skip(f"{folder / 'model.json'}: 'engine' must be one of {', '.join(ENGINES)}, "
@@ -246,11 +248,17 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise _Skip(f"{path}: not valid JSON ({error}).") from None
     if not isinstance(data, dict):
         raise _Skip(f"{path}: expected a JSON object.")
-    unknown = sorted(set(data) - SIDECAR_KEYS)
-    if unknown:
-        raise _Skip(f"{path}: unknown key(s) {', '.join(unknown)}; known: "
-                    f"{', '.join(sorted(SIDECAR_KEYS))}.")
     return data
+
+
+def _typos(path: Path, data: dict[str, Any]) -> list[str]:
+    """Extra keys are fine (training records its settings), but a misspelt known key is not."""
+    found = []
+    for key in sorted(set(data) - SIDECAR_KEYS):
+        close = difflib.get_close_matches(key, sorted(SIDECAR_KEYS), n=1, cutoff=0.8)
+        if close:
+            found.append(f"{path}: unknown key {key!r}; did you mean {close[0]!r}?")
+    return found
 
 
 def _guess_file(folder: Path, role: str) -> str:
@@ -261,8 +269,9 @@ def _guess_file(folder: Path, role: str) -> str:
                         if p.suffix in CHECKPOINT_SUFFIXES and p.is_file())
     if len(candidates) == 1:
         return candidates[0]
+    found = ", ".join(candidates) or "no .pth files"
     raise _Skip(f"{folder / 'model.json'}: say which file is the {role} "
-                f"(\"files\": {{\"{role}\": \"FILE.pth\"}}); found {candidates or 'no .pth files'}.")
+                f"(\"files\": {{\"{role}\": \"FILE.pth\"}}); found {found}.")
 
 
 def _read_cache(path: Path) -> dict[str, Any]:

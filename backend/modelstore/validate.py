@@ -13,6 +13,9 @@ from typing import Optional
 
 from stclient.errors import BAD_CHECKPOINT, StyleTransferError
 
+# How a weights-only refusal shows up in torch's and the engines' messages.
+REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely")
+
 
 def _mixgan_arch(path: Path) -> str:
     """MIXGAN files carry {'meta', 'state_dict'}; their own reader checks both."""
@@ -24,6 +27,8 @@ def _mixgan_arch(path: Path) -> str:
     except StyleTransferError:
         raise
     except Exception as error:  # ValueError/KeyError/UnpicklingError from a foreign file
+        if any(marker in str(error) for marker in REFUSED_MARKERS):
+            raise _refused(path) from None
         raise StyleTransferError(
             BAD_CHECKPOINT, f"{path.name} is not a MIXGAN checkpoint: {_first_line(error)}"
         ) from None
@@ -43,9 +48,6 @@ def checkpoint_arch(path: Path, engine: str, role: str) -> str:
         raise StyleTransferError(BAD_CHECKPOINT, f"{path.name}: {error.message}") from None
 
 
-REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely")
-
-
 def _load(path: Path):
     """The engines' safe loader, with a plain-language reason when weights-only loading refuses
     a file (torch's own text suggests disabling the protection, which we must never echo)."""
@@ -56,11 +58,14 @@ def _load(path: Path):
     except StyleTransferError as error:
         if not any(marker in error.message for marker in REFUSED_MARKERS):
             raise
-        raise StyleTransferError(
-            BAD_CHECKPOINT,
-            f"{path.name} is not a plain PyTorch weights file: reading it would need objects or "
-            f"code that weights-only loading refuses ({_refusal_detail(path)}). It was not "
-            "unpickled; use the original release file.") from None
+        raise _refused(path) from None
+
+
+def _refused(path: Path) -> StyleTransferError:
+    return StyleTransferError(
+        BAD_CHECKPOINT,
+        f"{path.name} is not a plain PyTorch weights file: {_refusal_detail(path)}. Nothing "
+        "in it was run; use the original release file.")
 
 
 def _refusal_detail(path: Path) -> str:
@@ -68,15 +73,23 @@ def _refusal_detail(path: Path) -> str:
     import torch
 
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        return f"it cannot be read ({error.strerror})"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):   # neither torch's zip nor a pickle
+        return f"it is not a PyTorch checkpoint at all (it starts with {head[:12]!r})"
+    try:
         torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the same refusal, now read in full
         text = str(error)
-        match = re.search(r"(?i)unsupported global:? (GLOBAL [\w.]+)|(Unsupported operand \d+)",
-                          text)
+        match = re.search(
+            r"(?i)unsupported (?:global:? )?(GLOBAL [\w.]+)|(Unsupported operand \d+)", text)
         if match and match.group(1):
-            return f"it asks for {match.group(1)}, which is not plain data"
+            return (f"it asks to call or build {match.group(1)}, which weights-only loading "
+                    "refuses")
         if match:
-            return f"{match.group(2)}: not a pickle of tensors at all"
+            return f"it is not a pickle of tensors at all ({match.group(2)})"
         return type(error).__name__
     return "refused"
 

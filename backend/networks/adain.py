@@ -177,16 +177,17 @@ def transfer_colour_statistics(source: torch.Tensor, target: torch.Tensor) -> to
     divided by the pixel count), x' = √C_target · (√C_source)⁻¹ · x, then rescale by the target's
     std and shift by its mean. Not clamped, as the reference.
     """
-    src, src_mean, src_std = _channel_stats(source)
-    tgt, tgt_mean, tgt_std = _channel_stats(target)
+    device = source.device  # the 3x3 algebra runs in float64 on the CPU (MPS has no float64)
+    src, src_mean, src_std = _channel_stats(source.cpu())
+    tgt, tgt_mean, tgt_std = _channel_stats(target.cpu())
     src_norm = (src - src_mean) / src_std
     tgt_norm = (tgt - tgt_mean) / tgt_std
-    eye = torch.eye(3, dtype=torch.float64, device=source.device)
+    eye = torch.eye(3, dtype=torch.float64)
     cov_src = src_norm @ src_norm.T + eye
     cov_tgt = tgt_norm @ tgt_norm.T + eye
     mapped = _sqrtm_psd(cov_tgt) @ torch.linalg.inv(_sqrtm_psd(cov_src)) @ src_norm
     result = mapped * tgt_std + tgt_mean
-    return result.to(source.dtype).reshape(source.shape)
+    return result.to(device=device, dtype=source.dtype).reshape(source.shape)
 
 
 # YIQ (NTSC) transform: luminance Y plus two chroma channels, used by luminance-only transfer.

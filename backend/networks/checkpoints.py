@@ -222,15 +222,19 @@ def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str, str]:
 
 # ---------------------------------------------------------------- building
 
-def build_network(engine: str, arch: str) -> nn.Module:
-    """A freshly initialised network with the given layout, in eval mode on the CPU."""
+def build_network(engine: str, arch: str, device: str | torch.device = "cpu") -> nn.Module:
+    """A freshly initialised network with the given layout, in eval mode (for training; loading
+    goes through load_network)."""
     spec = ARCHITECTURES.get(arch)
     if spec is None or spec.engine != engine:
         known = ", ".join(n for n, s in ARCHITECTURES.items() if s.engine == engine) or "none"
         raise StyleTransferError(
             BAD_CHECKPOINT, f"Unknown architecture {arch!r} for engine {engine!r} "
                             f"(known: {known}).")
-    return spec.build().eval()
+    if torch.device(device).type == "meta":
+        with torch.device("meta"):
+            return spec.build().eval()
+    return spec.build().eval().to(device)
 
 
 def load_network(engine: str, role: str, path: str | os.PathLike,
@@ -243,9 +247,12 @@ def load_network(engine: str, role: str, path: str | os.PathLike,
         raise StyleTransferError(
             BAD_CHECKPOINT, f"{os.path.basename(os.fspath(path))} is a {detected} checkpoint, "
                             f"but {arch} was declared for it.")
-    module = build_network(engine, detected)
+    # built on the meta device: no random initialisation of weights that are replaced anyway
+    module = build_network(engine, detected, "meta")
+    weights = {key: value.float().contiguous() if value.is_floating_point() else value
+               for key, value in state_dict.items()}
     try:
-        module.load_state_dict(state_dict, strict=True)
+        module.load_state_dict(weights, strict=True, assign=True)
     except RuntimeError as error:
         raise StyleTransferError(BAD_CHECKPOINT,
                                  f"Checkpoint could not be loaded: {_first_line(error)}") from None

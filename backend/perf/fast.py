@@ -33,6 +33,7 @@ class FastOptions:
 
     subpixel_transpose: bool = True
     inplace_activations: bool = True
+    fast_instance_norm: bool = True
     channels_last: Optional[bool] = None
     precision: str = "fp32"
 
@@ -52,6 +53,14 @@ def _phase_taps(kernel: int, stride: int, padding: int) -> tuple[int, int, list[
         phases.append(taps)
     ds = [d for taps in phases for d, _ in taps]
     return min(ds), max(ds), phases
+
+
+def _waste(convt: nn.ConvTranspose2d) -> float:
+    """Multiply-adds of the sub-pixel form per multiply-add of the transposed conv: for k=3,s=2
+    it is 16/9 and pays (measured); for pix2pix's k=4,s=2 it is 36/16 and did not."""
+    k, s, p = convt.kernel_size[0], convt.stride[0], convt.padding[0]
+    dmin, dmax, _ = _phase_taps(k, s, p)
+    return (dmax - dmin + 1) ** 2 * s * s / (k * k)
 
 
 class SubpixelConvTranspose2d(nn.ConvTranspose2d):
@@ -78,7 +87,8 @@ class SubpixelConvTranspose2d(nn.ConvTranspose2d):
                 and module.dilation == (1, 1) and module.stride[0] == module.stride[1] > 1
                 and module.kernel_size[0] == module.kernel_size[1]
                 and module.padding[0] == module.padding[1]
-                and module.output_padding[0] == module.output_padding[1])
+                and module.output_padding[0] == module.output_padding[1]
+                and _waste(module) <= 1.8)
 
     def _derived(self) -> torch.Tensor:
         weight = self.weight
@@ -126,6 +136,30 @@ class SubpixelConvTranspose2d(nn.ConvTranspose2d):
         return y
 
 
+class FastInstanceNorm2d(nn.InstanceNorm2d):
+    """InstanceNorm2d (no affine, no running stats) as one statistics pass and one fused
+    multiply-add, in whatever memory format the input has (PyTorch's own kernel copies a
+    channels_last input to NCHW first)."""
+
+    @staticmethod
+    def applies(module: nn.Module) -> bool:
+        return (type(module) is nn.InstanceNorm2d and not module.affine
+                and not module.track_running_stats)
+
+    @classmethod
+    def from_module(cls, norm: nn.InstanceNorm2d) -> "FastInstanceNorm2d":
+        new = cls(norm.num_features, eps=norm.eps, momentum=norm.momentum, affine=False,
+                  track_running_stats=False)
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return super().forward(x)
+        var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
+        scale = torch.rsqrt(var + self.eps)
+        return torch.addcmul(-mean * scale, x, scale)
+
+
 # ----------------------------------------------------------------------------- graph rewrites
 
 _FRESH_OUTPUT = (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d, nn.BatchNorm2d,
@@ -145,11 +179,11 @@ def _inplace_activations(seq: nn.Sequential) -> int:
     return changed
 
 
-def _swap_transposed(module: nn.Module) -> int:
+def _swap_children(module: nn.Module, applies, build) -> int:
     swapped = 0
     for name, child in list(module._modules.items()):
-        if child is not None and SubpixelConvTranspose2d.applies(child):
-            module._modules[name] = SubpixelConvTranspose2d.from_module(child)
+        if child is not None and applies(child):
+            module._modules[name] = build(child)
             swapped += 1
     return swapped
 
@@ -163,13 +197,15 @@ class OptimizeReport:
     plain: bool
     subpixel_transposed: int = 0
     inplace_activations: int = 0
+    fast_instance_norms: int = 0
     channels_last: bool = False
     precision: str = "fp32"
 
 
-# Measured on the CPU machine (bench/bench_suite.py): channels_last did not pay for the AdaIN
-# networks (1.0x) and slowed CycleGAN's InstanceNorm; on CUDA it is the cuDNN fast layout.
-_CHANNELS_LAST_CPU = {"adain": False, "cyclegan": False, "pix2pix": False, "mixgan": False}
+# Measured on the CPU machine (bench/bench_suite.py); on CUDA channels_last is cuDNN's fast
+# layout. channels_last paid for the AdaIN
+# networks (1.2-1.5x) and, with FastInstanceNorm2d, CycleGAN (1.25x); it slowed pix2pix.
+_CHANNELS_LAST_CPU = {"adain": True, "cyclegan": True, "pix2pix": False, "mixgan": False}
 
 
 def optimize(network: nn.Module, engine: str, device: torch.device | str,
@@ -192,10 +228,15 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
             if options.inplace_activations:
                 report.inplace_activations += _inplace_activations(module)
         if options.subpixel_transpose:
-            report.subpixel_transposed += _swap_transposed(module)
+            report.subpixel_transposed += _swap_children(
+                module, SubpixelConvTranspose2d.applies, SubpixelConvTranspose2d.from_module)
     use_cl = options.channels_last
     if use_cl is None:
         use_cl = device.type == "cuda" or _CHANNELS_LAST_CPU.get(engine, False)
+    if use_cl and options.fast_instance_norm:
+        for module in list(network.modules()):
+            report.fast_instance_norms += _swap_children(
+                module, FastInstanceNorm2d.applies, FastInstanceNorm2d.from_module)
     if use_cl:
         network.to(memory_format=torch.channels_last)
         report.channels_last = True

@@ -504,6 +504,8 @@ def run_training(recipe_cls: type[Recipe], options: TrainOptions, given: set[str
     dataset = recipe_cls.dataset(options, warn)          # bad data fails here, before training
     total = total_steps(options, dataset)
     accel = select_accelerator(options)
+    if accel.device.type == "cpu" and options.threads > 0:
+        torch.set_num_threads(options.threads)         # the user's explicit --threads
     seed_everything(options.seed)
     recipe = recipe_cls(options, accel, total)
     if checkpoint is None:

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from backend.imageio import IMAGE_EXTENSIONS, read_image
 from stclient.errors import BAD_IMAGE, BAD_REQUEST, StyleTransferError
 
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"})
 MIN_SIDE = 8            # images smaller than this on a side are not usable training data
 WarnFn = Callable[[str], None]
 
@@ -36,27 +34,28 @@ def warn_to_stderr(message: str) -> None:
 # ---------------------------------------------------------------------------- reading
 
 def load_rgb(path: Path) -> Image.Image:
-    """Decode an image as 8-bit RGB, EXIF orientation applied, alpha dropped (as the reference)."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        image.load()
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            values = np.asarray(image, dtype=np.float64)
-            top = 65535.0 if values.max() > 255 else 255.0
-            grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            return Image.fromarray(grey).convert("RGB")
-        if image.mode == "F":
-            grey = np.clip(np.asarray(image) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-            return Image.fromarray(grey).convert("RGB")
-        return image.convert("RGB")
+    """Decode an image as 8-bit RGB through the project's one image reader (EXIF orientation,
+    16-bit, CMYK, pixel limit); grey is replicated and alpha dropped, as the reference does."""
+    pixels = read_image(path).pixels
+    if pixels.dtype == np.uint16:
+        pixels = (pixels.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        pixels = (np.clip(pixels.astype(np.float32), 0, 1) * 255.0 + 0.5).astype(np.uint8)
+    channels = pixels.shape[2]
+    if channels in (1, 2):
+        pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
+    else:
+        pixels = pixels[:, :, :3]
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGB")
 
 
 def _check_readable(path: Path) -> str | None:
     """None when the file decodes to a usable image, else why not."""
     try:
         image = load_rgb(path)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as error:
+    except StyleTransferError as error:
+        return f"cannot be read ({error.message})"
+    except (OSError, ValueError) as error:
         return f"cannot be read ({error.__class__.__name__}: {error})"
     if min(image.size) < MIN_SIDE:
         return f"is only {image.size[0]}x{image.size[1]} pixels"
@@ -250,10 +249,13 @@ class RunOrder:
 
     def __init__(self, length: int, seed: int, salt: int) -> None:
         self.length, self.seed, self.salt = length, seed, salt
+        self._cached: tuple[int, np.ndarray] | None = None
 
-    @lru_cache(maxsize=4)
     def _permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.salt, epoch]).permutation(self.length)
+        if self._cached is None or self._cached[0] != epoch:
+            order = np.random.default_rng([self.seed, self.salt, epoch]).permutation(self.length)
+            self._cached = (epoch, order)
+        return self._cached[1]
 
     def __call__(self, sample: int) -> int:
         epoch, position = divmod(sample, self.length)
@@ -280,10 +282,10 @@ class RunDataset(torch.utils.data.Dataset):
 def _read(path: Path) -> Image.Image:
     try:
         return load_rgb(path)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as error:
+    except (StyleTransferError, OSError, ValueError) as error:
         raise StyleTransferError(
             BAD_IMAGE, f"{path} could be read before training but not now ({error}); "
-                       "was it changed or removed?") from error
+                       "was it changed or removed?") from None
 
 
 class UnpairedDataset(RunDataset):

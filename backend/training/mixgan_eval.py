@@ -168,7 +168,7 @@ def sample_sheet(network: MixGAN, glyphs: torch.Tensor, path: Path, columns: int
     (the conv architecture takes any size)."""
     from PIL import Image, ImageDraw
     from backend.data.glyphs import find_fonts, _font
-    from backend.training.mixgan import write_sheet
+    from backend.training.mixgan_loop import write_sheet
 
     size = network.config.size
     inputs = glyphs[:columns]

@@ -22,7 +22,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Options that may differ between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = frozenset({
     "resume", "device", "workers", "sample_every", "checkpoint_every", "steps", "epochs",
-    "models_dir", "runs_dir", "display_name", "overwrite", "amp", "channels_last", "quiet"})
+    "models_dir", "runs_dir", "display_name", "overwrite", "amp", "channels_last", "quiet",
+    "threads"})
 
 
 @dataclass
@@ -74,6 +75,7 @@ class TrainOptions:
     amp: str = "auto"
     channels_last: str = "auto"
     workers: int = -1                  # -1: automatic (worker processes on GPU only)
+    threads: int = 0                   # CPU threads for torch; 0: torch's default
     seed: int = 0
     sample_every: int = 500
     checkpoint_every: int = 1000
@@ -175,6 +177,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, defaults: dict[str, An
                        help="channels_last memory format (auto: on with CUDA)")
     group.add_argument("--workers", type=int, default=None,
                        help="data-loading worker processes (default: automatic, 0 on CPU)")
+    group.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for training on the CPU (default: PyTorch's choice)")
     group.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     group.add_argument("--sample-every", type=_positive_int, default=None,
                        help=f"write a PNG sample grid every N steps, 0 = never "

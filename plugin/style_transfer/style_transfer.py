@@ -7,6 +7,7 @@ Procedures (names and argument names are the public scripting API):
   python-fu-style-transfer-cyclegan  model, endpoint
   python-fu-style-transfer-pix2pix   model, norm (image|running), endpoint
   python-fu-style-transfer-mixgan    model, endpoint
+  (every filter also takes working-size: 0 = full size, else the network's longest side)
   python-fu-style-transfer-mixgan-sample  model, count, seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
                                      preserve-color, recursive, overwrite, endpoint
@@ -153,6 +154,10 @@ def _add_filter_arguments(procedure: Gimp.ImageProcedure, engine: str) -> None:
         procedure.add_choice_argument("norm", "_Normalisation",
                                       "Batch-norm statistics used by the generator", norm,
                                       "image", RW)
+    procedure.add_int_argument("working-size", "_Working size",
+                               "Longest side the network runs at (0 = the layer's own size); the "
+                               "result is scaled back. Smaller is faster on big layers.",
+                               0, 16384, 0, RW)
     _add_endpoint(procedure)
     procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False, RW)
 
@@ -272,7 +277,7 @@ class StyleTransfer(Gimp.PlugIn):
                                     Gimp.FileChooserAction.SELECT_FOLDER, True, None, RW)
         procedure.add_file_argument("output-folder", "_Output folder",
                                     "Where the results are written (created when missing)",
-                                    Gimp.FileChooserAction.SELECT_FOLDER, True, None, RW)
+                                    Gimp.FileChooserAction.CREATE_FOLDER, True, None, RW)
         engines = Gimp.Choice.new()
         for index, engine in enumerate(ENGINE_CHOICES):
             engines.add(engine, index, engine, "")

@@ -147,6 +147,43 @@ def build_tarball(tarball: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _extract(tarball: Path, root: Path) -> None:
+    unzstd = subprocess.Popen(["zstd", "-d", "-c", "-q", str(tarball)], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-xf", "-"], stdin=unzstd.stdout,
+                   check=True)
+    unzstd.stdout.close()
+    if unzstd.wait() != 0:
+        raise RuntimeError(f"unpacking {tarball} failed; delete it to rebuild")
+
+
+def ensure_unpacked(tarball: Path) -> Path:
+    """The tarball unpacked once next to it (the read-only lower layer of every session's
+    overlay); re-unpacked when the tarball changes."""
+    target = tarball.parent / "gimp-trixie-root"
+    marker = tarball.parent / "gimp-trixie-root.stamp"
+    stamp = f"{tarball.stat().st_size} {tarball.stat().st_mtime_ns}"
+    if marker.is_file() and marker.read_text() == stamp and target.is_dir():
+        return target
+    with open(tarball.parent / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and marker.read_text() == stamp and target.is_dir():
+            return target
+        if _mounts_under(target):
+            raise RuntimeError(f"{target} is in use")
+        marker.unlink(missing_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix="gimp-trixie-root-", dir=tarball.parent))
+        try:
+            _extract(tarball, fresh)
+            if target.exists():
+                subprocess.run(["rm", "-rf", "--one-file-system", str(target)], check=True)
+            os.replace(fresh, target)
+        finally:
+            if fresh.exists():
+                subprocess.run(["rm", "-rf", "--one-file-system", str(fresh)])
+        marker.write_text(stamp)
+    return target
+
+
 def _mounts_under(path: Path) -> list[str]:
     prefix = str(path.resolve()).rstrip("/") + "/"
     found = []
@@ -188,12 +225,8 @@ class GimpChroot:
         tarball = ensure_tarball()
         self.root.mkdir(parents=True)
         self.shared.mkdir(mode=0o777)
-        tar = subprocess.Popen(["zstd", "-d", "-c", "-q", str(tarball)], stdout=subprocess.PIPE)
-        subprocess.run(["tar", "-C", str(self.root), "--numeric-owner", "-xf", "-"],
-                       stdin=tar.stdout, check=True)
-        tar.stdout.close()
-        if tar.wait() != 0:
-            raise RuntimeError(f"unpacking {tarball} failed; delete it to rebuild")
+        if not self._mount_overlay(tarball):
+            _extract(tarball, self.root)
         self._mount(["-t", "proc", "proc"], self.root / "proc")
         self._mount(["-t", "tmpfs", "tmpfs"], self.root / "dev/shm")
         self._mount(["--bind", str(self.shared)], self.inside(self.shared))
@@ -210,6 +243,23 @@ class GimpChroot:
             (system / name).symlink_to(f"{SYSTEM_PLUGIN_DIR}/{name}")
         plugin_path = f"{GIMP_CONFIG}/plug-ins:{SELECTED_PLUGINS}"
         (config / "gimprc").write_text(f'(plug-in-path "{plugin_path}")\n')
+
+    def _mount_overlay(self, tarball: Path) -> bool:
+        """Copy-on-write view of the cached, unpacked root: instant to set up and to delete."""
+        try:
+            lower = ensure_unpacked(tarball)
+        except (OSError, RuntimeError, subprocess.CalledProcessError):
+            return False
+        upper, work = self.base / "upper", self.base / "work"
+        upper.mkdir()
+        work.mkdir()
+        proc = subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                               f"lowerdir={lower},upperdir={upper},workdir={work}",
+                               str(self.root)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            return False
+        self._mounted.append(self.root)
+        return True
 
     def _mount(self, args: list[str], target: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
@@ -231,7 +281,7 @@ class GimpChroot:
         left = _mounts_under(self.base)
         if left:
             raise RuntimeError(f"still mounted, not deleting {self.base}: {left}")
-        shutil.rmtree(self.base, ignore_errors=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.base)], capture_output=True)
 
     # ------------------------------------------------------------------------------ running
     def run_batch(self, code: str, env: Optional[dict[str, str]] = None,

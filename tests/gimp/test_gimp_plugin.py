@@ -165,6 +165,9 @@ def main_run(session, daemon, assets):
     started = time.monotonic()
     results = session.run(cases, env={"STYLE_TRANSFER_TIMING": "1"})
     print(f"\nmain GIMP run: {len(cases)} cases in {time.monotonic() - started:.1f} s")
+    for line in session.last_run.stderr.splitlines():
+        if line.startswith("STYLE_TRANSFER_TIMING "):
+            print(line)
     results["_mixgan_model"] = mixgan
     return results
 

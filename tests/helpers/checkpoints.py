@@ -13,12 +13,12 @@ API:
     make_cyclegan_file(path, n_blocks=9, seed=0, with_running_stats=False) -> path
     make_pix2pix_file(path, arch="unet_256", seed=0, with_num_batches_tracked=True) -> path
     make_models_dir(directory) -> directory
-Files are generated once per process and copied, so repeated calls are cheap.
+Files are generated once (cached in the temp folder across runs) and copied, so calls are cheap.
 """
 
 from __future__ import annotations
 
-import atexit
+import hashlib
 import math
 import os
 import shutil
@@ -46,10 +46,14 @@ _CACHE_DIR: Path | None = None
 
 
 def _cache_dir() -> Path:
+    """Generated files are kept between test runs in a folder named after this file's content
+    (any change to the generators starts a fresh folder), so only the first run pays."""
     global _CACHE_DIR
     if _CACHE_DIR is None:
-        _CACHE_DIR = Path(tempfile.mkdtemp(prefix="st-test-ckpt-"))
-        atexit.register(shutil.rmtree, _CACHE_DIR, True)
+        version = hashlib.sha256(Path(__file__).read_bytes()
+                                 + Path(ref.__file__).read_bytes()).hexdigest()[:12]
+        _CACHE_DIR = Path(tempfile.gettempdir()) / f"st-test-ckpt-{os.getuid()}-{version}"
+        _CACHE_DIR.mkdir(parents=True, exist_ok=True)
     return _CACHE_DIR
 
 
@@ -57,7 +61,7 @@ def _cached(name: str, make) -> Path:
     """Generate `name` once per process (make(path)) and return the cached path."""
     path = _cache_dir() / name
     if not path.exists():
-        tmp = path.with_suffix(".part")
+        tmp = path.with_name(f"{name}.{os.getpid()}.part")  # parallel runs never share a temp
         make(tmp)
         os.replace(tmp, path)
     return path

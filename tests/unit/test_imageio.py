@@ -14,7 +14,8 @@ from PIL import Image, ImageCms, ImageOps
 
 from backend import imageio
 from backend.imageio import decode_image_bytes, read_image, write_image
-from stclient.errors import BAD_IMAGE, BAD_REQUEST, TOO_LARGE, StyleTransferError
+from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNREADABLE, WRITE_FAILED,
+                             StyleTransferError)
 
 RNG = np.random.default_rng(1234)
 
@@ -236,7 +237,7 @@ def test_failed_rename_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(imageio.os, "replace", broken_replace)
-    expect_error(BAD_REQUEST, "no space", write_image, target, random_pixels(4, 4, 3))
+    expect_error(WRITE_FAILED, "no space", write_image, target, random_pixels(4, 4, 3))
     assert target.read_bytes() == b"original"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.png"]
 
@@ -251,6 +252,22 @@ def test_write_replaces_atomically_and_leaves_no_temp(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~mask   # like a normally created file
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_unreadable_file_has_its_own_code(tmp_path):
+    path = write_image(tmp_path / "secret.png", random_pixels(4, 4, 3))
+    os.chmod(path, 0)
+    expect_error(UNREADABLE, "cannot read", read_image, path)
+
+
+def test_read_only_folder_is_a_write_failure(tmp_path, monkeypatch):
+    def no_temp(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(imageio.tempfile, "mkstemp", no_temp)
+    expect_error(WRITE_FAILED, "permission denied", write_image, tmp_path / "x.png",
+                 random_pixels(4, 4, 3))
 
 
 def test_missing_output_folder_is_a_clear_error(tmp_path):

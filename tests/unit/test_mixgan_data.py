@@ -10,6 +10,12 @@ from backend.data.domains import folder_domain, load_domain, to_tensor, to_uint8
 from backend.data.glyphs import (BUILTIN_FONT, DEFAULT_CHARSET, GlyphRenderer, find_fonts,
                                  render_glyphs, save_glyphs)
 from backend.data.textures import render_textures
+from tests.helpers.mixgan import one_torch_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
 def test_glyphs_are_deterministic_per_seed_and_differ_between_seeds() -> None:

@@ -8,6 +8,12 @@ import torch
 from backend.networks.mixgan import (LatentDiscriminator, MixGAN, MixganConfig, MixtureDecoder,
                                      PatchDiscriminator, check_size, detect_arch, load_model,
                                      read_checkpoint, receptive_field, save_model)
+from tests.helpers.mixgan import one_torch_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 TINY = dict(width=4, latent=8, n_res=1)
 

@@ -13,7 +13,14 @@ from PIL import Image
 from backend.data.domains import load_domain
 from backend.networks.mixgan import load_model
 from backend.training import mixgan as training
-from backend.training.mixgan import TrainOptions, Trainer, train
+from backend.training.mixgan import TrainOptions, train
+from backend.training.mixgan_loop import Trainer
+from tests.helpers.mixgan import one_torch_thread
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    yield from one_torch_thread()
 
 
 def _options(tmp_path, **changes) -> TrainOptions:

@@ -117,7 +117,10 @@ class Client:
         request = BatchRequest(spec=dict(spec), deadline_s=deadline_s)
         if request_id:
             request.id = request_id
-        return self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel)).data
+        # A cancelled batch finishes the image in hand and then replies with its report, which
+        # may take longer than CANCEL_GRACE: wait for it (heartbeats still prove the daemon alive).
+        return self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel),
+                          cancel_grace=None).data
 
     def sample(self, model: Optional[str] = None, count: int = 1, seed: int = 0,
                options: Optional[dict[str, Any]] = None,
@@ -227,7 +230,8 @@ class Client:
 
     def _call(self, request: Request, on_progress: Optional[ProgressCallback] = None,
               cancelled: Optional[Callable[[], bool]] = None,
-              timeout: Optional[float] = None) -> Result:
+              timeout: Optional[float] = None,
+              cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
         if not self._checked:
             self._ensure_daemon()
         request.token = self._token_for()
@@ -235,7 +239,7 @@ class Client:
         timeout = self.timeout if timeout is None else float(timeout)
         try:
             socket.send_multipart(request.to_frames(), copy=False)
-            return self._wait(socket, request, on_progress, cancelled, timeout)
+            return self._wait(socket, request, on_progress, cancelled, timeout, cancel_grace)
         except KeyboardInterrupt:
             self._send_cancel(request)
             raise
@@ -244,9 +248,30 @@ class Client:
             raise StyleTransferError(UNAVAILABLE, f"Cannot talk to the daemon at {self.endpoint}: "
                                                   f"{error}.") from None
 
+    def _send_request(self, socket: zmq.Socket, request: Request, timeout: float) -> None:
+        """Send without ever blocking for good: no connection within `timeout` is an error."""
+        frames = request.to_frames()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                return
+            except zmq.Again:
+                pass
+            if self._monitor is not None and self._monitor.poll(0):
+                self._check_monitor()
+            if time.monotonic() > deadline:
+                self._reset()
+                raise StyleTransferError(
+                    UNAVAILABLE, f"Cannot reach the style-transfer daemon at {self.endpoint} "
+                                 f"(no connection within {timeout:g} s). Check `python -m "
+                                 f"backend status` and the log {self.log_path}.")
+            socket.poll(50, zmq.POLLOUT)
+
     def _wait(self, socket: zmq.Socket, request: Request,
               on_progress: Optional[ProgressCallback], cancelled: Optional[Callable[[], bool]],
-              timeout: float) -> Result:
+              timeout: float,
+              cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         if self._monitor is not None:
@@ -279,7 +304,8 @@ class Client:
             if cancel_sent_at is None and cancelled is not None and cancelled():
                 self._send_cancel(request)
                 cancel_sent_at = now
-            if cancel_sent_at is not None and now - cancel_sent_at > CANCEL_GRACE:
+            if cancel_sent_at is not None and cancel_grace is not None \
+                    and now - cancel_sent_at > cancel_grace:
                 self._reset()
                 raise Cancelled("The job was cancelled (the daemon did not confirm in time).")
             if now - last_heard > timeout:
@@ -290,7 +316,11 @@ class Client:
                     f"{timeout:g} s. Check `python -m backend status` and the log "
                     f"{self.log_path}.")
             if now >= next_heartbeat:
-                socket.send_multipart(HeartbeatRequest(token=request.token).to_frames())
+                try:
+                    socket.send_multipart(HeartbeatRequest(token=request.token).to_frames(),
+                                          flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass            # not connected right now; the liveness timeout decides
                 next_heartbeat = now + HEARTBEAT_INTERVAL
 
     def _decode(self, frames: list) -> Optional[Any]:

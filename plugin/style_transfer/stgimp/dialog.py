@@ -95,7 +95,7 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     dialog = GimpUi.ProcedureDialog.new(procedure, config,
                                         f"Style Transfer: {ENGINE_TITLES[engine]}")
     box, has_combo = _model_box(config, engine, models, problem)
-    fields = list(FILTER_FIELDS[engine]) + ([] if has_combo else ["model"])
+    fields = list(FILTER_FIELDS[engine]) + ["working-size"] + ([] if has_combo else ["model"])
     dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)

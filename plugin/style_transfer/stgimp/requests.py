@@ -43,7 +43,18 @@ def filter_request(engine: str, config: Any) -> FilterRequest:
     model = _model(config)
     title = ENGINE_TITLES[engine]
     if engine == "adain":
-        return _adain_request(config, model, endpoint)
+        request = _adain_request(config, model, endpoint)
+    else:
+        request = _engine_request(engine, title, config, model, endpoint)
+    working_size = int(config.get_property("working-size"))
+    if working_size > 0:
+        request.options["working_size"] = working_size
+        request.label += f" @{working_size}px"
+    return request
+
+
+def _engine_request(engine: str, title: str, config: Any, model: Optional[str],
+                    endpoint: str) -> FilterRequest:
     options: dict[str, Any] = {}
     label = f"{title}: {model or 'default model'}"
     if engine == "pix2pix":

@@ -1,0 +1,89 @@
+"""`python -m backend sample`: new images from a MIXGAN model's prior (reproducible with a seed).
+
+    python -m backend sample [--model NAME | --checkpoint PATH] -n 16 --seed 7 -o DIR
+    python -m backend sample -n 64 --sheet sheet.png          # one PNG grid instead of files
+
+Files are named sample_<seed>_<index>.png; image i of a seed is the same whatever -n is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sample", help="generate new images with a MIXGAN model",
+        description="Draw new images from a MIXGAN model's prior: content from its content "
+                    "domain, style from its style domain.")
+    parser.add_argument("--model", metavar="NAME",
+                        help="MIXGAN model name (default: the default MIXGAN model)")
+    parser.add_argument("--checkpoint", metavar="PATH", help="a MIXGAN .pth file instead of --model")
+    parser.add_argument("-n", "--count", type=int, default=16, help="how many images (default 16)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--size", type=int, default=0,
+                        help="side of the images for 'conv' models (multiple of 16; default: the "
+                             "training size)")
+    parser.add_argument("-o", "--output", metavar="DIR", help="folder for the images")
+    parser.add_argument("--sheet", metavar="FILE.png", help="write one grid image instead")
+    parser.add_argument("--scale", type=int, default=1,
+                        help="enlarge the sheet by this factor (nearest neighbour; default 1)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--models-dir", metavar="DIR", help="models folder (default: models/)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stclient.errors import BAD_REQUEST, StyleTransferError
+
+    if not args.output and not args.sheet:
+        raise StyleTransferError(BAD_REQUEST, "Say where the images go: -o DIR or --sheet FILE.png.")
+    if not 1 <= args.count <= 10000:
+        raise StyleTransferError(BAD_REQUEST, "-n must be 1 to 10000.")
+    if not 0 <= args.seed < 2**31:
+        raise StyleTransferError(BAD_REQUEST, "--seed must be 0 to 2147483647.")
+    if args.size < 0 or args.scale < 1:
+        raise StyleTransferError(BAD_REQUEST, "--size must be >= 0 and --scale >= 1.")
+
+    from backend.imageio import write_image
+    from backend.runtime import Runtime
+
+    runtime = Runtime(device=args.device, models_dir=args.models_dir)
+    checkpoints = {"generator": args.checkpoint} if args.checkpoint else None
+    images = runtime.sample(args.model, count=args.count, seed=args.seed,
+                            options={"working_size": args.size}, progress=_progress,
+                            checkpoints=checkpoints)
+    print(file=sys.stderr)
+    if args.sheet:
+        path = write_image(args.sheet, _sheet(images, args.scale))
+        print(path)
+    if args.output:
+        folder = Path(args.output)
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, image in enumerate(images):
+            print(write_image(folder / f"sample_{args.seed}_{index:04d}.png", image))
+    return 0
+
+
+def _sheet(images: list, scale: int, pad: int = 2):
+    """Images (same size, uint8 H x W x 3) on a near-square white grid."""
+    import numpy as np
+
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    h, w = images[0].shape[:2]
+    sheet = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, 3), 255, np.uint8)
+    for index, image in enumerate(images):
+        top = pad + (index // columns) * (h + pad)
+        left = pad + (index % columns) * (w + pad)
+        sheet[top:top + h, left:left + w] = image
+    return sheet.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else sheet
+
+
+def _progress(fraction: float, text: str) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r  {fraction:4.0%} {text}\x1b[K")
+        sys.stderr.flush()
