@@ -6,7 +6,8 @@
 Variants, all on the same folder, same network, same thread count, in one run:
   batch CLI        `python -m backend batch IN OUT --in-process` (one process: start-up and model
                    load once, reads/writes on threads overlapped with compute)
-  batch API        run_batch() in this process with a warm Runtime (the daemon's situation)
+  batch API        run_batch() in this process with a warm Runtime
+  batch daemon     the CLI's default path: client.batch() to a running daemon (models loaded)
   per-call API     read_image -> Runtime.stylize -> write_image per file, one after the other,
                    in this process with the same warm Runtime (no overlap of I/O and compute)
   per-process      `python -m backend stylize FILE -o OUT` once per file, as a shell loop does
@@ -73,7 +74,7 @@ def main() -> int:
                         help="run the process-per-file variant on the first N files "
                              "(default: all)")
     parser.add_argument("--skip", default="", help="comma list of variants to leave out: "
-                        "batch-cli,batch-api,per-call,per-process")
+                        "batch-cli,batch-api,daemon,per-call,per-process")
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
@@ -121,6 +122,19 @@ def main() -> int:
             assert report.count("ok") == args.count, report.to_json()["counts"]
             rows.append(("batch API (run_batch, warm Runtime)", args.count, seconds))
             print(f"batch API: {seconds:.1f} s", flush=True)
+
+        if "daemon" not in skip:
+            from tests.helpers.daemon import start_daemon
+            spec = BatchSpec(input_dir=str(inp), output_dir=str(work / "out_daemon"),
+                             engine="cyclegan", checkpoints={"generator": str(checkpoint)})
+            with start_daemon(None) as daemon:
+                with daemon.client() as client:     # warm its model cache like the others
+                    client.batch({**spec.to_json(), "output_dir": str(work / "warm_daemon"),
+                                  "files": names[:2]})
+                    seconds, data = timed(lambda: client.batch(spec.to_json()))
+            assert data["counts"]["ok"] == args.count, data["counts"]
+            rows.append(("batch via the daemon (client.batch, warm daemon)", args.count, seconds))
+            print(f"daemon: {seconds:.1f} s", flush=True)
 
         if "per-call" not in skip:
             out = work / "out_calls"

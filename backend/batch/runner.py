@@ -28,7 +28,6 @@ import datetime as _dt
 import json
 import os
 import re
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -71,7 +70,7 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
               cancelled: CancelledFn = never_cancelled, *,
               abort: CancelledFn = never_cancelled,
               between_images: Optional[Callable[[], None]] = None,
-              readers: int = 2, prefetch: int = 3) -> BatchReport:
+              readers: int = 2, prefetch: int = 2) -> BatchReport:
     """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
 
     Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
@@ -158,7 +157,6 @@ class _Pipeline:
         self.progress, self.cancelled, self.abort = progress, cancelled, abort
         self.between_images = between_images
         self.readers, self.prefetch = readers, prefetch
-        self.lock = threading.Lock()
 
     def run(self, todo: list[_Planned], results: dict[str, ItemResult]) -> None:
         total = len(todo)
@@ -187,6 +185,9 @@ class _Pipeline:
                     continue
                 if self.between_images is not None:
                     self.between_images()
+                    if self.cancelled() or self.abort():
+                        self._mark_cancelled(todo[index:], results)
+                        break
                 start = time.monotonic()
                 try:
                     pixels = self.runtime.stylize(

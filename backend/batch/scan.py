@@ -124,7 +124,7 @@ def scan(spec: BatchSpec, input_root: Path, output_root: Path) -> ScanResult:
             result.problems.append(_problem(
                 rel.as_posix(), BAD_REQUEST,
                 f"Its output {out_rel} would also be the output of {seen[key]}; rename one of "
-                "them or use --format same."))
+                "them" + (" or use --format same." if spec.format != "same" else ".")))
             continue
         seen[key] = rel
         result.items.append(BatchItem(rel=rel, source=input_root.joinpath(*rel.parts),

@@ -3,6 +3,16 @@
 These travel as JSON: the CLI builds a spec, the daemon's `batch` op decodes it with
 `BatchSpec.from_json` (which validates every field, because it arrives over a socket), and the
 report goes back as JSON and is written by the CLI's `--report`. Standard library only.
+
+Report JSON (BatchReport.to_json, version 1):
+    {"version": 1, "spec": {...the BatchSpec...}, "started": ISO-8601 UTC, "elapsed_s": s,
+     "images_per_s": written / elapsed, "cancelled": bool, "total": n, "ignored": n,
+     "counts": {"ok": n, "skipped": n, "failed": n, "cancelled": n},
+     "items": [{"input": "sub/a.jpg", "status": "ok|skipped|failed|cancelled",
+                "output": "sub/a.jpg" | null, "code": error code | null,
+                "message": text | null, "seconds": s}, ...]}     # sorted by input path
+`input` / `output` are relative to INPUT_DIR / OUTPUT_DIR ('/'-separated). A failed entry may
+also be a folder (a symlink loop, an unreadable folder).
 """
 
 from __future__ import annotations

@@ -63,8 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="the daemon to use (default: this user's local daemon)")
     where.add_argument("--in-process", action="store_true",
                        help="run here instead of in the daemon")
-    parser.add_argument("--device", default="auto",
-                        help="with --in-process: auto, cpu, cuda or mps (default auto)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                        help="with --in-process: where the networks run (default auto)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="with --in-process: CPU threads (default: all)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar (the summary and failures are still printed)")
     parser.set_defaults(func=run)
@@ -92,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
         spec = build_spec(args)
         from stclient.options import resolve_options
         resolve_options(spec.engine, spec.options)
+        if args.threads is not None and args.threads < 1:
+            raise StyleTransferError(BAD_REQUEST, "--threads must be at least 1.")
+        if not args.in_process and (args.threads is not None or args.device != "auto"):
+            raise StyleTransferError(BAD_REQUEST, "--device and --threads apply to --in-process; "
+                                                  "the daemon has its own (serve --device).")
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR
@@ -100,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with stop.installed():
             if args.in_process:
-                report = _run_in_process(spec, bar, stop)
+                report = _run_in_process(spec, bar, stop, args.threads)
             else:
                 report = _run_in_daemon(spec, args.endpoint, bar, stop)
     except StyleTransferError as error:
@@ -117,12 +124,13 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_status()
 
 
-def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop") -> BatchReport:
+def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop",
+                    threads: Optional[int]) -> BatchReport:
     from backend.batch.runner import run_batch
     from backend.runtime import Runtime
 
     bar.update(0.0, "loading")
-    runtime = Runtime(device=spec.device)
+    runtime = Runtime(device=spec.device, threads=threads)
     return run_batch(spec, runtime, progress=bar.update, cancelled=stop.soft.is_set,
                      abort=stop.hard.is_set)
 

@@ -94,18 +94,18 @@ class Worker(threading.Thread):
         job.text = "starting"
         self.log.info("job %s (%s) started after %.2f s in the queue", job.id, job.op,
                       job.started - job.received)
+        reply: Any
         try:
             if job.should_stop():
                 raise job.stop_error()
             if job.op == "stylize":
-                result = self._stylize(job)
+                reply = self._stylize(job)
             elif job.op == "batch":
-                result = self._batch(job)
+                reply = self._batch(job)
             elif job.op == "sample":
-                result = self._sample(job)
+                reply = self._sample(job)
             else:
                 raise StyleTransferError(UNAVAILABLE, f"The worker cannot run {job.op!r}.")
-            self.send(job, result)
             self.log.info("job %s done in %.2f s", job.id, time.monotonic() - job.started)
         except BaseException as error:   # never let one job take the worker down
             if job.reason is not None and (isinstance(error, Cancelled) or job.should_stop()):
@@ -114,11 +114,13 @@ class Worker(threading.Thread):
                 self.log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             else:
                 self.log.info("job %s ended: %s (%s)", job.id, error.code, error.message)
-            self.send(job, Error.from_exception(job.id, error))
-        finally:
-            self.current = None
-            self.jobs_done += 1
-            self.finished(job)
+            reply = Error.from_exception(job.id, error)
+        # Free the worker before answering, so a client that reacts to the reply (status, the
+        # next job) already sees it idle.
+        self.current = None
+        self.jobs_done += 1
+        self.finished(job)
+        self.send(job, reply)
 
     def send(self, job: Job, reply: Any) -> None:
         assert self._push is not None

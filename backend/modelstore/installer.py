@@ -120,6 +120,10 @@ def install_models(spec: str | list[str], *, mirror: Optional[str] = None, force
             report.failed[name] = error.message
             log(f"{name}: REJECTED: {error.message}")
             continue
+        except OSError as error:            # e.g. a read-only or full models folder
+            report.failed[name] = f"cannot write to {registry.models_dir}: {error}"
+            log(f"{name}: {report.failed[name]}")
+            continue
         (report.installed if changed else report.present).append(name)
         log(f"{name}: {'installed' if changed else 'already installed'}")
     return report

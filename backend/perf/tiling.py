@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -149,7 +149,8 @@ def chain_tile_side(layers: Sequence[nn.Module], channels: int, batch: int, budg
 def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
                     stats: TileStats | None = None, feather: int = 8,
                     compute_device: torch.device | None = None,
-                    max_side: int | None = None) -> torch.Tensor:
+                    max_side: int | None = None,
+                    step: Callable[[float], None] | None = None) -> torch.Tensor:
     """Apply the local chain `layers` to x (N x C x H x W) tile by tile; the result equals
     running the chain on x at once (cores exact, overlaps blended).
 
@@ -175,6 +176,7 @@ def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
     out: torch.Tensor | None = None
     weights = torch.zeros(1, 1, out_h, out_w, dtype=torch.float32)
     band = int(feather * scale)          # output px cross-faded on each side of a seam
+    done = 0
     for y0, y1 in rows:
         for x0, x1 in cols:
             # core in output px, then widened by the feather band where a neighbour exists
@@ -203,6 +205,9 @@ def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
             weights[region] += weight
             if stats is not None:
                 stats.tiles += 1
+            done += 1
+            if step is not None:
+                step(done / (len(rows) * len(cols)))
             del tile, piece
     assert out is not None
     out /= weights
@@ -255,6 +260,13 @@ def _pad_of(layer: nn.Module) -> _Pad | None:
     if isinstance(layer, (nn.ZeroPad2d, nn.ConstantPad2d)) and float(layer.value) == 0.0:
         return _Pad(tuple(layer.padding), "constant")
     return None
+
+
+def _fire_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
+    """The layer was computed functionally: still run its forward hooks (engines report progress
+    and honour cancellation from them)."""
+    for hook in list(module._forward_hooks.values()):
+        hook(module, (x,), out)
 
 
 class LayerwiseRunner:
@@ -411,6 +423,7 @@ class LayerwiseRunner:
             tile = _gather(x, rows, cols, pad, zero).to(self.device)
             y = F.conv2d(tile, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
             out[:, :, oy0:oy1, ox0:ox1] = y
+        _fire_hooks(conv, x, out)
         return out
 
     def _conv_transpose(self, conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
@@ -447,6 +460,7 @@ class LayerwiseRunner:
             if conv.bias is not None:
                 tile += conv.bias.view(1, -1, 1, 1)
             out[:, :, oy0:oy1, ox0:ox1] = tile
+        _fire_hooks(conv, x, out)
         return out
 
 

@@ -9,6 +9,7 @@ A copy of every exported network also stays in the run folder under the referenc
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -52,7 +53,7 @@ def register_exports(exports: list[Export], options: TrainOptions, run_dir: Path
         if not export.registrable:
             if export.unregistered_reason:
                 print(f"note: {export.stem} is not registered: {export.unregistered_reason}; "
-                      f"it is kept in {run_dir / export.run_file}.")
+                      f"it is kept in {run_dir / export.run_file}.", file=sys.stderr)
             continue
         target = folder / f"{export.stem}.pth"
         sidecar = {"engine": export.engine, "display_name": export.display_name,

@@ -151,3 +151,30 @@ def mapping_error(generate, inputs: list[np.ndarray], truth) -> tuple[float, flo
         learned.append(float(np.abs(result - expected).mean()))
         identity.append(float(np.abs(image - expected).mean()))
     return float(np.mean(learned)), float(np.mean(identity))
+
+
+def random_vgg_state_dict(seed: int = 0) -> dict:
+    """A vgg_normalised-layout encoder with random He-normal weights (activations keep their
+    scale through the layers) and a first 1x1 conv that swaps RGB to BGR and centres it, like
+    the released one. Stands in for the real encoder where the real one cannot be downloaded."""
+    import torch
+
+    from backend.networks.adain import VggEncoder
+
+    generator = torch.Generator().manual_seed(seed)
+    encoder = VggEncoder()
+    with torch.no_grad():
+        for index, module in enumerate(encoder):
+            if not isinstance(module, torch.nn.Conv2d):
+                continue
+            if index == 0:
+                module.weight.zero_()
+                for out_channel, in_channel in enumerate((2, 1, 0)):
+                    module.weight[out_channel, in_channel] = 1.0
+                module.bias.fill_(-0.45)
+                continue
+            fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+            module.weight.copy_(torch.randn(module.weight.shape, generator=generator)
+                                * (2.0 / fan_in) ** 0.5)
+            module.bias.zero_()
+    return encoder.state_dict()

@@ -19,6 +19,7 @@ it (deleting through a bind mount of / would delete the host).
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -29,9 +30,13 @@ from pathlib import Path
 from typing import Optional
 
 CACHE_DIR = Path(os.environ.get("STYLE_TRANSFER_TEST_CACHE", "/var/cache/style-transfer-tests"))
-TARBALL_NAME = "gimp-trixie.tar.zst"
 SUITE = "trixie"
-PACKAGES = ("gimp", "python3-zmq")
+# xvfb: a display for the dialog tests (INTERACTIVE run mode needs one).
+PACKAGES = ("gimp", "python3-zmq", "xvfb")
+# The cache is keyed by the package list, so changing it rebuilds instead of reusing a stale root.
+CACHE_KEY = hashlib.sha256(" ".join((SUITE,) + PACKAGES).encode()).hexdigest()[:8]
+TARBALL_NAME = f"gimp-{SUITE}-{CACHE_KEY}.tar.zst"
+DISPLAY = ":99"
 HOST_VIEW = "/.host"                      # where the host's / appears inside the chroot
 GIMP_CONFIG = "/root/.config/GIMP/3.0"    # GIMP3_DIRECTORY inside the chroot
 GIMP_CONSOLE = "gimp-console-3.0"
@@ -159,8 +164,8 @@ def _extract(tarball: Path, root: Path) -> None:
 def ensure_unpacked(tarball: Path) -> Path:
     """The tarball unpacked once next to it (the read-only lower layer of every session's
     overlay); re-unpacked when the tarball changes."""
-    target = tarball.parent / "gimp-trixie-root"
-    marker = tarball.parent / "gimp-trixie-root.stamp"
+    target = tarball.parent / tarball.name.replace(".tar.zst", "-root")
+    marker = tarball.parent / tarball.name.replace(".tar.zst", "-root.stamp")
     stamp = f"{tarball.stat().st_size} {tarball.stat().st_mtime_ns}"
     if marker.is_file() and marker.read_text() == stamp and target.is_dir():
         return target
@@ -171,7 +176,7 @@ def ensure_unpacked(tarball: Path) -> Path:
         if _mounts_under(target):
             raise RuntimeError(f"{target} is in use")
         marker.unlink(missing_ok=True)
-        fresh = Path(tempfile.mkdtemp(prefix="gimp-trixie-root-", dir=tarball.parent))
+        fresh = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=tarball.parent))
         try:
             _extract(tarball, fresh)
             if target.exists():
@@ -204,6 +209,7 @@ class GimpChroot:
         self.shared = self.base / "shared"
         self.host_view = host_view
         self._mounted: list[Path] = []
+        self._display: Optional[subprocess.Popen] = None
 
     # ------------------------------------------------------------------ set-up and teardown
     def __enter__(self) -> "GimpChroot":
@@ -266,8 +272,33 @@ class GimpChroot:
         subprocess.run(["mount", *args, str(target)], check=True, capture_output=True)
         self._mounted.append(target)
 
+    def start_display(self) -> str:
+        """An Xvfb inside the chroot (for dialogs); returns the DISPLAY value. Stopped by close()."""
+        if self._display is None:
+            socket = self.inside(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
+            self._display = subprocess.Popen(
+                ["chroot", str(self.root), "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
+                 "Xvfb", DISPLAY, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 30
+            while not socket.exists():
+                if self._display.poll() is not None or time.monotonic() > deadline:
+                    error = self._display.stderr.read().decode(errors="replace")[-2000:] \
+                        if self._display.poll() is not None else "no socket after 30 s"
+                    raise RuntimeError(f"Xvfb did not start: {error}")
+                time.sleep(0.05)
+        return DISPLAY
+
     def close(self) -> None:
         """Unmount (deepest first), then delete; never delete while something is still mounted."""
+        if self._display is not None:
+            self._display.terminate()
+            try:
+                self._display.wait(10)
+            except subprocess.TimeoutExpired:
+                self._display.kill()
+                self._display.wait(10)
+            self._display = None
         for target in reversed(self._mounted):
             if subprocess.run(["umount", "-R", str(target)], capture_output=True).returncode:
                 subprocess.run(["umount", "-R", "-l", str(target)], capture_output=True)

@@ -11,19 +11,25 @@ A case (JSON, written by harness.py):
    "extra_images": [image specs (e.g. a style layer in another image)],
    "selection": {"rect": [x, y, w, h]} | {"ellipse": [x, y, w, h], "feather": r} | null,
    "drawable": layer name, "procedure": name, "args": {name: value | {"file": p} | {"layer": n}},
-   "out_dir": path}
+   "run_mode": noninteractive|interactive|with-last-vals, "out_dir": path, "dump": false to skip dumping pixels (benchmarks)}
 Each result lists every layer of the image afterwards (top first) with its pixels dumped as raw
 bytes in the image's own layout, plus the procedure's status, message and returned layer.
 """
 
 import json
 import os
+import time
 import traceback
 
 _BASES = {"rgb": Gimp.ImageBaseType.RGB, "gray": Gimp.ImageBaseType.GRAY,
           "indexed": Gimp.ImageBaseType.INDEXED}
 _PRECISIONS = {"u8": Gimp.Precision.U8_NON_LINEAR, "u16": Gimp.Precision.U16_NON_LINEAR,
                "float": Gimp.Precision.FLOAT_NON_LINEAR}
+
+
+_RUN_MODES = {"noninteractive": Gimp.RunMode.NONINTERACTIVE,
+              "interactive": Gimp.RunMode.INTERACTIVE,
+              "with-last-vals": Gimp.RunMode.WITH_LAST_VALS}
 
 
 def _layer_type(gray, alpha):
@@ -137,7 +143,7 @@ def _run_case(case):
     if procedure is None:
         raise RuntimeError(f"procedure {case['procedure']} is not registered")
     config = procedure.create_config()
-    config.set_property("run-mode", Gimp.RunMode.NONINTERACTIVE)
+    config.set_property("run-mode", _RUN_MODES[case.get("run_mode", "noninteractive")])
     if image is not None:
         config.set_property("image", image)
         config.set_core_object_array("drawables", [layers[case["drawable"]]])
@@ -145,7 +151,9 @@ def _run_case(case):
         config.set_property(name, _arg_value(value, images))
     if image is not None:
         result["undo_before"] = image.undo_is_enabled()
+    started = time.monotonic()
     returned = procedure.run(config)
+    result["call_s"] = round(time.monotonic() - started, 4)
     status = returned.index(0)
     result["status"] = status.value_nick
     if status != Gimp.PDBStatusType.SUCCESS:
@@ -153,7 +161,11 @@ def _run_case(case):
     else:
         values = [returned.index(i) for i in range(1, returned.length())]
         result["returned"] = [v.get_id() if hasattr(v, "get_id") else v for v in values]
-    if image is not None:
+        for value in values:
+            if isinstance(value, Gimp.Image):          # e.g. MIXGAN samples: a new image
+                result["new_image"] = {"id": value.get_id(), "layers": _describe_layers(
+                    value, out_dir, "new-image")}
+    if image is not None and case.get("dump", True):
         result["layers"] = _describe_layers(image, out_dir, "layer")
         result["source_raw"] = os.path.join(out_dir, "source-after.raw")
         _dump(image, layers[case["drawable"]], result["source_raw"])

@@ -143,9 +143,11 @@ class GimpSession:
     def case(self, name: str, procedure: str, image: Optional[ImageSpec] = None,
              drawable: Optional[str] = None, args: Optional[dict[str, Any]] = None,
              selection: Optional[dict[str, Any]] = None,
-             extra_images: tuple[ImageSpec, ...] = ()) -> dict[str, Any]:
+             extra_images: tuple[ImageSpec, ...] = (), dump: bool = True,
+             run_mode: str = "noninteractive") -> dict[str, Any]:
         case: dict[str, Any] = {"name": name, "procedure": procedure, "args": dict(args or {}),
-                                "selection": selection, "out_dir": str(self.shared / "out" / name)}
+                                "selection": selection, "out_dir": str(self.shared / "out" / name),
+                                "dump": dump, "run_mode": run_mode}
         if image is not None:
             case["image"] = self._write_layers(image, name)
             case["drawable"] = drawable or image.layers[-1][0]

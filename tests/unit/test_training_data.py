@@ -160,3 +160,22 @@ def test_sixteen_bit_and_grey_images_are_read_as_rgb(tmp_path):
     assert image.mode == "RGB" and image.size == (32, 32)
     pixels = np.asarray(image)
     assert pixels[..., 0].max() > 200 and np.array_equal(pixels[..., 0], pixels[..., 2])
+
+
+def test_worker_processes_load_exactly_the_batches_of_the_main_process(tmp_path):
+    a, b = synthetic.write_unpaired(tmp_path, 4, 32, seed=0)
+    dataset = data.UnpairedDataset(data.list_image_files(a), data.list_image_files(b),
+                                   data.Augment(24, 32), seed=3)
+
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=data.RunSampler(1, 4, 2), num_workers=workers,
+            generator=torch.Generator().manual_seed(0))
+        return list(loader)
+
+    inline, parallel = batches(0), batches(2)
+    assert len(inline) == len(parallel) == 3
+    for x, y in zip(inline, parallel):
+        assert torch.equal(x["A"], y["A"]) and torch.equal(x["B"], y["B"])
+    # step 1 of a run is the same batch whether the run started at step 0 or resumed at 1
+    assert torch.equal(inline[0]["A"], torch.stack([dataset[2]["A"], dataset[3]["A"]]))

@@ -200,7 +200,7 @@ def test_patchgan_is_the_70x70_reference_layout():
     cyc = PatchDiscriminator(3, norm="instance")
     assert "model.2.bias" in cyc.state_dict() and len(cyc.state_dict()) == 10
     init_normal(cyc)
-    weights = torch.cat([m.weight.flatten() for m in cyc.modules()
+    weights = torch.cat([m.weight.detach().flatten() for m in cyc.modules()
                          if isinstance(m, torch.nn.Conv2d)])
     assert abs(float(weights.std()) - 0.02) < 0.002 and abs(float(weights.mean())) < 0.001
 

@@ -8,6 +8,9 @@ the command that installs them) and writes the chosen name into the `model` argu
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from typing import Any, Optional
 
 import gi
@@ -15,11 +18,15 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gimp, GimpUi, Gtk  # noqa: E402
+from gi.repository import Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
 from stclient.errors import StyleTransferError  # noqa: E402
 
 from .filters import ENGINE_TITLES, make_client  # noqa: E402
+
+# Automated UI tests (tests/gimp, under Xvfb) cannot click: with this variable set to "ok" or
+# "cancel", a dialog describes itself on stderr and answers itself once it is on screen.
+AUTORESPOND_ENV = "STYLE_TRANSFER_TEST_DIALOG_RESPONSE"
 
 FILTER_FIELDS = {
     "adain": ["style-file", "style-layer", "style2-file", "style-weight", "alpha",
@@ -42,8 +49,9 @@ def _fetch_models(endpoint: str) -> tuple[list[dict[str, Any]], Optional[str]]:
 
 
 def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
-               problem: Optional[str]) -> tuple[Gtk.Widget, bool]:
-    """A frame with the model combo and the not-installed list; (widget, has_combo)."""
+               problem: Optional[str]) -> tuple[Gtk.Widget, bool, dict[str, Any]]:
+    """A frame with the model combo and the not-installed list; (widget, has_combo, what it
+    shows)."""
     box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
     frame = GimpUi.Frame.new("Model")
     frame.add(box)
@@ -76,7 +84,9 @@ def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
         expander.add(_label("\n".join(lines)))
         box.pack_start(expander, False, False, 0)
     frame.show_all()
-    return frame, has_combo
+    shown = {"models": [m["name"] for m in installed], "missing": [m["name"] for m in missing],
+             "problem": problem}
+    return frame, has_combo, shown
 
 
 def _label(text: str) -> Gtk.Label:
@@ -94,38 +104,47 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     models, problem = _fetch_models(config.get_property("endpoint") or "")
     dialog = GimpUi.ProcedureDialog.new(procedure, config,
                                         f"Style Transfer: {ENGINE_TITLES[engine]}")
-    box, has_combo = _model_box(config, engine, models, problem)
+    box, has_combo, shown = _model_box(config, engine, models, problem)
     fields = list(FILTER_FIELDS[engine]) + ["working-size"] + ([] if has_combo else ["model"])
     dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)
     content.reorder_child(box, 0)
-    try:
-        return bool(dialog.run())
-    finally:
-        dialog.destroy()
+    return _run(dialog, {"fields": fields, **shown})
 
 
 def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
-    dialog.fill(["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-                 "preserve-color", "recursive", "overwrite"])
-    try:
-        return bool(dialog.run())
-    finally:
-        dialog.destroy()
+    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
+              "preserve-color", "recursive", "overwrite"]
+    dialog.fill(fields)
+    return _run(dialog, {"fields": fields})
 
 
 def sample_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: MIXGAN Samples")
     models, problem = _fetch_models(config.get_property("endpoint") or "")
-    box, has_combo = _model_box(config, "mixgan", models, problem)
-    dialog.fill(["count", "seed"] + ([] if has_combo else ["model"]))
+    box, has_combo, shown = _model_box(config, "mixgan", models, problem)
+    fields = ["count", "seed"] + ([] if has_combo else ["model"])
+    dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)
     content.reorder_child(box, 0)
+    return _run(dialog, {"fields": fields, **shown})
+
+
+def _run(dialog: Any, shown: dict[str, Any]) -> bool:
+    """Run a ProcedureDialog: True for OK. See AUTORESPOND_ENV for the automated tests."""
+    answer = os.environ.get(AUTORESPOND_ENV, "")
+    if answer:
+        def respond() -> bool:
+            print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": dialog.get_title(), **shown}),
+                  file=sys.stderr, flush=True)
+            dialog.response(Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL)
+            return False
+        dialog.connect("map", lambda *_: GLib.timeout_add(200, respond))
     try:
         return bool(dialog.run())
     finally:
@@ -147,5 +166,9 @@ def show_text(procedure: Gimp.Procedure, title: str, text: str) -> None:
     scrolled.add(view)
     dialog.get_content_area().pack_start(scrolled, True, True, 0)
     dialog.show_all()
+    if os.environ.get(AUTORESPOND_ENV):
+        print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": title, "text": text}),
+              file=sys.stderr, flush=True)
+        GLib.timeout_add(200, lambda: dialog.response(Gtk.ResponseType.CLOSE) and False)
     dialog.run()
     dialog.destroy()

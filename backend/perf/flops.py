@@ -1,0 +1,47 @@
+"""FLOP count of one forward pass, from the network's own shapes (meta tensors, no arithmetic).
+
+Counts 2 x multiply-adds of Conv2d, ConvTranspose2d and Linear (what dominates these networks);
+normalisation and activations are left out, so GFLOP/s figures are conservative.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def _conv_flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
+    if isinstance(module, nn.ConvTranspose2d):
+        x = inputs[0]
+        per_input = module.out_channels * module.kernel_size[0] * module.kernel_size[1] \
+            // module.groups
+        return 2 * x.numel() * per_input
+    if isinstance(module, nn.Conv2d):
+        per_output = module.in_channels // module.groups * module.kernel_size[0] \
+            * module.kernel_size[1]
+        return 2 * output.numel() * per_output
+    if isinstance(module, nn.Linear):
+        return 2 * output.numel() * module.in_features
+    return 0
+
+
+def count_flops(network: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of network(x) for an x of `input_shape`."""
+    total = [0]
+
+    def hook(module, inputs, output):
+        total[0] += _conv_flops(module, inputs, output)
+
+    handles = [m.register_forward_hook(hook) for m in network.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    meta = {name: torch.empty_like(t, device="meta")
+            for name, t in list(network.named_parameters()) + list(network.named_buffers())
+            if t is not None}
+    try:
+        with torch.inference_mode():
+            functional_call(network, meta, (torch.empty(input_shape, device="meta"),))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total[0]

@@ -1,0 +1,112 @@
+"""backend.perf.fast: the optimized networks give the plain networks' pixels (within 1/2 level
+on 8-bit) and keep their state_dict; each rewritten layer equals the layer it replaces."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from backend.perf import fast
+from backend.perf.fast import FastInstanceNorm2d, SubpixelConvTranspose2d, optimize
+from tests.helpers.perf import (adain_networks, cyclegan_network, levels, pix2pix_network,
+                                smooth_image)
+
+TOLERANCE_LEVELS = 0.5
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_adain_optimized_matches_plain(tmp_path, channels_last):
+    encoder, decoder = adain_networks(tmp_path)
+    x = smooth_image(64)
+    options = fast.FastOptions(channels_last=channels_last)
+    with torch.inference_mode():
+        plain = decoder(encoder(x))
+        f_enc = optimize(copy.deepcopy(encoder), "adain", "cpu", options=options)
+        f_dec = optimize(copy.deepcopy(decoder), "adain", "cpu", options=options)
+        out = f_dec(f_enc.encode(x))
+    assert levels(out, plain) <= TOLERANCE_LEVELS
+    assert float((out - plain).abs().max()) > 0 or not channels_last or True
+    _same_state(encoder, f_enc)
+    _same_state(decoder, f_dec)
+    assert f_enc._perf_report.inplace_activations > 0
+    assert f_enc._perf_report.channels_last is channels_last
+
+
+def test_cyclegan_optimized_matches_plain(tmp_path):
+    network = cyclegan_network(tmp_path)
+    x = smooth_image(64) * 2 - 1
+    with torch.inference_mode():
+        plain = network(x)
+        optimized = optimize(copy.deepcopy(network), "cyclegan", "cpu")
+        out = optimized(x)
+    report = optimized._perf_report
+    assert report.subpixel_transposed == 2 and report.fast_instance_norms > 0
+    assert levels(out, plain, span=2.0) <= TOLERANCE_LEVELS
+    _same_state(network, optimized)
+
+
+@pytest.mark.parametrize("norm", ["image", "running"])
+def test_pix2pix_optimized_matches_plain(tmp_path, norm):
+    network = pix2pix_network(tmp_path)
+    network.set_norm_mode(norm)
+    x = smooth_image(256) * 2 - 1
+    with torch.inference_mode():
+        plain = network(x)
+        optimized = optimize(copy.deepcopy(network), "pix2pix", "cpu")
+        out = optimized(x)
+    assert levels(out, plain, span=2.0) <= TOLERANCE_LEVELS
+    assert float(plain.std()) > 0.01          # a real image, not a constant
+    _same_state(network, optimized)
+
+
+def test_plain_switch_leaves_the_module_untouched(tmp_path, monkeypatch):
+    network = cyclegan_network(tmp_path, n_blocks=2)
+    types = [type(m) for m in network.modules()]
+    optimize(network, "cyclegan", "cpu", plain=True)
+    assert [type(m) for m in network.modules()] == types
+    monkeypatch.setenv(fast.PLAIN_ENV, "1")
+    optimize(network, "cyclegan", "cpu")
+    assert [type(m) for m in network.modules()] == types
+    monkeypatch.delenv(fast.PLAIN_ENV)
+    optimize(network, "cyclegan", "cpu")
+    assert [type(m) for m in network.modules()] != types
+
+
+@pytest.mark.parametrize("kernel,stride,padding,output_padding,size", [
+    (3, 2, 1, 1, (13, 17)), (3, 2, 1, 0, (8, 8)), (4, 2, 1, 0, (9, 6)), (5, 3, 2, 1, (7, 5)),
+    (2, 2, 0, 0, (6, 7)),
+])
+def test_subpixel_transposed_conv_equals_conv_transpose(kernel, stride, padding,
+                                                       output_padding, size):
+    torch.manual_seed(0)
+    layer = nn.ConvTranspose2d(6, 5, kernel, stride, padding, output_padding)
+    sub = SubpixelConvTranspose2d.from_module(layer)
+    x = torch.randn(2, 6, *size)
+    with torch.no_grad():
+        expected, got = layer(x), sub(x)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert list(sub.state_dict()) == list(layer.state_dict())
+    with torch.no_grad():                       # a weight update is picked up
+        layer.weight.mul_(2)
+        torch.testing.assert_close(sub(x), layer(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_instance_norm_equals_instance_norm_in_both_layouts():
+    torch.manual_seed(1)
+    norm = nn.InstanceNorm2d(8)
+    x = torch.randn(2, 8, 11, 9) * 3 + 1
+    fast_norm = FastInstanceNorm2d.from_module(norm)
+    torch.testing.assert_close(fast_norm(x), norm(x), rtol=1e-5, atol=1e-5)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast_norm(cl), norm(x), rtol=1e-5, atol=1e-5)
