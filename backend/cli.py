@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{commands_pkg.__name__}.{info.name}")
+        try:
+            module = importlib.import_module(f"{commands_pkg.__name__}.{info.name}")
+        except Exception as error:  # one broken command must not take the others down
+            print(f"warning: command {info.name!r} is unavailable: {error}", file=sys.stderr)
+            continue
         module.register(subparsers)
     return parser
 

@@ -42,7 +42,7 @@ from backend.networks.adain import mean_std  # noqa: E402
 SCALES = {
     # name: pix2pix (pairs, px, ngf, steps), cyclegan (images, px, ngf, steps),
     #       adain (images, px, batch, steps), segments
-    "full": dict(p2p=(64, 128, 16, 600), cyc=(64, 64, 8, 500), ada=(32, 64, 4, 120), segments=4),
+    "full": dict(p2p=(64, 128, 32, 500), cyc=(64, 64, 16, 500), ada=(32, 64, 4, 240), segments=4),
     "quick": dict(p2p=(8, 128, 8, 40), cyc=(8, 32, 8, 40), ada=(6, 32, 2, 8), segments=2),
 }
 
@@ -126,7 +126,7 @@ def prove_adain(work: Path, scale: dict, device: str, rows: list[Row], log) -> N
     count, size, batch, steps = scale["ada"]
     content, style = synthetic.write_styles(work / "ada", count, size + size // 4, seed=0)
     held = work / "ada_held"
-    synthetic.write_styles(held, 4, size, seed=77)
+    synthetic.write_styles(held, 16, size, seed=77)
     vgg = work / "vgg_random.pth"
     torch.save(synthetic.random_vgg_state_dict(0), vgg)
     options = TrainOptions(engine="adain", name="proof_adain", content=str(content),

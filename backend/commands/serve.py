@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                            "(default: an ipc socket in the runtime directory; "
                                            "loopback TCP on Windows)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for the networks (default: all CPUs); fewer keeps the "
+                             "desktop responsive")
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to the console")
     parser.add_argument("--models-dir", type=Path, help="folder with installed models")
@@ -57,6 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_pixels < 1:
         raise StyleTransferError("bad_request", "--max-pixels must be positive.")
+    if args.threads is not None and args.threads < 1:
+        raise StyleTransferError("bad_request", "--threads must be at least 1.")
     directory = paths.ensure_runtime_dir()
     endpoint = args.endpoint or paths.default_endpoint(directory)
     from backend.daemon import security
@@ -85,7 +90,8 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
         else:
             models_dir = None
         config = DaemonConfig(
-            endpoint=endpoint, runtime_dir=directory, device=args.device, models_dir=models_dir,
+            endpoint=endpoint, runtime_dir=directory, device=args.device, threads=args.threads,
+            models_dir=models_dir,
             max_pixels=args.max_pixels, job_timeout=args.job_timeout,
             batch_timeout=args.batch_timeout, client_timeout=args.client_timeout,
             curve_keys=args.curve_keys, log_file=args.log_file)
@@ -184,6 +190,8 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--device", args.device, "--max-pixels", str(args.max_pixels),
              "--job-timeout", str(args.job_timeout), "--batch-timeout", str(args.batch_timeout),
              "--client-timeout", str(args.client_timeout)]
+    if args.threads is not None:
+        flags += ["--threads", str(args.threads)]
     if args.models_dir is not None:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:

@@ -38,21 +38,11 @@ def run(args: argparse.Namespace) -> int:
     pid = reply.get("pid")
     deadline = time.monotonic() + args.timeout
     while paths.pid_alive(pid) and time.monotonic() < deadline:
-        if _is_zombie(pid):
-            break
         time.sleep(0.1)
-    if paths.pid_alive(pid) and not _is_zombie(pid):
+    if paths.pid_alive(pid):
         print(f"error: the daemon (pid {pid}) is still running after {args.timeout:g} s.",
               file=sys.stderr)
         return 1
     print(f"daemon stopped (pid {pid}).")
     return 0
 
-
-def _is_zombie(pid: object) -> bool:
-    """A child that exited but was not reaped yet (tests start daemons as children)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False

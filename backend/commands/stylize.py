@@ -12,7 +12,6 @@ Exit status: 0 all written, 1 some failed, 2 usage error, 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any, Optional

@@ -19,6 +19,7 @@ class DaemonConfig:
     endpoint: str
     runtime_dir: Path
     device: str = "auto"
+    threads: Optional[int] = None     # CPU threads for torch (None: the Runtime's default)
     models_dir: Optional[Path] = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     job_timeout: float = DEFAULT_JOB_TIMEOUT

@@ -34,7 +34,8 @@ RuntimeFactory = Callable[[DaemonConfig], Any]
 def default_runtime_factory(config: DaemonConfig) -> Any:
     from backend.runtime import Runtime
     return Runtime(device=config.device,
-                   models_dir=str(config.models_dir) if config.models_dir else None)
+                   models_dir=str(config.models_dir) if config.models_dir else None,
+                   threads=config.threads)
 
 
 class Worker(threading.Thread):

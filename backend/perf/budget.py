@@ -125,10 +125,14 @@ def estimate_activations(network: nn.Module, input_shape: tuple[int, ...],
             for name, t in list(network.named_parameters()) + list(network.named_buffers())
             if t is not None}
     x = torch.empty(input_shape, dtype=dtype, device="meta")
+    # a guarded network's instance-level forward would estimate itself again: use the class's
+    instance_forward = network.__dict__.pop("forward", None)
     try:
         with torch.inference_mode():
             functional_call(network, meta, (x,))
     finally:
+        if instance_forward is not None:
+            network.forward = instance_forward
         for handle in handles:
             handle.remove()
     return ActivationEstimate(state["peak"], state["largest"])

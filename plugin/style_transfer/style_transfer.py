@@ -32,7 +32,7 @@ gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
-from stclient.errors import CANCELLED, StyleTransferError  # noqa: E402
+from stclient.errors import BAD_IMAGE, CANCELLED, StyleTransferError  # noqa: E402
 from stgimp import zmqsetup  # noqa: E402
 from stgimp.timing import Timer  # noqa: E402
 
@@ -93,8 +93,8 @@ def _guarded(body):
         except Exception as error:  # a bug: still a readable message, details on stderr
             traceback.print_exc()
             return _failure(procedure, run_mode,
-                            f"The style-transfer plug-in failed unexpectedly ({type(error).__name__}"
-                            f": {error}). Please report this with GIMP's terminal output.")
+                            "The style-transfer plug-in failed unexpectedly "
+                            f"({type(error).__name__}: {error}). Please report this with GIMP's terminal output.")
     return wrapper
 
 
@@ -108,7 +108,7 @@ def _run_filter(procedure, run_mode, image, drawables, config):
         if not dialog.filter_dialog(procedure, config, engine, image):
             return _cancelled(procedure)
     if len(drawables) != 1:
-        raise StyleTransferError("bad_image", "Select exactly one layer to stylize "
+        raise StyleTransferError(BAD_IMAGE, "Select exactly one layer to stylize "
                                               f"({len(drawables)} are selected).")
     timer = Timer()
     request = requests.filter_request(engine, config)

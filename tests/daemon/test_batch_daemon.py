@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -169,3 +170,28 @@ def test_cli_uses_the_daemon_by_default(daemon, tmp_path):
                            cwd=str(PROJECT_ROOT), env=env, capture_output=True, text=True,
                            timeout=300)
     assert usage.returncode == 2 and "same folder" in usage.stderr
+
+
+def test_ctrl_c_in_the_cli_cancels_the_daemon_batch_and_keeps_the_report(daemon, tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    names = make_plain_folder(inp, 30, 48)
+    env = dict(os.environ, STYLE_TRANSFER_RUNTIME_DIR=str(daemon.runtime_dir))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend", "batch", str(inp), str(out), "--engine", "cyclegan",
+         "--model", "style_monet", "--endpoint", daemon.endpoint, "--report",
+         str(tmp_path / "r.json")], cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.is_dir() and len(image_files(out)) >= 2:
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    done = sorted(i["input"] for i in report["items"] if i["status"] == "ok")
+    assert report["cancelled"] and 2 <= len(done) < len(names)
+    assert image_files(out) == done
+    with daemon.client() as client:                    # the daemon is idle again
+        assert client.status()["running"] is None

@@ -44,7 +44,7 @@ def daemon(models_dir):
 @pytest.fixture(scope="module")
 def runtime(models_dir):
     from backend.runtime import Runtime
-    return Runtime(device="cpu", models_dir=models_dir)
+    return Runtime(device="cpu", models_dir=models_dir, threads=1)
 
 
 def random_image(seed: int, height: int, width: int, channels: int = 3, dtype=np.uint8):

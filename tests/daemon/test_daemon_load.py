@@ -26,17 +26,17 @@ def models_dir(tmp_path_factory):
 
 
 def job_spec(client: int, index: int) -> dict:
-    """A different image size, seed, engine and option for every (client, index)."""
+    """A different image size (unique per job, so any mix-up shows), seed, channel count, engine
+    and options for every (client, index)."""
     rng = np.random.default_rng(1000 * client + index)
-    height = 8 + (client * 7 + index * 3) % 21
-    width = 8 + (client * 5 + index * 11) % 23
+    height, width = 8 + client, 8 + index
     channels = (3, 4, 1)[(client + index) % 3]
     content = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-    if index % 2:
+    if index % 5 == 4:
         return dict(engine="pix2pix", model="pix2pix_facades_label2photo", content=content,
                     options={"norm": ("image", "running")[client % 2]})
     return dict(engine="cyclegan", model="style_monet", content=content,
-                options={"working_size": (0, 16, 24)[client % 3]})
+                options={"working_size": (0, 8, 12, 16)[(client + index) % 4]})
 
 
 def test_concurrent_clients_get_their_own_results_and_memory_stays_flat(models_dir):
@@ -73,10 +73,11 @@ def test_concurrent_clients_get_their_own_results_and_memory_stays_flat(models_d
             status = client.status()
         assert status["queue"] == [] and status["running"] is None
         assert daemon.process.poll() is None
+    print("daemon RSS after each round (MiB):", [round(r / 2**20, 1) for r in rss])
     # Memory: after two warm-up rounds (models loaded, caches filled) it must not keep growing.
     assert rss[-1] - rss[1] < RSS_SLACK, [r // 2**20 for r in rss]
 
-    runtime = Runtime(device="cpu", models_dir=models_dir)
+    runtime = Runtime(device="cpu", models_dir=models_dir, threads=1)
     assert len(results) == CLIENTS * ROUNDS * JOBS_PER_ROUND
     for (client_index, index), got in sorted(results.items()):
         spec = job_spec(client_index, index)

@@ -1,19 +1,23 @@
 """A real GIMP 3.0 (Debian trixie) in a chroot, for end-to-end tests of the plug-in.
 
-Debian 12 ships only GIMP 2.10, so the tests build a minimal trixie root with debootstrap once,
-cache it as a zstd tarball outside the repository ($STYLE_TRANSFER_TEST_CACHE, default
-/var/cache/style-transfer-tests/gimp-trixie.tar.zst) and unpack it into a temporary folder for each
-test session (~3 s). Building needs root and network access to the Debian mirror (~80 s).
+Debian 12 ships only GIMP 2.10, so the tests build a minimal trixie root with debootstrap once
+(root and network access to the Debian mirror needed; ~80 s on an idle machine), cache it as a
+zstd tarball outside the repository ($STYLE_TRANSFER_TEST_CACHE, default
+/var/cache/style-transfer-tests/gimp-trixie-<key>.tar.zst, keyed by the package list) and unpack
+it once next to the tarball. Each test session then mounts a copy-on-write overlay of that root
+(instant to create and to delete); where overlayfs is unavailable it unpacks the tarball (~3 s).
 
 Paths are kept identical on both sides so that the daemon (on the host) and the plug-in (inside the
 chroot) can exchange file paths and ipc:// socket paths unchanged:
 - `shared` (a host temp folder) is bind-mounted at the same absolute path inside the chroot;
-- the host's root is bind-mounted read-write at /.host inside the chroot (made a slave mount, so
-  nothing done there ever propagates back). A process inside the chroot reaches the host's Python
-  through `chroot /.host ...`; this is how the plug-in's auto-start of the daemon is tested for real.
+- the host's root is bind-mounted at /.host inside the chroot (as a slave mount, so no mount or
+  unmount made there propagates back to the host). A process inside the chroot reaches the host's
+  Python through `chroot /.host ...`; this is how the plug-in's auto-start of the daemon is tested
+  for real.
 
 Teardown unmounts everything and refuses to delete the folder while anything is still mounted under
-it (deleting through a bind mount of / would delete the host).
+it (deleting through a bind mount of / would delete the host's files); deletion never crosses file
+systems (rm --one-file-system).
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def check_can_chroot() -> None:
 
 
 def ensure_tarball(cache_dir: Path = CACHE_DIR) -> Path:
-    """The cached trixie root with GIMP; built on first use under a lock (parallel sessions wait)."""
+    """The cached trixie root with GIMP; built on first use under a lock (others wait)."""
     check_can_chroot()
     tarball = cache_dir / TARBALL_NAME
     if tarball.is_file():
@@ -113,7 +117,7 @@ def _ensure_host_tools(log: list[str]) -> None:
 
 
 def build_tarball(tarball: Path) -> None:
-    """debootstrap trixie + gimp + python3-zmq, then pack it. Raises ChrootUnavailable on failure."""
+    """debootstrap trixie + PACKAGES, then pack it. Raises ChrootUnavailable on failure."""
     log: list[str] = []
     _ensure_host_tools(log)
     work = Path(tempfile.mkdtemp(prefix="gimp-trixie-build-", dir=tarball.parent))
@@ -149,7 +153,11 @@ def build_tarball(tarball: Path) -> None:
                 raise RuntimeError("packing the GIMP chroot failed")
         os.replace(partial, tarball)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        # debootstrap mounts proc/sys in its target while it works: never delete through them.
+        for target in sorted(_mounts_under(work), key=len, reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True)
+        if not _mounts_under(work):
+            subprocess.run(["rm", "-rf", "--one-file-system", str(work)], capture_output=True)
 
 
 def _extract(tarball: Path, root: Path) -> None:
@@ -273,7 +281,7 @@ class GimpChroot:
         self._mounted.append(target)
 
     def start_display(self) -> str:
-        """An Xvfb inside the chroot (for dialogs); returns the DISPLAY value. Stopped by close()."""
+        """An Xvfb inside the chroot (for dialogs); returns DISPLAY. close() stops it."""
         if self._display is None:
             socket = self.inside(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
             self._display = subprocess.Popen(

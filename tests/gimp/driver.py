@@ -11,7 +11,8 @@ A case (JSON, written by harness.py):
    "extra_images": [image specs (e.g. a style layer in another image)],
    "selection": {"rect": [x, y, w, h]} | {"ellipse": [x, y, w, h], "feather": r} | null,
    "drawable": layer name, "procedure": name, "args": {name: value | {"file": p} | {"layer": n}},
-   "run_mode": noninteractive|interactive|with-last-vals, "out_dir": path, "dump": false to skip dumping pixels (benchmarks)}
+   "run_mode": noninteractive|interactive|with-last-vals, "out_dir": path,
+   "dump": false to skip dumping pixels (benchmarks)}
 Each result lists every layer of the image afterwards (top first) with its pixels dumped as raw
 bytes in the image's own layout, plus the procedure's status, message and returned layer.
 """

@@ -1,7 +1,7 @@
 """Install our plug-in into the chroot's GIMP the way users get it: through install.py.
 
-`python3 install.py --python PY --gimp-plugins-dir DIR` copies plugin/style_transfer into DIR, sets the
-run bit, touches the main file (GIMP caches plug-ins by mtime) and writes config.json. The config's
+`python3 install.py --python PY --gimp-plugins-dir DIR` copies plugin/style_transfer into DIR, sets
+the run bit, touches the main file (GIMP caches plug-ins by mtime) and writes config.json. The config's
 `python` must then point at something that runs the HOST's backend from inside the chroot (for the
 auto-start test): a small launcher that chroots into the host view (see chroot.py).
 """

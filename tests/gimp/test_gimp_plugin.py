@@ -154,6 +154,8 @@ def main_run(session, daemon, assets):
              args={"style-file": {"file": assets["style1"]},
                    "style2-file": {"file": assets["style2"]}, "use-selection": True,
                    "endpoint": endpoint}),
+        case("indexed", P + "cyclegan", ImageSpec(48, 40, base="indexed").add("photo", SEL_RGB),
+             args={"model": CYCLEGAN, "endpoint": endpoint}),
         case("unknown_model", P + "cyclegan", ImageSpec(44, 36).add("photo", RGBA),
              args={"model": "no_such_model", "endpoint": endpoint}),
         case("dead_endpoint", P + "cyclegan", ImageSpec(44, 36).add("photo", RGBA),
@@ -269,6 +271,7 @@ def test_rectangular_selection_only_inside_is_stylized(main_run, daemon):
     want = expected(daemon, SEL_RGB[y:y + h, x:x + w], "cyclegan", model=CYCLEGAN)
     np.testing.assert_array_equal(got[y:y + h, x:x + w, :3], want)
     check_source_unchanged(result, "photo", SEL_RGB)
+    assert result.raw["selection_after_empty"] is False, "the selection is left as it was"
 
 
 def test_feathered_selection_blends(main_run, daemon):
@@ -315,6 +318,25 @@ def test_float_image(main_run, daemon):
     assert layer["format"] == "R'G'B' float"
     want = expected(daemon, FLOAT, "cyclegan", model=CYCLEGAN)
     np.testing.assert_array_equal(result.pixels(layer), want)
+
+
+def test_indexed_image(main_run, daemon):
+    """An indexed layer is read as RGB; the result goes into an indexed layer (GIMP maps it to
+    the image's palette), so it can only be compared through the palette."""
+    result = ok(main_run["indexed"])
+    layer = new_layer(result, "photo")
+    assert layer["type"].startswith("indexed")
+    source = result.source_after(result.layer_named("photo"))
+    palette = np.unique(source.reshape(-1, 3), axis=0).astype(int)
+    got = result.pixels(layer).reshape(-1, 3).astype(int)
+    assert {tuple(c) for c in got} <= {tuple(c) for c in palette}
+    want = expected(daemon, source, "cyclegan", model=CYCLEGAN).reshape(-1, 3).astype(int)
+    distances = ((want[:, None, :] - palette[None, :, :]) ** 2).sum(axis=2)
+    nearest = palette[distances.argmin(axis=1)]
+    share = (got == nearest).all(axis=1).mean()
+    print(f"indexed: {share:.3f} of the pixels are the nearest palette colour")
+    assert share > 0.8, f"the result is not the stylized layer ({share:.2f})"
+    assert not np.array_equal(got, source.reshape(-1, 3))
 
 
 def test_adain_with_style_layer(main_run, daemon):
@@ -449,7 +471,7 @@ def _stop_daemon(runtime: Path, endpoint: str) -> None:
         os.kill(pid, 9)
 
 
-def test_dialogs_under_xvfb(session, daemon):
+def test_dialogs_under_xvfb(session, daemon, assets):
     """INTERACTIVE opens the dialog (model list from the daemon), OK runs the filter with the
     model picked in the list; WITH_LAST_VALS then reuses those values without a window."""
     display = session.gimp.start_display()
@@ -462,13 +484,18 @@ def test_dialogs_under_xvfb(session, daemon):
                      run_mode="with-last-vals"),
         session.case("dlg_status", P + "status", args={"endpoint": daemon.endpoint},
                      run_mode="interactive"),
+        session.case("dlg_adain", P + "adain", ImageSpec(32, 24).add("photo", photo),
+                     args={"style-file": {"file": assets["style1"]}, "alpha": 0.5,
+                           "endpoint": daemon.endpoint}, run_mode="interactive"),
     ]
     env = {"DISPLAY": display, "STYLE_TRANSFER_TEST_DIALOG_RESPONSE": "ok"}
     results = session.run(cases, env=env, tag="dialogs")
     shown = [json.loads(line.split(" ", 1)[1]) for line in session.last_run.stderr.splitlines()
              if line.startswith("STYLE_TRANSFER_DIALOG ")]
-    assert len(shown) == 2, session.last_run.describe()
-    filter_dialog, status_dialog = shown
+    assert len(shown) == 3, session.last_run.describe()
+    filter_dialog, status_dialog, adain_dialog = shown
+    assert adain_dialog["models"] == ["adain"]
+    assert {"style-file", "style-layer", "style2-file", "alpha"} <= set(adain_dialog["fields"])
     assert filter_dialog["models"] == [CYCLEGAN], filter_dialog
     assert "horse2zebra" in filter_dialog["missing"] and "working-size" in filter_dialog["fields"]
     assert CYCLEGAN in status_dialog["text"] and "Not installed" in status_dialog["text"]
@@ -483,3 +510,63 @@ def test_dialogs_under_xvfb(session, daemon):
     assert layer["name"] == f"CycleGAN: {CYCLEGAN}"
     np.testing.assert_array_equal(last.pixels(layer), want)
     ok(results["dlg_status"])
+    adain = ok(results["dlg_adain"])
+    layer = new_layer(adain, "photo")
+    assert layer["name"] == "AdaIN: starry α=0.5"
+    want = expected(daemon, photo, "adain", options={"alpha": 0.5, "preserve_color": False},
+                    style_paths=[assets["style1"]])
+    np.testing.assert_array_equal(adain.pixels(layer), want)
+
+
+def _plugin_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"plug-ins/style_transfer/style_transfer.py" in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_cancel_kills_plugin_and_the_daemon_drops_the_job(session, daemon):
+    """GIMP's Cancel SIGKILLs the plug-in process; the daemon must then drop its job (it notices
+    the missing heartbeats) instead of computing for nobody."""
+    import signal
+    import threading
+
+    big = u8(_pattern(768, 1024, 3, 50))
+    case = session.case("cancelled", P + "cyclegan", ImageSpec(1024, 768).add("photo", big),
+                        args={"model": CYCLEGAN, "endpoint": daemon.endpoint})
+    seen: dict = {}
+
+    def watch() -> None:
+        with Client(daemon.endpoint, autostart=False, timeout=10,
+                    runtime_dir=str(daemon.runtime_dir)) as client:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and "killed_at" not in seen:
+                running = client.status().get("running")
+                if running and running.get("op") == "stylize" and running.get("running_s"):
+                    for pid in _plugin_pids():
+                        os.kill(pid, signal.SIGKILL)
+                        seen["killed_at"] = time.monotonic()
+                time.sleep(0.1)
+            while "killed_at" in seen and time.monotonic() < deadline:
+                if client.status().get("running") is None:
+                    seen["freed_after"] = time.monotonic() - seen["killed_at"]
+                    return
+                time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    results = session.run([case], tag="cancel")
+    watcher.join(260)
+    assert "killed_at" in seen, "the job never showed up as running in the daemon"
+    result = results["cancelled"]
+    assert result.status != "success", result.explain()
+    assert len(result.layers) == 1, "a cancelled filter adds no layer"
+    assert seen.get("freed_after") is not None, "the daemon kept the dead plug-in's job"
+    assert seen["freed_after"] < 30, seen
+    print(f"\ndaemon dropped the killed plug-in's job after {seen['freed_after']:.1f} s")

@@ -111,9 +111,13 @@ class DaemonHandle:
 
 def start_daemon(models_dir: Optional[os.PathLike | str], endpoint: Optional[str] = None,
                  extra_args: Sequence[str] = (), runtime_dir: Optional[os.PathLike | str] = None,
-                 device: str = "cpu", ready_timeout: float = 180.0,
+                 device: str = "cpu", threads: Optional[int] = 1, ready_timeout: float = 180.0,
                  env: Optional[dict[str, str]] = None) -> DaemonHandle:
-    """Start `serve --foreground` and wait until its Runtime is ready (state file says so)."""
+    """Start `serve --foreground` and wait until its Runtime is ready (state file says so).
+
+    `models_dir` None: the daemon uses $STYLE_TRANSFER_MODELS_DIR / the project's models/.
+    `threads` (default 1) is passed as --threads; None leaves the Runtime's default (all CPUs).
+    """
     own = runtime_dir is None
     directory = make_runtime_dir() if own else Path(runtime_dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -122,6 +126,8 @@ def start_daemon(models_dir: Optional[os.PathLike | str], endpoint: Optional[str
     log_path = directory / "console.log"
     command = [sys.executable, "-m", "backend", "serve", "--foreground", "--endpoint", endpoint,
                "--device", device, *extra_args]
+    if threads is not None:              # 1 thread: much faster on a small, shared CI machine
+        command += ["--threads", str(threads)]
     child_env = dict(os.environ)
     child_env[paths.RUNTIME_DIR_ENV] = str(directory)
     if models_dir is not None:

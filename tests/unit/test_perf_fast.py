@@ -35,7 +35,6 @@ def test_adain_optimized_matches_plain(tmp_path, channels_last):
         f_dec = optimize(copy.deepcopy(decoder), "adain", "cpu", options=options)
         out = f_dec(f_enc.encode(x))
     assert levels(out, plain) <= TOLERANCE_LEVELS
-    assert float((out - plain).abs().max()) > 0 or not channels_last or True
     _same_state(encoder, f_enc)
     _same_state(decoder, f_dec)
     assert f_enc._perf_report.inplace_activations > 0
@@ -70,7 +69,7 @@ def test_pix2pix_optimized_matches_plain(tmp_path, norm):
 
 
 def test_plain_switch_leaves_the_module_untouched(tmp_path, monkeypatch):
-    network = cyclegan_network(tmp_path, n_blocks=2)
+    network = cyclegan_network(tmp_path, n_blocks=6)
     types = [type(m) for m in network.modules()]
     optimize(network, "cyclegan", "cpu", plain=True)
     assert [type(m) for m in network.modules()] == types

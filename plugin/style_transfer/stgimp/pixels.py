@@ -118,7 +118,10 @@ def selection_mask(image: Gimp.Image, drawable: Gimp.Drawable, x: int, y: int, w
     return ImageFrame(width, height, 1, "float32", _to_wire(bytes(data), "float32")).check("mask")
 
 
-def selection_rect(image: Gimp.Image, drawable: Gimp.Drawable) -> Optional[tuple[int, int, int, int]]:
+Rect = tuple[int, int, int, int]
+
+
+def selection_rect(image: Gimp.Image, drawable: Gimp.Drawable) -> Optional[Rect]:
     """(x, y, w, h) of the selection's bounding box within the drawable, or None without one.
 
     Raises when there is a selection that does not touch the drawable at all.
