@@ -75,6 +75,8 @@ def main() -> int:
                              "(default: all)")
     parser.add_argument("--skip", default="", help="comma list of variants to leave out: "
                         "batch-cli,batch-api,daemon,per-call,per-process")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for every variant (default: all CPUs)")
     parser.add_argument("--markdown", type=Path, help="append the table to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder")
     args = parser.parse_args()
@@ -100,9 +102,11 @@ def main() -> int:
         pixels = sum(h * w for h, w in (sizes[i % len(sizes)] for i in range(args.count)))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
         engine_args = ["--engine", "cyclegan", "--checkpoint", str(checkpoint), "--device", "cpu"]
+        if args.threads:
+            engine_args += ["--threads", str(args.threads)]
         rows: list[tuple[str, int, float]] = []
 
-        runtime = Runtime(device="cpu")
+        runtime = Runtime(device="cpu", threads=args.threads)
         threads = torch.get_num_threads()
         spec = BatchSpec(input_dir=str(inp), output_dir=str(work / "warmup"), engine="cyclegan",
                          checkpoints={"generator": str(checkpoint)}, files=names[:2])
@@ -127,7 +131,8 @@ def main() -> int:
             from tests.helpers.daemon import start_daemon
             spec = BatchSpec(input_dir=str(inp), output_dir=str(work / "out_daemon"),
                              engine="cyclegan", checkpoints={"generator": str(checkpoint)})
-            with start_daemon(None) as daemon:
+            serve_args = ["--threads", str(args.threads)] if args.threads else []
+            with start_daemon(None, extra_args=serve_args) as daemon:
                 with daemon.client() as client:     # warm its model cache like the others
                     client.batch({**spec.to_json(), "output_dir": str(work / "warm_daemon"),
                                   "files": names[:2]})

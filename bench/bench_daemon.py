@@ -34,6 +34,7 @@ import backend  # noqa: E402,F401
 from backend.daemon.images import array_to_frame, frame_to_array  # noqa: E402
 from stclient.client import Client  # noqa: E402
 
+THREADS = 1        # the same torch thread count in-process and in the daemon
 CASES = [("RGB uint8", 3, np.uint8), ("RGBA uint16", 4, np.uint16), ("RGB float32", 3, np.float32)]
 
 
@@ -130,9 +131,9 @@ def bench_real(sizes: list[int], repeat: int) -> list[str]:
     from tests.helpers.daemon import start_daemon
     models = make_models_dir(tempfile.mkdtemp(prefix="st-bench-models-"))
     options = {"working_size": 256}
-    runtime = Runtime(device="cpu", models_dir=models)
+    runtime = Runtime(device="cpu", models_dir=models, threads=THREADS)
     rows = ["| image | in-process ms | daemon ms | overhead ms | ratio |", "|---|---|---|---|---|"]
-    with start_daemon(models) as daemon:
+    with start_daemon(models, threads=THREADS) as daemon:
         client = daemon.client(timeout=300)
         for size in sizes:
             pixels = image(size, 3, np.uint8)
@@ -186,8 +187,8 @@ def main() -> int:
                 "to every call. `overhead MiB/s` counts both directions.\n", *transport]
         if real:
             text += ["\n## Real Runtime (CycleGAN, random weights, working_size 256)\n",
-                     "`python -m backend serve` versus `Runtime.stylize` in the same process "
-                     "(results checked equal).\n", *real]
+                     "`python -m backend serve --threads 1` versus `Runtime(threads=1).stylize` "
+                     "in the bench process (results checked equal).\n", *real]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(text) + "\n")
     return 0

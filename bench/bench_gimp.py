@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -117,6 +118,9 @@ def render(rows, args, model: str, wall: float) -> str:
         f" --engine {args.engine} --big-working-size {args.big_working_size} --channels "
         f"{args.channels}`",
         "",
+        f"Load average when it finished: {os.getloadavg()[0]:.1f} (shared machine; compute is "
+        "the column that suffers most from other load).",
+        "",
         f"Real GIMP 3.0.4 (Debian trixie chroot), plug-in -> daemon on the same machine over "
         f"ipc://, CPU, {platform.processor() or platform.machine()}, "
         f"{_cpu_count()} cores. Engine {args.engine} ({model}, random weights), "
@@ -155,7 +159,6 @@ def render(rows, args, model: str, wall: float) -> str:
 
 
 def _cpu_count() -> int:
-    import os
     return os.cpu_count() or 0
 
 

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.in_process and (args.threads is not None or args.device != "auto"):
             raise StyleTransferError(BAD_REQUEST, "--device and --threads apply to --in-process; "
                                                   "the daemon has its own (serve --device).")
+        from backend.batch.scan import resolve_roots
+        resolve_roots(spec)       # refused folders fail here, before a daemon is started
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR

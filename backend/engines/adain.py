@@ -140,6 +140,9 @@ class AdaINEngine(Engine):
 def _run(network: nn.Sequential, x: torch.Tensor, ctx: EngineContext, start: float, end: float,
          text: str) -> torch.Tensor:
     """Run a Sequential module by module, polling cancellation between stages."""
+    guarded = getattr(network, "run_guarded", None)   # backend.perf: tiles if memory is short
+    if guarded is not None:
+        return guarded(x, lambda frac: ctx.step(start + (end - start) * frac, text))
     layers = list(network)
     for index, layer in enumerate(layers):
         x = layer(x)

@@ -116,8 +116,11 @@ def guard(network: nn.Module, engine: str, device: torch.device | str,
             return keeper.call(x, keeper.needs(network, tuple(x.shape)),
                                lambda: plain_forward(x), tiled)
 
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        return run_guarded(x)
+    def forward(*args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], torch.Tensor) \
+                and args[0].dim() == 4:
+            return run_guarded(args[0])
+        return plain_forward(*args, **kwargs)
 
     network.run_guarded = run_guarded  # type: ignore[attr-defined]
     network.forward = forward  # type: ignore[method-assign]

@@ -146,6 +146,35 @@ def chain_tile_side(layers: Sequence[nn.Module], channels: int, batch: int, budg
     return max(MIN_TILE, int(math.sqrt(budget / per_pixel)))
 
 
+@dataclass(frozen=True)
+class ChainPlan:
+    """Tiles of a local chain: cores (input px), halo (input px), feather band (output px)."""
+
+    rows: list[tuple[int, int]]
+    cols: list[tuple[int, int]]
+    halo: int
+    band: int
+    scale: Fraction
+
+    @property
+    def tiles(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+
+def plan_chain(layers: Sequence[nn.Module], shape: tuple[int, ...], budget: int,
+               device: torch.device, feather: int = 8, max_side: int | None = None) -> ChainPlan:
+    """Largest tiles (core + halo) that fit `budget`; the feather band shrinks on small tiles."""
+    geometry = chain_geometry(layers)
+    side = chain_tile_side(layers, shape[1], shape[0], budget, torch.device(device))
+    if max_side is not None:
+        side = min(side, max_side)
+    feather = max(0, min(feather, (side - 2 * geometry.radius) // 4))
+    halo = math.ceil((geometry.radius + feather) / geometry.align) * geometry.align
+    core = max(geometry.align, side - 2 * halo)
+    return ChainPlan(_spans(shape[2], core, geometry.align), _spans(shape[3], core, geometry.align),
+                     halo, int(feather * geometry.scale), geometry.scale)
+
+
 def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
                     stats: TileStats | None = None, feather: int = 8,
                     compute_device: torch.device | None = None,
@@ -157,17 +186,11 @@ def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
     `feather`: overlap (in input px) over which neighbouring tiles are cross-faded.
     `max_side`: cap on the input tile side (tests use it to force many tiles).
     """
-    geometry = chain_geometry(layers)
     device = compute_device or x.device
-    scale, align = geometry.scale, geometry.align
-    side = chain_tile_side(layers, x.shape[1], x.shape[0], budget, device)
-    if max_side is not None:
-        side = min(side, max_side)
-    feather = max(0, min(feather, (side - 2 * geometry.radius) // 4))
-    halo = math.ceil((geometry.radius + feather) / align) * align
-    core = max(align, side - 2 * halo)
+    plan = plan_chain(layers, tuple(x.shape), budget, device, feather, max_side)
+    scale, halo, band = plan.scale, plan.halo, plan.band
+    rows, cols = plan.rows, plan.cols
     n, _, height, width = x.shape
-    rows, cols = _spans(height, core, align), _spans(width, core, align)
 
     def out_len(length: int) -> int:
         return math.ceil(length * scale)
@@ -175,7 +198,6 @@ def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
     out_h, out_w = out_len(height), out_len(width)
     out: torch.Tensor | None = None
     weights = torch.zeros(1, 1, out_h, out_w, dtype=torch.float32)
-    band = int(feather * scale)          # output px cross-faded on each side of a seam
     done = 0
     for y0, y1 in rows:
         for x0, x1 in cols:
@@ -321,7 +343,8 @@ class LayerwiseRunner:
         return x
 
     def _whole(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return module(x.to(self.device)).cpu()
+        # the class's forward: a guarded module's own (instance) forward would tile again
+        return type(module).forward(module, x.to(self.device)).cpu()
 
     # ---------------------------------------------------------------- leaves
     def _leaf(self, layer: nn.Module, x: torch.Tensor, owned: bool) -> torch.Tensor:

@@ -136,7 +136,7 @@ class TrainOptions:
 
 # ---------------------------------------------------------------------------- command line
 
-def _positive_int(text: str) -> int:
+def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
@@ -180,10 +180,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, defaults: dict[str, An
     group.add_argument("--threads", type=int, default=None,
                        help="CPU threads for training on the CPU (default: PyTorch's choice)")
     group.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    group.add_argument("--sample-every", type=_positive_int, default=None,
+    group.add_argument("--sample-every", type=_non_negative_int, default=None,
                        help=f"write a PNG sample grid every N steps, 0 = never "
                             f"(default {d.sample_every})")
-    group.add_argument("--checkpoint-every", type=_positive_int, default=None,
+    group.add_argument("--checkpoint-every", type=_non_negative_int, default=None,
                        help=f"save a resumable checkpoint every N steps "
                             f"(default {d.checkpoint_every})")
     group.add_argument("--resume", action="store_true", default=None,

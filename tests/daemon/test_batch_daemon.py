@@ -64,9 +64,14 @@ def test_daemon_batch_writes_what_in_process_writes(daemon, models_dir, tmp_path
     names = image_files(tmp_path / "local")
     assert image_files(tmp_path / "via_daemon") == names
     for name in names:
-        np.testing.assert_array_equal(
-            imageio.read_image(tmp_path / "via_daemon" / name).pixels,
-            imageio.read_image(tmp_path / "local" / name).pixels, err_msg=name)
+        # Two processes: oneDNN may order a float reduction differently (alignment, threads), so
+        # a value sitting on a rounding boundary can land one level apart; nothing more.
+        ours = imageio.read_image(tmp_path / "via_daemon" / name).pixels
+        theirs = imageio.read_image(tmp_path / "local" / name).pixels
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, name
+        top = float(np.iinfo(ours.dtype).max)
+        difference = np.abs(ours.astype(np.float64) - theirs.astype(np.float64)) / top
+        assert difference.max() <= 1 / 255 + 1e-9 and difference.mean() < 1e-4, name
     counts = [parse_progress_text(t) for t in texts]
     assert (8, 8, "done") in counts                    # progress relayed to the client
 

@@ -24,6 +24,7 @@ from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
 
 MAX_PIXELS = 1_000_000
+CLIENT_TIMEOUT = 3.0
 # A "long" job: AdaIN on a 224² content with a small style. The content's encoder and decoder run
 # layer by layer (cancel is polled and progress reported after every convolution): 1-4 s on CPU.
 LONG_SIDE = 224
@@ -37,7 +38,8 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(models_dir):
-    with start_daemon(models_dir, extra_args=["--max-pixels", str(MAX_PIXELS)]) as handle:
+    with start_daemon(models_dir, extra_args=["--max-pixels", str(MAX_PIXELS),
+                                              "--client-timeout", str(CLIENT_TIMEOUT)]) as handle:
         yield handle
 
 
@@ -61,8 +63,8 @@ def in_process(runtime, engine, content, model, options=None, styles=(), mask=No
     return runtime.stylize(job)
 
 
-def long_job_args(seed: int):
-    content = array_to_frame(random_image(seed, LONG_SIDE, LONG_SIDE))
+def long_job_args(seed: int, side: int = LONG_SIDE):
+    content = array_to_frame(random_image(seed, side, side))
     style = array_to_frame(random_image(seed + 1, STYLE_SIDE, STYLE_SIDE))
     return dict(content=content, engine="adain", model="adain", styles=[style])
 
@@ -199,6 +201,76 @@ def test_a_client_that_is_killed_mid_job_frees_the_worker(daemon):
     assert frame.width == 16
     assert freed - killed < 2.0
     assert "went away" in daemon.log()
+
+
+def test_a_silent_client_loses_its_job_after_the_client_timeout(daemon):
+    """A client that stays connected but stops sending heartbeats (hung) is treated as gone."""
+    import zmq
+    from stclient.protocol import StylizeRequest
+    request = StylizeRequest(**long_job_args(40, side=2 * LONG_SIDE))   # runs far longer
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(daemon.endpoint)
+    try:
+        sock.send_multipart(request.to_frames())
+        with daemon.client() as client:
+            deadline = time.monotonic() + 30
+            while (client.status()["running"] or {}).get("id") != request.id:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            seen_running = time.monotonic()
+            while client.status()["running"] is not None:
+                assert time.monotonic() - seen_running < CLIENT_TIMEOUT + 3
+                time.sleep(0.1)
+    finally:
+        sock.close(0)
+    assert "silent for" in daemon.log()
+
+
+def test_a_queued_job_can_be_cancelled_and_reports_its_place(daemon):
+    first_running = threading.Event()
+    outcome: dict = {}
+
+    def long_job():
+        with daemon.client() as client:
+            try:
+                client.stylize(**long_job_args(50),
+                               on_progress=lambda f, t: first_running.set())
+                outcome["first"] = "finished"
+            except StyleTransferError as error:
+                outcome["first"] = error
+
+    thread = threading.Thread(target=long_job)
+    thread.start()
+    assert first_running.wait(60)
+    texts: list[str] = []
+    cancel = threading.Event()
+
+    def queued(fraction: float, text: str) -> None:
+        texts.append(text)
+        if text.startswith("queued"):
+            cancel.set()
+
+    with daemon.client() as client:
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            client.stylize(array_to_frame(random_image(7, 16, 16)), "cyclegan", "style_monet",
+                           on_progress=queued, cancel_event=cancel)
+        assert time.monotonic() - started < 1.0
+        assert texts[0] == "queued: 1 job(s) ahead"
+        assert client.status()["running"] is not None       # the first job was not touched
+    thread.join(60)
+    assert outcome["first"] == "finished"
+
+
+def test_a_job_past_its_deadline_is_stopped_with_a_timeout_error(daemon):
+    with daemon.client() as client:
+        started = time.monotonic()
+        with pytest.raises(StyleTransferError) as caught:
+            client.stylize(**long_job_args(60), deadline_s=0.5)
+        assert caught.value.code == "timeout"
+        assert time.monotonic() - started < 3.0
+        assert client.status()["running"] is None
 
 
 # ------------------------------------------------------------------------------- validation

@@ -40,7 +40,6 @@ PACKAGES = ("gimp", "python3-zmq", "xvfb")
 # The cache is keyed by the package list, so changing it rebuilds instead of reusing a stale root.
 CACHE_KEY = hashlib.sha256(" ".join((SUITE,) + PACKAGES).encode()).hexdigest()[:8]
 TARBALL_NAME = f"gimp-{SUITE}-{CACHE_KEY}.tar.zst"
-DISPLAY = ":99"
 HOST_VIEW = "/.host"                      # where the host's / appears inside the chroot
 GIMP_CONFIG = "/root/.config/GIMP/3.0"    # GIMP3_DIRECTORY inside the chroot
 GIMP_CONSOLE = "gimp-console-3.0"
@@ -120,7 +119,10 @@ def build_tarball(tarball: Path) -> None:
     """debootstrap trixie + PACKAGES, then pack it. Raises ChrootUnavailable on failure."""
     log: list[str] = []
     _ensure_host_tools(log)
-    work = Path(tempfile.mkdtemp(prefix="gimp-trixie-build-", dir=tarball.parent))
+    for stale in tarball.parent.glob(f"gimp-{SUITE}-build-*"):    # left by a killed build
+        if stale.is_dir() and not _mounts_under(stale):
+            subprocess.run(["rm", "-rf", "--one-file-system", str(stale)], capture_output=True)
+    work = Path(tempfile.mkdtemp(prefix=f"gimp-{SUITE}-build-", dir=tarball.parent))
     root = work / "root"
     try:
         try:
@@ -282,11 +284,14 @@ class GimpChroot:
 
     def start_display(self) -> str:
         """An Xvfb inside the chroot (for dialogs); returns DISPLAY. close() stops it."""
+        # X servers also listen on an abstract socket, shared by all chroots: pick a display
+        # number per test process so parallel sessions never collide.
+        display = f":{100 + os.getpid() % 800}"
         if self._display is None:
-            socket = self.inside(f"/tmp/.X11-unix/X{DISPLAY[1:]}")
+            socket = self.inside(f"/tmp/.X11-unix/X{display[1:]}")
             self._display = subprocess.Popen(
                 ["chroot", str(self.root), "/usr/bin/env", "-i", "PATH=/usr/bin:/bin",
-                 "Xvfb", DISPLAY, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                 "Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             deadline = time.monotonic() + 30
             while not socket.exists():
@@ -295,7 +300,7 @@ class GimpChroot:
                         if self._display.poll() is not None else "no socket after 30 s"
                     raise RuntimeError(f"Xvfb did not start: {error}")
                 time.sleep(0.05)
-        return DISPLAY
+        return display
 
     def close(self) -> None:
         """Unmount (deepest first), then delete; never delete while something is still mounted."""

@@ -12,6 +12,7 @@ A case (JSON, written by harness.py):
    "selection": {"rect": [x, y, w, h]} | {"ellipse": [x, y, w, h], "feather": r} | null,
    "drawable": layer name, "procedure": name, "args": {name: value | {"file": p} | {"layer": n}},
    "run_mode": noninteractive|interactive|with-last-vals, "out_dir": path,
+   "before": [["move" | "copytree", src, dst], ...] file-system steps in the chroot first,
    "dump": false to skip dumping pixels (benchmarks)}
 Each result lists every layer of the image afterwards (top first) with its pixels dumped as raw
 bytes in the image's own layout, plus the procedure's status, message and returned layer.
@@ -118,9 +119,22 @@ def _arg_value(value, images):
     return value
 
 
+def _prepare(actions):
+    """File-system steps inside the chroot before a case (e.g. hide a Python package)."""
+    import shutil
+    for action, *paths in actions:
+        if action == "move":            # rename(2) of a directory fails on overlayfs (EXDEV)
+            shutil.move(*paths)
+        elif action == "copytree":
+            shutil.copytree(*paths)
+        else:
+            raise ValueError(f"unknown action {action!r}")
+
+
 def _run_case(case):
     out_dir = case["out_dir"]
     os.makedirs(out_dir, exist_ok=True)
+    _prepare(case.get("before", []))
     result = {"name": case["name"]}
     images = []
     image = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -487,13 +488,19 @@ def test_dialogs_under_xvfb(session, daemon, assets):
         session.case("dlg_adain", P + "adain", ImageSpec(32, 24).add("photo", photo),
                      args={"style-file": {"file": assets["style1"]}, "alpha": 0.5,
                            "endpoint": daemon.endpoint}, run_mode="interactive"),
+        session.case("dlg_batch", P + "batch",
+                     args={"input-folder": {"file": assets["batch_in"]},
+                           "output-folder": {"file": assets["batch_out"] + "-dialog"},
+                           "engine": "cyclegan", "model": CYCLEGAN,
+                           "endpoint": daemon.endpoint}, run_mode="interactive"),
     ]
     env = {"DISPLAY": display, "STYLE_TRANSFER_TEST_DIALOG_RESPONSE": "ok"}
     results = session.run(cases, env=env, tag="dialogs")
     shown = [json.loads(line.split(" ", 1)[1]) for line in session.last_run.stderr.splitlines()
              if line.startswith("STYLE_TRANSFER_DIALOG ")]
-    assert len(shown) == 3, session.last_run.describe()
-    filter_dialog, status_dialog, adain_dialog = shown
+    assert len(shown) == 4, session.last_run.describe()
+    filter_dialog, status_dialog, adain_dialog, batch_dialog = shown
+    assert {"input-folder", "output-folder", "engine"} <= set(batch_dialog["fields"])
     assert adain_dialog["models"] == ["adain"]
     assert {"style-file", "style-layer", "style2-file", "alpha"} <= set(adain_dialog["fields"])
     assert filter_dialog["models"] == [CYCLEGAN], filter_dialog
@@ -516,6 +523,7 @@ def test_dialogs_under_xvfb(session, daemon, assets):
     want = expected(daemon, photo, "adain", options={"alpha": 0.5, "preserve_color": False},
                     style_paths=[assets["style1"]])
     np.testing.assert_array_equal(adain.pixels(layer), want)
+    assert ok(results["dlg_batch"]).raw["returned"][:3] == [3, 0, 0]
 
 
 def _plugin_pids() -> list[int]:
@@ -570,3 +578,32 @@ def test_cancel_kills_plugin_and_the_daemon_drops_the_job(session, daemon):
     assert seen.get("freed_after") is not None, "the daemon kept the dead plug-in's job"
     assert seen["freed_after"] < 30, seen
     print(f"\ndaemon dropped the killed plug-in's job after {seen['freed_after']:.1f} s")
+
+
+def test_pyzmq_missing_then_vendored(session, daemon):
+    """GIMP's Python without pyzmq: a clear message naming the fix; with pyzmq in the plug-in's
+    vendor/ folder (what install.py does for GIMPs that bundle their own Python) it works."""
+    system = "/usr/lib/python3/dist-packages/zmq"
+    vendor = "/root/.config/GIMP/3.0/plug-ins/style_transfer/vendor"
+    photo = u8(_pattern(24, 32, 3, 60))
+    cases = [
+        session.case("no_zmq", P + "cyclegan", ImageSpec(32, 24).add("photo", photo),
+                     args={"model": CYCLEGAN, "endpoint": daemon.endpoint}),
+        session.case("vendored_zmq", P + "cyclegan", ImageSpec(32, 24).add("photo", photo),
+                     args={"model": CYCLEGAN, "endpoint": daemon.endpoint}),
+    ]
+    cases[0]["before"] = [["move", system, system + ".hidden"]]
+    cases[1]["before"] = [["copytree", system + ".hidden", vendor + "/zmq"]]
+    try:
+        results = session.run(cases, tag="zmq")
+    finally:
+        hidden = session.gimp.inside(system + ".hidden")
+        if hidden.exists():
+            shutil.move(hidden, session.gimp.inside(system))
+        shutil.rmtree(session.gimp.inside(vendor), ignore_errors=True)
+    missing = results["no_zmq"]
+    assert missing.status == "execution-error", missing.explain()
+    assert "cannot import pyzmq" in missing.message and "install.py" in missing.message
+    vendored = ok(results["vendored_zmq"])
+    want = expected(daemon, photo, "cyclegan", model=CYCLEGAN)
+    np.testing.assert_array_equal(vendored.pixels(new_layer(vendored, "photo")), want)

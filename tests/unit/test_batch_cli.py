@@ -22,7 +22,8 @@ from backend.engines.job import StylizeJob
 from tests.helpers.batch_folders import make_bad_files, make_plain_folder
 from tests.helpers.checkpoints import make_models_dir
 
-BASE = ["--engine", "cyclegan", "--model", "style_monet", "--in-process", "--device", "cpu"]
+BASE = ["--engine", "cyclegan", "--model", "style_monet", "--in-process", "--device", "cpu",
+        "--threads", "1"]
 
 
 @pytest.fixture(scope="module")

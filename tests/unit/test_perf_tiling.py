@@ -11,7 +11,7 @@ import torch
 from backend.networks import adain as net
 from backend.perf import MemoryBudget, guard, guard_of, optimize
 from backend.perf.budget import estimate_activations, is_out_of_memory, parse_bytes
-from backend.perf.tiling import chain_geometry
+from backend.perf.tiling import chain_geometry, plan_chain
 from tests.helpers.perf import (adain_networks, cyclegan_network, pix2pix_network, psnr,
                                 smooth_image)
 
@@ -30,25 +30,39 @@ def _adain(encoder, decoder, content, style_stats, via_guard: bool):
     return decoder.run_guarded(target) if via_guard else decoder(target)
 
 
+def _chain_budget(network: torch.nn.Module, shape: tuple[int, ...]) -> MemoryBudget:
+    """The largest budget that splits this image into at least 4 tiles (few tiles: fast test)."""
+    need = estimate_activations(network, shape).with_workspace(torch.device("cpu"))
+    for parts in range(2, 64):
+        if plan_chain(list(network), shape, need // parts, torch.device("cpu")).tiles >= 4:
+            return MemoryBudget(torch.device("cpu"), need // parts)
+    raise AssertionError("no budget gives 4 tiles")
+
+
 def test_adain_tiled_matches_untiled_with_whole_image_statistics(tmp_path):
     encoder, decoder = adain_networks(tmp_path)
-    content, style = smooth_image(160, seed=1, width=136), smooth_image(64, seed=2)
+    content, style = smooth_image(160, seed=1, width=144), smooth_image(64, seed=2)
     with torch.inference_mode():
         style_stats = net.mean_std(encoder(style))
         expected = _adain(encoder, decoder, content, style_stats, via_guard=False)
         t_enc = guard(copy.deepcopy(encoder), "adain", "cpu",
-                      _budget_for_tiles(encoder, tuple(content.shape), 6))
+                      _chain_budget(encoder, tuple(content.shape)))
         t_dec = guard(copy.deepcopy(decoder), "adain", "cpu",
-                      _budget_for_tiles(decoder, (1, 512, 20, 17), 6))
+                      _chain_budget(decoder, (1, 512, 20, 18)))
         got = _adain(t_enc, t_dec, content, style_stats, via_guard=True)
-        assert guard_of(t_dec).stats.mode == "chain" and guard_of(t_dec).stats.tiles >= 4
-        # encode() (used for styles) is guarded as well
-        tiled_features = t_enc.encode(content)
-    stats = guard_of(t_enc).stats
-    assert stats.mode == "chain" and stats.tiles >= 4 and stats.reason == "budget"
-    assert got.shape == expected.shape == (1, 3, 160, 136)
+        enc_stats, dec_stats = copy.copy(guard_of(t_enc).stats), guard_of(t_dec).stats
+        # encode() (used for style images) goes through the guard too; a small one fits
+        t_enc.encode(style)
+    assert enc_stats.mode == "chain" and enc_stats.tiles >= 4 and enc_stats.reason == "budget"
+    assert dec_stats.mode == "chain" and dec_stats.tiles >= 4
+    assert guard_of(t_enc).stats.mode == "untiled" and guard_of(t_enc).calls["untiled"] == 1
+    assert got.shape == expected.shape == (1, 3, 160, 144)
     assert psnr(got, expected) >= MIN_PSNR
-    torch.testing.assert_close(tiled_features, encoder(content), rtol=1e-4, atol=1e-4)
+    # the check can fail: AdaIN with per-tile content statistics is visibly different
+    with torch.inference_mode():
+        halves = [decoder(net.adain(encoder(part), *style_stats))
+                  for part in (content[..., :80, :], content[..., 80:, :])]
+    assert psnr(got, expected) > psnr(torch.cat(halves, 2), expected) + 20
 
 
 def test_chain_geometry_of_the_adain_networks(tmp_path):
@@ -62,7 +76,7 @@ def test_chain_geometry_of_the_adain_networks(tmp_path):
 @pytest.mark.parametrize("fast", [False, True])
 def test_cyclegan_layerwise_matches_untiled(tmp_path, fast):
     network = cyclegan_network(tmp_path)
-    x = smooth_image(96, seed=3) * 2 - 1
+    x = smooth_image(80, seed=3) * 2 - 1
     with torch.inference_mode():
         expected = network(x)
         tiled = copy.deepcopy(network)
@@ -84,12 +98,13 @@ def test_pix2pix_image_statistics_layerwise_matches_untiled(tmp_path):
         tiled = guard(copy.deepcopy(network), "pix2pix", "cpu",
                       _budget_for_tiles(network, tuple(x.shape), 8))
         got = tiled(x)
-        # per-tile statistics would be visibly different: the check can fail
-        per_tile = torch.cat([network(x[..., :, :256]), ], 0)
+        running = copy.deepcopy(network)
+        running.set_norm_mode("running")
+        other = running(x)
     stats = guard_of(tiled).stats
     assert stats.mode == "layerwise" and stats.tiles >= 4
     assert psnr(got, expected, span=2.0) >= MIN_PSNR
-    assert per_tile.shape == expected.shape
+    assert psnr(other, expected, span=2.0) < MIN_PSNR      # the statistics matter: can fail
 
 
 def test_simulated_cuda_oom_falls_back_to_tiles(tmp_path):
@@ -126,7 +141,7 @@ def test_simulated_oom_inside_a_chain_layer_falls_back(tmp_path):
     state = {"raised": False}
 
     def once(inp):
-        if not state["raised"]:
+        if not state["raised"] and inp.device.type != "meta":
             state["raised"] = True
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to "
                                "allocate 123456789 bytes.")

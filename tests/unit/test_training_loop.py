@@ -214,3 +214,17 @@ def test_progress_line_shows_losses_speed_and_eta():
     assert "3/100" in text and "G_A 0.500" in text and "D_A 0.250" in text and "ETA" in text
     with pytest.raises(StyleTransferError, match="diverged"):
         progress.update(4, {"G_A": torch.tensor(float("nan"))})
+
+
+@pytest.mark.parametrize("engine", ["cyclegan", "pix2pix", "adain"])
+def test_mixed_precision_and_channels_last_paths_train(tmp_path, datasets, engine):
+    """The GPU settings (autocast, channels_last) on the CPU with bfloat16: losses stay finite
+    and the weights stay float32."""
+    options = _options(tmp_path, engine, datasets[engine], steps=2, amp="on",
+                       channels_last="on", sample_every=2)
+    result = run_training(RECIPES[engine], options, warn=lambda m: None)
+    assert result.recipe.accel.amp_dtype == torch.bfloat16
+    assert result.last_losses and all(np.isfinite(v) for v in result.last_losses.values())
+    for net in result.recipe.networks.values():
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert (options.run_dir / "samples" / "final.png").is_file()

@@ -83,8 +83,7 @@ def test_pix2pix_model_is_registered_with_batchnorm_statistics_and_runs(tmp_path
     root = synthetic.write_paired(tmp_path / "data", 2, 128, seed=0)
     options = TrainOptions(engine="pix2pix", name="toy_p2p", input_dir=str(root / "input"),
                            target_dir=str(root / "target"), arch="unet_128", size=128,
-                           load_size=128, steps=2, **{k: v for k, v in _base(tmp_path).items()
-                                                      if k != "steps"})
+                           load_size=128, **_base(tmp_path))
     result = run_training(Pix2PixRecipe, options, warn=lambda m: None)
     path = tmp_path / "models" / "toy_p2p.pth"
     assert result.registered == [path]
@@ -95,7 +94,7 @@ def test_pix2pix_model_is_registered_with_batchnorm_statistics_and_runs(tmp_path
     assert {k: tuple(v.shape) for k, v in saved.items()} == \
            {k: tuple(v.shape) for k, v in reference.items() if k != "_metadata"}
     tracked = [k for k in saved if k.endswith("num_batches_tracked")]
-    assert tracked and all(int(saved[k]) == 2 for k in tracked)     # two training batches
+    assert tracked and all(int(saved[k]) == 1 for k in tracked)     # one training batch
     assert not torch.equal(saved["model.model.1.model.2.running_mean"],
                            torch.zeros_like(saved["model.model.1.model.2.running_mean"]))
     info = _listed(tmp_path / "models")["toy_p2p"]
@@ -162,27 +161,28 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def test_command_line_trains_registers_and_reports_bad_data(tmp_path):
-    root = synthetic.write_paired(tmp_path / "data", 2, 128, seed=0, aligned=True)
+def test_command_line_trains_registers_resumes_and_reports_bad_data(tmp_path):
+    a, b = synthetic.write_unpaired(tmp_path / "data", 2, 32, seed=0)
     models, runs = tmp_path / "models", tmp_path / "runs"
-    done = _cli("pix2pix", "--pairs", str(root), "--name", "cli_p2p", "--arch", "unet_128",
-                "--size", "128", "--load-size", "136", "--steps", "2", "--sample-every", "1",
-                "--models-dir", str(models), "--runs-dir", str(runs), "--threads", "1",
-                cwd=tmp_path)
+    common = ["--models-dir", str(models), "--runs-dir", str(runs), "--threads", "1"]
+    done = _cli("cyclegan", "--domain-a", str(a), "--domain-b", str(b), "--name", "cli_cg",
+                "--arch", "resnet_6blocks", "--size", "32", "--load-size", "36", "--steps", "2",
+                "--sample-every", "1", "--checkpoint-every", "1", *common, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "2/2" in done.stderr and "G_L1" in done.stderr and "Registered: cli_p2p" in done.stderr
-    assert (models / "cli_p2p.pth").is_file() and (models / "cli_p2p.json").is_file()
-    assert (runs / "cli_p2p" / "samples" / "step_0000002.png").is_file()
-    resumed = _cli("pix2pix", "--name", "cli_p2p", "--resume", "--steps", "3", "--models-dir",
-                   str(models), "--runs-dir", str(runs), "--threads", "1",
+    assert "2/2" in done.stderr and "cyc_A" in done.stderr and "ETA" in done.stderr
+    assert "Registered: cli_cg, cli_cg_BtoA" in done.stderr
+    assert (models / "cli_cg.pth").is_file() and (models / "cli_cg_BtoA.json").is_file()
+    assert (runs / "cli_cg" / "samples" / "step_0000002.png").is_file()
+    assert {"cli_cg", "cli_cg_BtoA"} <= set(_listed(models))
+    # the same command with --resume and a longer run continues from step 2
+    resumed = _cli("cyclegan", "--name", "cli_cg", "--resume", "--steps", "3", *common,
                    cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "3/3" in resumed.stderr
 
     (tmp_path / "empty").mkdir()
-    bad = _cli("cyclegan", "--domain-a", str(tmp_path / "empty"), "--domain-b", str(root),
-               "--name", "nothing", "--models-dir", str(models), "--runs-dir", str(runs),
-               cwd=tmp_path)
+    bad = _cli("pix2pix", "--input-dir", str(tmp_path / "empty"), "--target-dir", str(a),
+               "--name", "nothing", *common, cwd=tmp_path)
     assert bad.returncode == 1
-    assert "error (bad_request)" in bad.stderr and "has no usable images" in bad.stderr
+    assert "error (bad_request)" in bad.stderr and "has no images" in bad.stderr
     assert not (runs / "nothing").exists()

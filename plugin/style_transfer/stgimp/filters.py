@@ -9,7 +9,7 @@ new layer is transparent and soft edges blend with the original below.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import gi
 
@@ -191,5 +191,3 @@ def _explain(error: StyleTransferError, engine: str, client: Any) -> StyleTransf
                                               "see `python3 install.py --models recommended`.")
     return error
 
-
-ProgressFn = Callable[[float, str], None]
