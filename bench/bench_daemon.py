@@ -85,7 +85,8 @@ def timed(fn, repeat: int) -> list[float]:
 
 
 def fmt(times: list[float]) -> str:
-    return f"{1000 * statistics.median(times):8.1f} ({1000 * min(times):.0f}-{1000 * max(times):.0f})"
+    low, high = 1000 * min(times), 1000 * max(times)
+    return f"{1000 * statistics.median(times):.1f} ({low:.0f}-{high:.0f})"
 
 
 def bench_transport(sizes: list[int], repeat: int) -> list[str]:
@@ -98,7 +99,8 @@ def bench_transport(sizes: list[int], repeat: int) -> list[str]:
         assert child.stdout.readline().strip() == "ready"
         client = Client(endpoint, autostart=False, timeout=120)
         echo = EchoRuntime()
-        rows = ["| image | MiB each way | in-process ms | daemon ms | overhead ms | overhead MiB/s |",
+        rows = ["| image | MiB each way | in-process ms | daemon ms | overhead ms | "
+                "overhead MiB/s |",
                 "|---|---|---|---|---|---|"]
         for size in sizes:
             for name, channels, dtype in CASES:
@@ -175,7 +177,7 @@ def main() -> int:
         print("\n## real Runtime")
         real = bench_real(args.sizes, args.repeat)
     if args.out:
-        text = [f"# Daemon round-trip overhead\n",
+        text = ["# Daemon round-trip overhead\n",
                 f"Command: `python bench/bench_daemon.py --sizes {' '.join(map(str, args.sizes))}"
                 f" --repeat {args.repeat}{' --real' if args.real else ''}`  ",
                 f"Machine: {machine}. Times in ms: median (min-max) of {args.repeat} runs after "

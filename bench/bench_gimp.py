@@ -140,6 +140,7 @@ def render(rows, args, model: str, wall: float) -> str:
             f"| {size}² | {working or size}² | {med['read_s']:.3f} s | "
             f"{med['transfer_s']:.3f} s | {med['compute_s']:.2f} s | {med['write_s']:.3f} s | "
             f"{med['total_s']:.2f} s | {call:.2f} s | {overhead / med['total_s']:.0%} |")
+    lines += _observations(by_size)
     lines += [
         "",
         "- read/write: Gegl buffer get/set in the layer's own format; write includes creating "
@@ -156,6 +157,26 @@ def render(rows, args, model: str, wall: float) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _observations(by_size: dict) -> list[str]:
+    """Sentences derived from the numbers (only when the runs to compare exist)."""
+    medians = {key: statistics.median(t["compute_s"] for t, _ in runs)
+               for key, runs in by_size.items()}
+    full = [(size, value) for (size, working), value in medians.items() if working == 0]
+    scaled = [(size, working, value) for (size, working), value in medians.items() if working]
+    lines = []
+    for size, working, value in scaled:
+        for full_size, full_value in full:
+            if full_size >= working and value > full_value * (working / full_size) ** 2 * 2:
+                lines += ["", f"Compute for {size}² with the network at {working}² ({value:.1f} s)"
+                          f" is far above what the network alone needs at that size (the "
+                          f"{full_size}² run took {full_value:.1f} s for "
+                          f"{(full_size / working) ** 2:.0f}x the pixels): the daemon's "
+                          f"resampling of the full {size}² layer to {working}² and back and its "
+                          "float conversion are counted as compute. GIMP's own pixel I/O and the "
+                          "transfer stay well under a second even at 4096²."]
+    return lines
 
 
 def _cpu_count() -> int:

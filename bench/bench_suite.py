@@ -172,7 +172,7 @@ class Engine:
 def adain_engines(device: torch.device) -> list[Engine]:
     torch.manual_seed(0)
     encoder = build_network("adain", "vgg_normalised")[:adain_net.RELU4_1 + 1].eval()
-    decoder = build_network("adain", "decoder").eval()
+    decoder = build_network("adain", "adain_decoder").eval()
     sample = test_image(128)
     calibrate(encoder, sample)
     calibrate(decoder, encoder(sample))
@@ -336,7 +336,7 @@ def scaling_table(sizes: list[int], device: torch.device, engines: list[str]) ->
     networks = {}
     if "adain" in engines:
         enc = build_network("adain", "vgg_normalised")[:adain_net.RELU4_1 + 1].eval().to(device)
-        dec = build_network("adain", "decoder").eval().to(device)
+        dec = build_network("adain", "adain_decoder").eval().to(device)
         networks["adain"] = (optimize(enc, "adain", device), optimize(dec, "adain", device))
     if "cyclegan" in engines:
         gen = build_network("cyclegan", "resnet_9blocks").eval().to(device)

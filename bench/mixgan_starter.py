@@ -48,6 +48,8 @@ def main() -> int:
                                   "out": args.out, "models_dir": args.models_dir})
         run(options)
         return 0
+    import torch
+    torch.set_num_threads(1)  # fastest on a shared machine; the numbers do not depend on it
     from backend.training.mixgan_eval import evaluate_starter
     evaluate_starter(Path(args.model), Path(args.report), Path(args.sheet), count=args.count)
     return 0

@@ -51,9 +51,17 @@ def format_status(status: dict[str, Any]) -> str:
         f"device     {status.get('device')}" + ("" if status.get("ready") else " (starting)"),
         f"memory     {_mib(status.get('rss_bytes'))} resident",
     ]
-    for key, value in sorted(runtime.items()):
-        if key != "device":
-            lines.append(f"runtime    {key}: {value}")
+    models = runtime.get("models") or []
+    loaded = ", ".join(f"{m.get('name')} ({m.get('engine')}, {_mib(m.get('bytes'))})"
+                       for m in models if isinstance(m, dict))
+    lines.append(f"models     {loaded or 'none loaded yet'}")
+    for key in ("device_name", "threads", "memory_budget", "style_cache_entries",
+                "cuda_allocated", "cuda_reserved"):
+        if key in runtime:
+            value = runtime[key]
+            shown = _mib(value) if key in ("memory_budget", "cuda_allocated",
+                                           "cuda_reserved") else value
+            lines.append(f"runtime    {key.replace('_', ' ')}: {shown}")
     running = status.get("running")
     if running:
         lines.append(f"running    {running.get('op')} {running.get('id')} "

@@ -29,8 +29,9 @@ from backend import PROTOCOL_VERSION, __version__
 from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
 from stclient.options import ENGINE_OPTIONS
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
-                               ModelsRequest, Progress, ProtocolError, Request, Result, SampleRequest,
-                               ShutdownRequest, StatusRequest, StylizeRequest, decode_request)
+                               ModelsRequest, Progress, ProtocolError, Request, Result,
+                               SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
+                               decode_request)
 
 from . import security, validation
 from .config import MAX_FRAMES, DaemonConfig

@@ -49,6 +49,7 @@ class TrainOptions:
     sample_every: int = 500
     checkpoint_every: int = 500
     resume: bool = True
+    restart_mixture: bool = False    # keep the trained autoencoder, train Gm/Dp again from scratch
 
     @property
     def ae_steps(self) -> int:
@@ -114,6 +115,10 @@ def register(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     parser.add_argument("--restart", action="store_true",
                         help="ignore an existing checkpoint in the run folder")
+    parser.add_argument("--restart-mixture", action="store_true",
+                        help="keep the run's trained autoencoder (E, Gc) and train the mixture "
+                             "decoder again from scratch, e.g. with another --style domain (give it "
+                             "once; leave it out to resume that run later)")
     parser.set_defaults(func=run_command)
     return parser
 
@@ -125,7 +130,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         latent=args.latent, n_res=args.n_res, lr=args.lr, seed=args.seed, pool=args.pool,
         device=args.device, out=args.out, models_dir=args.models_dir,
         display_name=args.display_name, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, resume=not args.restart)
+        checkpoint_every=args.checkpoint_every, resume=not args.restart,
+        restart_mixture=args.restart_mixture)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -121,6 +121,18 @@ class Trainer:
         self.step_done = step + 1
         return values
 
+    def reset_mixture(self) -> None:
+        """Fresh Gm, Dp and their optimizers; the schedule continues at the mixture phase."""
+        torch.manual_seed(self.options.seed + 1)
+        fresh = MixGAN(self.config).mixture_decoder.to(self.device)
+        self.model.mixture_decoder.load_state_dict(fresh.state_dict())
+        self.patch_d = PatchDiscriminator(width=max(16, 2 * self.options.width)).to(self.device)
+        betas = (0.5, 0.999)
+        self.opt_gm = torch.optim.Adam(self.model.mixture_decoder.parameters(), self.options.lr,
+                                       betas=betas)
+        self.opt_dp = torch.optim.Adam(self.patch_d.parameters(), self.options.lr, betas=betas)
+        self.step_done = self.options.ae_steps
+
     # -- checkpoints --------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
@@ -268,6 +280,12 @@ def run_training(options: TrainOptions, log: Callable[[str], None] | None = None
     if options.resume and checkpoint.exists():
         trainer.load_checkpoint(checkpoint)
         log(f"resumed from {checkpoint} at step {trainer.step_done}")
+    if options.restart_mixture:
+        if trainer.step_done < options.ae_steps:
+            raise ValueError(f"--restart-mixture needs a run whose autoencoder phase is done "
+                             f"(step {options.ae_steps}); this one is at step {trainer.step_done}")
+        trainer.reset_mixture()
+        log(f"mixture decoder reset: training it again from step {options.ae_steps}")
     parameters = sum(p.numel() for p in trainer.model.parameters())
     log(f"MIXGAN {trainer.config} | generator parameters {parameters:,} | device "
         f"{trainer.device} | autoencoder steps {options.ae_steps}, mixture steps "

@@ -11,7 +11,7 @@ import pytest
 import zmq
 
 from stclient import PROTOCOL_VERSION
-from stclient.protocol import decode_reply, Error, Result, StatusRequest
+from stclient.protocol import Error, StatusRequest, decode_reply
 
 from tests.helpers.daemon import start_daemon
 

@@ -26,10 +26,11 @@ def models_dir(tmp_path_factory):
 
 
 def job_spec(client: int, index: int) -> dict:
-    """A different image size (unique per job, so any mix-up shows), seed, channel count, engine
-    and options for every (client, index)."""
+    """A different seed, channel count, engine and options for every (client, index), and an
+    image size unique among the jobs that run at the same time (so any mix-up shows); every round
+    uses the same sizes, so its working set matches the previous round's."""
     rng = np.random.default_rng(1000 * client + index)
-    height, width = 8 + client, 8 + index
+    height, width = 8 + client, 8 + 3 * (index % JOBS_PER_ROUND)
     channels = (3, 4, 1)[(client + index) % 3]
     content = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
     if index % 5 == 4:

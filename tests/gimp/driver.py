@@ -7,7 +7,8 @@ come from the python-fu-eval globals. Standard library only (GIMP's Python has n
 A case (JSON, written by harness.py):
   {"name", "image": {"width", "height", "base": rgb|gray|indexed, "precision": u8|u16|float,
                      "layers": [{"name", "width", "height", "offset": [x, y], "alpha": bool,
-                                 "raw": path, "format": babl format of the raw bytes}]},
+                                 "raw": path, "format": babl format of the raw bytes,
+                                 "group": optional name of a layer group to put it in}]},
    "extra_images": [image specs (e.g. a style layer in another image)],
    "selection": {"rect": [x, y, w, h]} | {"ellipse": [x, y, w, h], "feather": r} | null,
    "drawable": layer name, "procedure": name, "args": {name: value | {"file": p} | {"layer": n}},
@@ -46,12 +47,20 @@ def _make_image(spec):
                                           _BASES["gray" if base == "gray" else "rgb"],
                                           _PRECISIONS[spec.get("precision", "u8")])
     layers = {}
+    groups = {}
     for layer_spec in spec["layers"]:          # bottom first
         layer = Gimp.Layer.new(image, layer_spec["name"], layer_spec["width"],
                                layer_spec["height"],
                                _layer_type(base == "gray", layer_spec.get("alpha", False)),
                                100.0, Gimp.LayerMode.NORMAL)
-        image.insert_layer(layer, None, 0)
+        parent = None
+        if layer_spec.get("group"):
+            parent = groups.get(layer_spec["group"])
+            if parent is None:
+                parent = groups[layer_spec["group"]] = Gimp.GroupLayer.new(image,
+                                                                           layer_spec["group"])
+                image.insert_layer(parent, None, 0)
+        image.insert_layer(layer, parent, 0)
         layer.set_offsets(*layer_spec.get("offset", [0, 0]))
         with open(layer_spec["raw"], "rb") as handle:
             data = handle.read()
@@ -95,16 +104,24 @@ def _dump(image, drawable, path, fmt=None):
     return fmt
 
 
+def _flat_layers(layers, parent=None):
+    """Top first, a group's children right after the group (depth first)."""
+    for layer in layers:
+        yield layer, parent
+        if layer.is_group():
+            yield from _flat_layers(layer.get_children(), layer.get_name())
+
+
 def _describe_layers(image, out_dir, prefix):
     described = []
-    for index, layer in enumerate(image.get_layers()):
+    for index, (layer, parent) in enumerate(_flat_layers(image.get_layers())):
         path = os.path.join(out_dir, f"{prefix}-{index}.raw")
         fmt = _dump(image, layer, path)
         _, x, y = layer.get_offsets()
         described.append({"name": layer.get_name(), "id": layer.get_id(), "offset": [x, y],
                           "width": layer.get_width(), "height": layer.get_height(),
                           "alpha": bool(layer.has_alpha()), "raw": path, "format": fmt,
-                          "type": layer.type().value_nick})
+                          "type": layer.type().value_nick, "parent": parent})
     return described
 
 

@@ -93,10 +93,12 @@ class ImageSpec:
     height: int
     base: str = "rgb"            # rgb | gray | indexed
     precision: str = "u8"        # u8 | u16 | float
-    layers: list[tuple[str, np.ndarray, tuple[int, int]]] = field(default_factory=list)
+    layers: list[tuple[str, np.ndarray, tuple[int, int], Optional[str]]] = \
+        field(default_factory=list)
 
-    def add(self, name: str, pixels: np.ndarray, offset: tuple[int, int] = (0, 0)) -> "ImageSpec":
-        self.layers.append((name, pixels, offset))
+    def add(self, name: str, pixels: np.ndarray, offset: tuple[int, int] = (0, 0),
+            group: Optional[str] = None) -> "ImageSpec":
+        self.layers.append((name, pixels, offset, group))
         return self
 
 
@@ -127,7 +129,7 @@ class GimpSession:
     # --------------------------------------------------------------------------- cases
     def _write_layers(self, spec: ImageSpec, tag: str) -> dict[str, Any]:
         layers = []
-        for name, pixels, offset in spec.layers:
+        for name, pixels, offset, group in spec.layers:
             self._counter += 1
             path = self.shared / "in" / f"{tag}-{self._counter}.raw"
             path.parent.mkdir(exist_ok=True)
@@ -135,6 +137,7 @@ class GimpSession:
             path.write_bytes(pixels.tobytes())
             layers.append({"name": name, "width": pixels.shape[1], "height": pixels.shape[0],
                            "offset": list(offset), "alpha": pixels.shape[2] in (2, 4),
+                           "group": group,
                            "raw": str(path),
                            "format": babl_format(pixels, spec.base == "gray")})
         return {"width": spec.width, "height": spec.height, "base": spec.base,

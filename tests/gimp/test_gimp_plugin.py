@@ -136,6 +136,11 @@ def main_run(session, daemon, assets):
         case("offsets_pix2pix", P + "pix2pix",
              ImageSpec(80, 64).add("background", BACKGROUND).add("piece", PIECE, OFFSET),
              drawable="piece", args={"model": PIX2PIX, "norm": "image", "endpoint": endpoint}),
+        case("in_group", P + "cyclegan",
+             ImageSpec(48, 40).add("below", BACKGROUND[:40, :48]).add(
+                 "inner", PIECE, (5, 4), group="folder").add(
+                 "top", SEL_RGB, group="folder"),
+             drawable="inner", args={"model": CYCLEGAN, "endpoint": endpoint}),
         case("rect_selection", P + "cyclegan", ImageSpec(48, 40).add("photo", SEL_RGB),
              selection={"rect": list(RECT)}, args={"model": CYCLEGAN, "endpoint": endpoint}),
         case("feather_selection", P + "cyclegan", ImageSpec(48, 40).add("photo", SEL_RGB),
@@ -257,6 +262,18 @@ def test_layer_with_offsets_in_larger_image(main_run, daemon):
     want = expected(daemon, PIECE, "pix2pix", model=PIX2PIX, options={"norm": "image"})
     np.testing.assert_array_equal(result.pixels(layer), want)
     check_source_unchanged(result, "piece", PIECE)
+
+
+def test_layer_inside_a_group(main_run, daemon):
+    """The new layer goes into the source's group, directly above it (below the group's top)."""
+    result = ok(main_run["in_group"])
+    order = [(layer["name"], layer["parent"]) for layer in result.layers]
+    assert order == [("folder", None), ("top", "folder"), (f"CycleGAN: {CYCLEGAN}", "folder"),
+                     ("inner", "folder"), ("below", None)], order
+    layer = new_layer(result, "inner")
+    assert layer["offset"] == [5, 4]
+    want = expected(daemon, PIECE, "cyclegan", model=CYCLEGAN)
+    np.testing.assert_array_equal(result.pixels(layer), want)
 
 
 def test_rectangular_selection_only_inside_is_stylized(main_run, daemon):

@@ -128,3 +128,19 @@ def test_bad_training_requests_are_clear_errors(tmp_path) -> None:
     with pytest.raises(StyleTransferError) as error:
         args.func(args)
     assert error.value.code == "bad_request" and "nowhere" in error.value.message
+
+
+def test_restart_mixture_keeps_the_autoencoder_and_retrains_the_mixture(tmp_path) -> None:
+    options = _options(tmp_path, steps=4, mix_fraction=0.5)
+    first = load_model(train(options, log=lambda text: None))
+    again = _options(tmp_path, steps=4, mix_fraction=0.5, restart_mixture=True, seed=0)
+    second = load_model(train(again, log=lambda text: None))
+    a, b = first.state_dict(), second.state_dict()
+    for key in a:
+        if key.startswith("mixture_decoder."):
+            continue
+        assert torch.equal(a[key], b[key]), key
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("mixture_decoder."))
+    too_early = _options(tmp_path / "early", steps=4, mix_fraction=0.5, restart_mixture=True)
+    with pytest.raises(ValueError, match="autoencoder phase"):
+        train(too_early, log=lambda text: None)

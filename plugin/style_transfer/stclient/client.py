@@ -238,19 +238,22 @@ class Client:
         socket = self._connect()
         timeout = self.timeout if timeout is None else float(timeout)
         try:
-            socket.send_multipart(request.to_frames(), copy=False)
+            self._send_request(socket, request, timeout)
             return self._wait(socket, request, on_progress, cancelled, timeout, cancel_grace)
-        except KeyboardInterrupt:
-            self._send_cancel(request)
-            raise
         except zmq.ZMQError as error:
             self._reset()
             raise StyleTransferError(UNAVAILABLE, f"Cannot talk to the daemon at {self.endpoint}: "
                                                   f"{error}.") from None
+        except StyleTransferError:
+            raise
+        except BaseException:
+            # Ctrl-C, an exception from on_progress, ...: do not leave the job running.
+            self._send_cancel(request)
+            raise
 
     def _send_request(self, socket: zmq.Socket, request: Request, timeout: float) -> None:
         """Send without ever blocking for good: no connection within `timeout` is an error."""
-        frames = request.to_frames()
+        frames = request.check_size(request.to_frames())
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -291,6 +294,8 @@ class Client:
                     if reply is None:
                         continue
                     last_heard = time.monotonic()
+                    if isinstance(reply, Error) and not reply.id:
+                        raise reply.to_exception()   # the daemon could not even read our id
                     if isinstance(reply, Heartbeat) or reply.id != request.id:
                         continue            # liveness, or a stale reply to an abandoned request
                     if isinstance(reply, Progress):

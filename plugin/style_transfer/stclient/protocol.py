@@ -1,4 +1,4 @@
-"""The wire protocol between clients (plug-in, CLI, scripts) and the daemon: the ONE encoder/decoder.
+"""The wire protocol between clients (plug-in, CLI, scripts) and the daemon: the one codec.
 
 Every message is a ZeroMQ multipart message: frame 0 is a UTF-8 JSON object (the header), the
 following frames are raw pixel bytes that the header describes. Nothing is ever pickled. Requests
@@ -25,11 +25,11 @@ from .errors import BAD_REQUEST, ERROR_CODES, INTERNAL, TOO_LARGE, StyleTransfer
 
 Buffer = Union[bytes, bytearray, memoryview]
 
-DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}   # pixels are little-endian on the wire
+DTYPE_SIZES = {"uint8": 1, "uint16": 2, "float32": 4}   # little-endian on the wire
 MAX_CHANNELS = 4
 MAX_SIDE = 1 << 20            # structural sanity bound; the daemon's --max-pixels is the real limit
-MAX_HEADER_BYTES = 1 << 20    # a header is a small JSON object, never pixels
-MAX_REPLY_HEADER_BYTES = 1 << 28  # replies come from our own daemon: a batch report lists every file
+MAX_HEADER_BYTES = 16 << 20   # request headers: JSON only (a batch may list many files)
+MAX_REPLY_HEADER_BYTES = 1 << 28   # from our own daemon: a batch report lists every file
 MAX_ID_LENGTH = 128
 MAX_STYLES = 16
 MAX_SAMPLE_COUNT = 256
@@ -231,6 +231,13 @@ class Request:
     def to_frames(self) -> list[Buffer]:
         return [encode_header(self._header())]
 
+    def check_size(self, frames: list[Buffer]) -> list[Buffer]:
+        """Refuse locally what the daemon would refuse: a header over MAX_HEADER_BYTES."""
+        if len(frames[0]) > MAX_HEADER_BYTES:
+            raise ProtocolError(TOO_LARGE, f"The request header is {len(frames[0])} bytes; the "
+                                           f"limit is {MAX_HEADER_BYTES} (split the batch).")
+        return frames
+
     @classmethod
     def _from(cls, header: dict, frames: Sequence[Buffer], **fields: Any) -> "Request":
         return cls(id=header["id"], token=_get(header, "token", (str,), None), **fields)
@@ -419,7 +426,8 @@ class Progress(Reply):
     text: str = ""
 
     def to_frames(self) -> list[Buffer]:
-        fraction = min(1.0, max(0.0, float(self.fraction))) if math.isfinite(self.fraction) else 0.0
+        fraction = float(self.fraction) if math.isfinite(self.fraction) else 0.0
+        fraction = min(1.0, max(0.0, fraction))
         return [encode_header(self._header(fraction=fraction, text=self.text))]
 
     @classmethod
