@@ -74,14 +74,17 @@ def image(size: int, channels: int, dtype) -> np.ndarray:
     return rng.integers(0, np.iinfo(dtype).max + 1, (size, size, channels), dtype=dtype)
 
 
-def timed(fn, repeat: int) -> list[float]:
-    fn()                                    # warm-up (first allocation, model load)
-    times = []
+def interleaved(first, second, repeat: int) -> tuple[list[float], list[float]]:
+    """Time two variants alternately, so load changes on a shared machine hit both alike."""
+    first()
+    second()
+    a, b = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return a, b
 
 
 def fmt(times: list[float]) -> str:
@@ -107,13 +110,12 @@ def bench_transport(sizes: list[int], repeat: int) -> list[str]:
                 pixels = image(size, channels, dtype)
                 frame = array_to_frame(pixels)
                 mib = pixels.nbytes / 2**20
-                local = timed(lambda: echo.stylize(StylizeJob("cyclegan", pixels)), repeat)
-
                 def through_daemon():
                     out, _ = client.stylize(frame, "cyclegan", "echo")
                     assert frame_to_array(out).shape == pixels.shape
 
-                remote = timed(through_daemon, repeat)
+                local, remote = interleaved(
+                    lambda: echo.stylize(StylizeJob("cyclegan", pixels)), through_daemon, repeat)
                 overhead = statistics.median(remote) - statistics.median(local)
                 rows.append(f"| {size}² {name} | {mib:.0f} | {fmt(local)} | {fmt(remote)} | "
                             f"{1000 * overhead:.1f} | {2 * mib / overhead:.0f} |")
@@ -142,9 +144,9 @@ def bench_real(sizes: list[int], repeat: int) -> list[str]:
             frame = array_to_frame(pixels)
             job = StylizeJob("cyclegan", pixels, "style_monet",
                              options=resolve_options("cyclegan", options))
-            local = timed(lambda: runtime.stylize(job), repeat)
-            remote = timed(lambda: client.stylize(frame, "cyclegan", "style_monet", options),
-                           repeat)
+            local, remote = interleaved(
+                lambda: runtime.stylize(job),
+                lambda: client.stylize(frame, "cyclegan", "style_monet", options), repeat)
             out, _ = client.stylize(frame, "cyclegan", "style_monet", options)
             assert np.array_equal(frame_to_array(out), runtime.stylize(job))
             overhead = statistics.median(remote) - statistics.median(local)
@@ -177,11 +179,13 @@ def main() -> int:
         print("\n## real Runtime")
         real = bench_real(args.sizes, args.repeat)
     if args.out:
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
         text = ["# Daemon round-trip overhead\n",
                 f"Command: `python bench/bench_daemon.py --sizes {' '.join(map(str, args.sizes))}"
                 f" --repeat {args.repeat}{' --real' if args.real else ''}`  ",
-                f"Machine: {machine}. Times in ms: median (min-max) of {args.repeat} runs after "
-                "one warm-up. Endpoint: ipc socket.\n",
+                f"Machine: {machine}, shared with other work (load average {load}). Times in "
+                f"ms: median (min-max) of {args.repeat} runs after one warm-up, in-process and "
+                "daemon runs interleaved. Endpoint: ipc socket.\n",
                 "## Transport + validation (echo runtime)\n",
                 "The real DaemonServer (ROUTER, protocol decode, validation, queue, worker "
                 "thread, numpy conversion, reply) with a Runtime that returns a copy of the "

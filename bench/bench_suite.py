@@ -167,6 +167,7 @@ class Engine:
     fast: Callable[[torch.Tensor], torch.Tensor]
     flops: Callable[[tuple[int, ...]], int]
     to_input: Callable[[torch.Tensor], torch.Tensor]
+    min_size: int = 8
 
 
 def adain_engines(device: torch.device) -> list[Engine]:
@@ -215,11 +216,11 @@ def generator_engine(engine: str, arch: str, label: str, device: torch.device) -
     network = build_network(engine, arch).eval()
     if hasattr(network, "set_norm_mode"):
         network.set_norm_mode("image")
-    calibrate(network, test_image(256) * 2 - 1)
+    calibrate(network, test_image(256) * 2 - 1)  # unet_256 needs 256² at least
     network = network.to(device)
     fast = optimize(copy.deepcopy(network), engine, device)
     return Engine(engine, label, 2.0, network, fast, lambda s: count_flops(network, s),
-                  lambda x: x * 2 - 1)
+                  lambda x: x * 2 - 1, int(getattr(network, "multiple", 8)))
 
 
 def mixgan_engine(device: torch.device) -> Engine | None:
@@ -265,6 +266,8 @@ def engine_table(engines: list[Engine], sizes: list[int], repeat: int, device: t
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for engine in engines:
         for size in sizes:
+            if size < engine.min_size:
+                continue
             x = engine.to_input(test_image(size)).to(device)
             timings, outs = interleaved({"plain": lambda: engine.plain(x),
                                          "fast": lambda: engine.fast(x)}, repeat, device)

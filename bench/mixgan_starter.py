@@ -5,6 +5,15 @@
 
 `train` is `python -m backend train mixgan` with the starter's settings; the model is written to
 models/starter/mixgan_glyphs.pth (+ .json). `evaluate` is in backend/training/mixgan_eval.py.
+The starter uses --content-weight 1 (a structure term for the mixture decoder, see
+backend/training/mixgan.py); `evaluate --compare paper=FILE` measures a model trained without it.
+The committed file was made in two runs: the full schedule with --content-weight 0, then
+`train --restart-mixture` (same autoencoder, mixture decoder trained again with weight 1); one
+run from scratch with the same settings follows the same schedule (its mixture decoder starts from
+another random init). Command line for that (on a busy machine add --threads 1):
+    python -m backend train mixgan --content builtin:glyphs --style builtin:textures \
+        --name mixgan_glyphs --arch conv --size 32 --batch 32 --steps 4000 --mix-fraction 0.25 \
+        --width 16 --latent 64 --n-res 6 --content-weight 1 --models-dir models/starter
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 STARTER = dict(
     content="builtin:glyphs", style="builtin:textures", name="mixgan_glyphs", arch="conv",
     size=32, batch=32, steps=4000, mix_fraction=0.25, width=16, latent=64, n_res=6, lr=2e-4,
+    content_weight=1.0,
     seed=0, pool=20000, device="cpu", sample_every=200, checkpoint_every=100,
     display_name="Glyphs in colourful textures (MIXGAN starter)")
 
@@ -31,6 +41,8 @@ def main() -> int:
     train.add_argument("--out", default=str(ROOT / "runs" / "mixgan" / "mixgan_glyphs"))
     train.add_argument("--models-dir", default=str(ROOT / "models" / "starter"))
     train.add_argument("--device", default="cpu")
+    train.add_argument("--restart-mixture", action="store_true",
+                       help="keep the trained autoencoder, train the mixture decoder again")
     train.add_argument("--threads", type=int, default=1,
                        help="CPU threads (1 is fastest on a shared, oversubscribed machine)")
     evaluate = sub.add_parser("evaluate", help="measure content kept and style taken")
@@ -38,6 +50,10 @@ def main() -> int:
     evaluate.add_argument("--report", default=str(ROOT / "bench" / "results" / "mixgan-starter.md"))
     evaluate.add_argument("--sheet", default=str(ROOT / "docs" / "images" / "mixgan-starter.png"))
     evaluate.add_argument("--count", type=int, default=2000, help="held-out glyphs to mix")
+    evaluate.add_argument("--cache", default=str(ROOT / "runs" / "mixgan"),
+                          help="folder where the trained glyph classifier is kept")
+    evaluate.add_argument("--compare", action="append", default=[], metavar="LABEL=PATH",
+                          help="also measure another MIXGAN file (a row in the report)")
     args = parser.parse_args()
 
     if args.command == "train":
@@ -45,13 +61,16 @@ def main() -> int:
         from backend.training.mixgan import TrainOptions, train as run
         torch.set_num_threads(args.threads)
         options = TrainOptions(**{**STARTER, "steps": args.steps, "device": args.device,
-                                  "out": args.out, "models_dir": args.models_dir})
+                                  "out": args.out, "models_dir": args.models_dir,
+                                  "restart_mixture": args.restart_mixture})
         run(options)
         return 0
     import torch
     torch.set_num_threads(1)  # fastest on a shared machine; the numbers do not depend on it
     from backend.training.mixgan_eval import evaluate_starter
-    evaluate_starter(Path(args.model), Path(args.report), Path(args.sheet), count=args.count)
+    compare = dict(item.split("=", 1) for item in args.compare)
+    evaluate_starter(Path(args.model), Path(args.report), Path(args.sheet), count=args.count,
+                     cache_dir=Path(args.cache), compare={k: Path(v) for k, v in compare.items()})
     return 0
 
 

@@ -160,7 +160,7 @@ def prove_adain(work: Path, scale: dict, device: str, rows: list[Row], log) -> N
         total, gaps = measure(recipe)
         named = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
         return ([("total loss, held-out (start = baseline)", total, before_total)]
-                + [(f"|mean|+|std| gap to style at {n}", g, b)
+                + [(f"mean/std gap to style at {n}", g, b)
                    for n, g, b in zip(named, gaps, before_gaps)])
 
     _train_in_segments(AdaINRecipe, options, _segments(steps, scale["segments"]), evaluate,
@@ -174,8 +174,12 @@ def write_markdown(path: Path, rows: list[Row], args: argparse.Namespace, header
         "Each task has a known ground truth. 'learned' is the trained model's error, 'baseline' "
         "is the identity map's error (pix2pix, CycleGAN) or the value before training (AdaIN). "
         "Errors are mean absolute differences in 0..1 pixel units on held-out images the run "
-        "never saw; the AdaIN gaps are in feature units of the random encoder. Each run is "
+        "never saw; the AdaIN gap is (mean |mean_out - mean_style| + mean |std_out - std_style|) / 2 "
+        "over the channels of a level, in feature units of the random encoder. Each run is "
         "trained in segments that stop and --resume, so every row boundary is also a resume.",
+        "", f"Command: `python bench/train_proof.py {' '.join(sys.argv[1:])}`. Times are "
+        "wall-clock seconds since the task started, on a machine shared with other jobs, "
+        "including evaluation and sample grids; they are not speed measurements.",
         "", "| task | step | measure | learned | baseline | learned / baseline | time (s) |",
         "|---|---:|---|---:|---:|---:|---:|"]
     for r in rows:

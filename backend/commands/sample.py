@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "domain, style from its style domain.")
     parser.add_argument("--model", metavar="NAME",
                         help="MIXGAN model name (default: the default MIXGAN model)")
-    parser.add_argument("--checkpoint", metavar="PATH", help="a MIXGAN .pth file instead of --model")
+    parser.add_argument("--checkpoint", metavar="PATH",
+                        help="a MIXGAN .pth file instead of --model")
     parser.add_argument("-n", "--count", type=int, default=16, help="how many images (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=0,
@@ -40,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from stclient.errors import BAD_REQUEST, StyleTransferError
 
     if not args.output and not args.sheet:
-        raise StyleTransferError(BAD_REQUEST, "Say where the images go: -o DIR or --sheet FILE.png.")
+        raise StyleTransferError(BAD_REQUEST,
+                                 "Say where the images go: -o DIR or --sheet FILE.png.")
     if not 1 <= args.count <= 10000:
         raise StyleTransferError(BAD_REQUEST, "-n must be 1 to 10000.")
     if not 0 <= args.seed < 2**31:

@@ -24,7 +24,10 @@ BUILTIN = ("builtin:glyphs", "builtin:textures")
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """N x H x W (grey) or N x H x W x 3 uint8 -> N x C x H x W float in [-1, 1]."""
     array = images[..., None] if images.ndim == 3 else images
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).float()
+    array = np.ascontiguousarray(array)
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch wants writable memory
+        array = array.copy()
+    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float()
     return tensor / 127.5 - 1.0
 
 
@@ -103,7 +106,8 @@ def load_domain(source: str, size: int, grey: bool, pool: int, seed: int) -> Dom
     if source.startswith("builtin:"):
         domain = builtin_domain(source, size, pool, seed)
         if (domain.channels == 1) != grey:
-            raise ValueError(f"{source} is a {'grey' if domain.channels == 1 else 'colour'} "
-                             f"domain; use it as the {'content' if domain.channels == 1 else 'style'} domain")
+            grey_domain = domain.channels == 1
+            raise ValueError(f"{source} is a {'grey' if grey_domain else 'colour'} domain; use "
+                             f"it as the {'content' if grey_domain else 'style'} domain")
         return domain
     return folder_domain(source, size, grey, seed=seed)

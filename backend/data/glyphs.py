@@ -112,7 +112,8 @@ class GlyphRenderer:
         pixels = max(4, round(scale * side))
         ImageDraw.Draw(canvas).text((side / 2, side / 2), char, fill=255,
                                     font=_font(font, pixels), anchor="mm")
-        canvas = canvas.rotate(angle, resample=Image.Resampling.BICUBIC, center=(side / 2, side / 2))
+        canvas = canvas.rotate(angle, resample=Image.Resampling.BICUBIC,
+                               center=(side / 2, side / 2))
         box = canvas.getbbox()
         if box is not None:
             left, top, right, bottom = box

@@ -9,6 +9,12 @@ Schedule (as the paper's code, with the content decoder trained too):
    ("this content in that style"), half decodes prior samples (new images).
 All adversarial losses are least-squares (LSGAN); Adam with beta1 = 0.5.
 
+Optional, not in the paper (`--content-weight`, default 0): a structure term for Gm,
+1 - |correlation| between the mixture's luminance and Gc's content image. Gm then has to draw the
+shape with a brightness contrast (in any colours, either polarity). The paper relies on Gm being
+shallow instead; on our glyph/texture domains that alone let Gm paint texture blobs over the
+background until the glyphs were hard to read (see bench/results/mixgan-starter.md).
+
 Batch k depends only on (seed, k), and checkpoints hold every network and optimizer, so a resumed
 run continues exactly where it stopped. The finished generator (E, Gc, Gm) is written to the
 models dir as NAME.pth with a NAME.json sidecar, so the daemon lists it.
@@ -49,6 +55,7 @@ class TrainOptions:
     sample_every: int = 500
     checkpoint_every: int = 500
     resume: bool = True
+    content_weight: float = 0.0      # optional structure term for Gm (0 = the paper's losses)
     restart_mixture: bool = False    # keep the trained autoencoder, train Gm/Dp again from scratch
 
     @property
@@ -101,6 +108,10 @@ def register(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                         help="latent size (0 = paper 2048, conv 64 channels)")
     parser.add_argument("--n-res", type=int, default=defaults.n_res)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--content-weight", type=float, default=defaults.content_weight,
+                        help="weight of an extra structure term for the mixture decoder: "
+                             "1 - |correlation| between the mixture's luminance and Gc's "
+                             "content image (0 = the paper's adversarial loss only)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="images generated per built-in domain")
@@ -117,8 +128,8 @@ def register(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                         help="ignore an existing checkpoint in the run folder")
     parser.add_argument("--restart-mixture", action="store_true",
                         help="keep the run's trained autoencoder (E, Gc) and train the mixture "
-                             "decoder again from scratch, e.g. with another --style domain (give it "
-                             "once; leave it out to resume that run later)")
+                             "decoder again from scratch, e.g. with another --style domain "
+                             "(give it once; leave it out to resume that run later)")
     parser.set_defaults(func=run_command)
     return parser
 
@@ -127,7 +138,8 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
     return TrainOptions(
         content=args.content, style=args.style, name=args.name, arch=args.arch, size=args.size,
         batch=args.batch, steps=args.steps, mix_fraction=args.mix_fraction, width=args.width,
-        latent=args.latent, n_res=args.n_res, lr=args.lr, seed=args.seed, pool=args.pool,
+        latent=args.latent, n_res=args.n_res, lr=args.lr, content_weight=args.content_weight,
+        seed=args.seed, pool=args.pool,
         device=args.device, out=args.out, models_dir=args.models_dir,
         display_name=args.display_name, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, resume=not args.restart,
@@ -140,6 +152,8 @@ def run_command(args: argparse.Namespace) -> int:
         options = options_from_args(args)
         if options.steps < 1 or options.batch < 1 or not 0.0 <= options.mix_fraction <= 1.0:
             raise ValueError("--steps and --batch must be positive, --mix-fraction in 0..1")
+        if options.content_weight < 0:
+            raise ValueError("--content-weight must be 0 or more")
         if args.threads < 0:
             raise ValueError("--threads must be 0 (default) or more")
         if args.threads:

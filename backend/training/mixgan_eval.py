@@ -33,6 +33,7 @@ from backend.networks.mixgan import MixGAN, load_model
 
 CLASSIFIER_SEED = 2000      # glyphs the classifier learns from
 HELD_OUT_SEED = 1000        # glyphs the MIXGAN never saw (it trained on seed 0)
+CLASSIFIER_VERSION = 1      # bump when the classifier or its training changes
 STYLE_SEED = 777            # textures the MIXGAN never saw (it trained on seed 1)
 
 
@@ -110,6 +111,28 @@ def train_classifier(size: int = 32, count: int = 20000, epochs: int = 4,
             step += 1
         log(f"  classifier epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}")
     return model.eval()
+
+
+def cached_classifier(size: int, cache_dir: Path | None, log=print) -> GlyphClassifier:
+    """train_classifier(size), kept in `cache_dir` keyed by everything it depends on (size,
+    charset, the fonts found on this machine, CLASSIFIER_VERSION): re-evaluations skip training."""
+    import hashlib
+
+    from backend.data.glyphs import find_fonts
+    if cache_dir is None:
+        return train_classifier(size, log=log)
+    key = hashlib.sha256("|".join([str(size), DEFAULT_CHARSET, *find_fonts(),
+                                   str(CLASSIFIER_VERSION)]).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"glyph-classifier-{key}.pth"
+    model = GlyphClassifier(len(DEFAULT_CHARSET), size)
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        log(f"glyph classifier from {path}")
+        return model.eval()
+    model = train_classifier(size, log=log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
 
 
 @torch.no_grad()
@@ -209,11 +232,12 @@ def sample_sheet(network: MixGAN, glyphs: torch.Tensor, path: Path, columns: int
     return path
 
 
-def evaluate(network: MixGAN, count: int = 2000, log=print) -> dict[str, float]:
+def evaluate(network: MixGAN, count: int = 2000, log=print,
+             cache_dir: Path | None = None) -> dict[str, float]:
     size = network.config.size
     started = time.monotonic()
-    log("training the glyph classifier on clean rendered glyphs ...")
-    classifier = train_classifier(size, log=log)
+    log("glyph classifier (trained on clean rendered glyphs) ...")
+    classifier = cached_classifier(size, cache_dir, log=log)
     images, labels = render_glyphs(count, size, HELD_OUT_SEED)
     glyphs, truth = to_tensor(images), torch.from_numpy(labels)
     reconstructions, mixtures = mix(network, glyphs)
@@ -249,7 +273,8 @@ def evaluate(network: MixGAN, count: int = 2000, log=print) -> dict[str, float]:
     return results
 
 
-def report(results: dict[str, float], model_path: Path, sheet: Path | None) -> str:
+def report(results: dict[str, float], model_path: Path, sheet: Path | None,
+           comparisons: dict[str, dict[str, float]] | None = None) -> str:
     r = results
     lines = [
         "# MIXGAN starter model: content kept, style taken",
@@ -284,6 +309,18 @@ def report(results: dict[str, float], model_path: Path, sheet: Path | None) -> s
         f"{r['sat_style']:.3f}, content {r['sat_content']:.3f}.",
         "",
     ]
+    if comparisons:
+        lines += ["## Variants measured the same way", "",
+                  "| model | reconstructions | mixtures | mixtures (luma) | TV to style | "
+                  "TV to content | FD to style | FD to content |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, c in {"**this model**": r, **comparisons}.items():
+            lines.append(
+                f"| {label} | {c['acc_reconstruction']:.1%} | {c['acc_mixture']:.1%} | "
+                f"{c['acc_mixture_luma']:.1%} | {c['tv_mixture_style']:.3f} | "
+                f"{c['tv_mixture_content']:.3f} | {c['fd_mixture_style']:.4f} | "
+                f"{c['fd_mixture_content']:.4f} |")
+        lines.append("")
     if sheet is not None:
         lines += ["## Samples", "",
                   f"![MIXGAN starter samples](../../{sheet.as_posix()})", "",
@@ -294,12 +331,17 @@ def report(results: dict[str, float], model_path: Path, sheet: Path | None) -> s
 
 
 def evaluate_starter(model_path: Path, report_path: Path, sheet_path: Path,
-                     count: int = 2000) -> dict[str, float]:
+                     count: int = 2000, cache_dir: Path | None = None,
+                     compare: dict[str, Path] | None = None) -> dict[str, float]:
     torch.manual_seed(0)
     network = load_model(model_path)
-    results = evaluate(network, count)
+    results = evaluate(network, count, cache_dir=cache_dir)
     for key, value in results.items():
         print(f"{key:24s} {value:.4f}")
+    comparisons = {}
+    for label, path in (compare or {}).items():
+        comparisons[label] = evaluate(load_model(path), count, cache_dir=cache_dir)
+        print(f"{label}: mixtures {comparisons[label]['acc_mixture']:.4f}")
     held_out, _ = render_glyphs(12, network.config.size, HELD_OUT_SEED + 1)
     sample_sheet(network, to_tensor(held_out), sheet_path)
     from backend import PROJECT_ROOT
@@ -309,6 +351,6 @@ def evaluate_starter(model_path: Path, report_path: Path, sheet_path: Path,
     except ValueError:
         shown_sheet, shown_model = sheet_path, model_path
     report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(report(results, shown_model, shown_sheet))
+    report_path.write_text(report(results, shown_model, shown_sheet, comparisons))
     print(f"wrote {report_path} and {sheet_path}")
     return results

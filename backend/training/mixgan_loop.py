@@ -108,9 +108,14 @@ class Trainer:
 
         self.opt_gm.zero_grad(set_to_none=True)
         g_loss = lsgan(self.patch_d(mixture), True)
+        values = {"g_p": g_loss.item(), "d_p": d_loss.item()}
+        if self.options.content_weight:
+            structure = (1.0 - structure_correlation(mixture, grey).abs()).mean()
+            g_loss = g_loss + self.options.content_weight * structure
+            values["struct"] = structure.item()
         g_loss.backward()
         self.opt_gm.step()
-        return {"g_p": g_loss.item(), "d_p": d_loss.item()}
+        return values
 
     def step(self, step: int) -> dict[str, float]:
         """Training step `step` (0-based) of the whole schedule."""
@@ -180,6 +185,22 @@ class Trainer:
         rows = [x, reconstruction, mixture, prior_grey, prior_mix]
         write_sheet(path, [r.expand(-1, 3, -1, -1) for r in rows])
         self.model.train()
+
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def structure_correlation(mixture: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Per image: Pearson correlation of the mixture's luminance with the grey content image.
+
+    Its absolute value is high when the shape is drawn in the mixture in any two colours of
+    different brightness (either polarity); it says nothing about which colours."""
+    weights = torch.tensor(LUMA, device=mixture.device).view(1, 3, 1, 1)
+    luma = (mixture * weights).sum(1).flatten(1)
+    grey = content.flatten(1)
+    luma = luma - luma.mean(1, keepdim=True)
+    grey = grey - grey.mean(1, keepdim=True)
+    return (luma * grey).sum(1) / (luma.norm(dim=1) * grey.norm(dim=1) + 1e-6)
 
 
 def lsgan(prediction: torch.Tensor, real: bool) -> torch.Tensor:

@@ -144,3 +144,21 @@ def test_restart_mixture_keeps_the_autoencoder_and_retrains_the_mixture(tmp_path
     too_early = _options(tmp_path / "early", steps=4, mix_fraction=0.5, restart_mixture=True)
     with pytest.raises(ValueError, match="autoencoder phase"):
         train(too_early, log=lambda text: None)
+
+
+def test_structure_term_sees_shape_in_any_colours_but_not_noise() -> None:
+    from backend.training.mixgan_loop import structure_correlation
+    content = load_domain("builtin:glyphs", 32, True, 4, 0).batch(4, np.random.default_rng(0))
+    ink = (content + 1) / 2
+    painted = ink * torch.tensor([0.1, 0.2, 0.9]).view(1, 3, 1, 1) + \
+        (1 - ink) * torch.tensor([0.9, 0.8, 0.1]).view(1, 3, 1, 1)      # dark ink, light paper
+    correlation = structure_correlation(painted * 2 - 1, content)
+    assert (correlation < -0.99).all()                                  # same shape, inverted
+    noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert (structure_correlation(noise, content).abs() < 0.2).all()
+
+
+def test_content_weight_adds_the_structure_term(tmp_path) -> None:
+    trainer = _trainer(_options(tmp_path, steps=2, mix_fraction=1.0, content_weight=1.0))
+    values = trainer.step(0)
+    assert set(values) == {"g_p", "d_p", "struct"} and 0.0 <= values["struct"] <= 1.0
