@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import datetime
 import gc
 import os
@@ -67,6 +68,10 @@ def rss_bytes(field: str = "VmRSS") -> int:
 def reset_peak(device: torch.device) -> int:
     """Start a peak-memory window; returns the baseline it is measured against."""
     gc.collect()
+    try:                                 # hand freed heap back, so the peak is this run's own
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return torch.cuda.memory_allocated(device)
@@ -194,11 +199,10 @@ def adain_engines(device: torch.device) -> list[Engine]:
     def fast_cached(x):
         return f_dec(adain_net.adain(f_enc.encode(x), *cached))
 
-    def flops_new(shape):
+    def flops_new(shape):                # content + the 512² style + decoder
         feats = (shape[0], 512, shape[2] // 8, shape[3] // 8)
-        return count_flops(encoder, shape) * 2 + count_flops(decoder, feats) \
-            if shape[2] == 512 else count_flops(encoder, shape) \
-            + count_flops(encoder, (1, 3, 512, 512)) + count_flops(decoder, feats)
+        return count_flops(encoder, shape) + count_flops(encoder, (1, 3, 512, 512)) \
+            + count_flops(decoder, feats)
 
     def flops_cached(shape):
         feats = (shape[0], 512, shape[2] // 8, shape[3] // 8)
@@ -374,6 +378,63 @@ def scaling_table(sizes: list[int], device: torch.device, engines: list[str]) ->
     return lines
 
 
+def tiling_table(size: int, device: torch.device, engines: list[str]) -> list[str]:
+    """Tiled (budget forcing >= 4 tiles) vs untiled on a size² image: PSNR, tiles, time."""
+    import math
+
+    from backend.perf.budget import estimate_activations
+    from backend.perf.tiling import plan_chain
+
+    def psnr(a, b, span):
+        mse = float(((a.double() - b.double()) ** 2).mean())
+        return math.inf if mse == 0 else 10 * math.log10(span * span / mse)
+
+    lines = ["| network | size | budget MiB | mode | tiles | untiled s | tiled s | PSNR dB |",
+             "|---|---|---|---|---|---|---|---|"]
+    torch.manual_seed(0)
+    cases = []
+    if "adain" in engines:
+        enc = build_network("adain", "vgg_normalised")[:adain_net.RELU4_1 + 1].eval()
+        calibrate(enc, test_image(128))
+        cases.append(("AdaIN encoder (relu4_1)", enc.to(device), test_image(size), 1.0, "chain"))
+        dec = build_network("adain", "adain_decoder").eval()
+        with torch.inference_mode():
+            feats = enc(test_image(size).to(device))
+        calibrate(dec, feats[..., :32, :32].cpu())
+        cases.append(("AdaIN decoder", dec.to(device), feats, 1.0, "chain"))
+    for engine, arch in (("cyclegan", "resnet_9blocks"), ("pix2pix", "unet_256")):
+        if engine in engines:
+            net = build_network(engine, arch).eval()
+            if hasattr(net, "set_norm_mode"):
+                net.set_norm_mode("image")
+            calibrate(net, test_image(256) * 2 - 1)
+            cases.append((f"{engine} {arch}", net.to(device), test_image(size) * 2 - 1, 2.0,
+                          "layerwise"))
+    for label, net, x, span, mode in cases:
+        x = x.to(device)
+        need = estimate_activations(net, tuple(x.shape)).with_workspace(device)
+        budget = need // 4
+        if mode == "chain":
+            for tenths in range(9, 0, -1):
+                budget = need * tenths // 10
+                if plan_chain(list(net), tuple(x.shape), budget, device).tiles >= 4:
+                    break
+        with torch.inference_mode():
+            start = time.perf_counter()
+            expected = net(x)
+            untiled = time.perf_counter() - start
+            guard(net, "bench", device, MemoryBudget(device, budget))
+            start = time.perf_counter()
+            got = net(x)
+            tiled = time.perf_counter() - start
+        stats = guard_of(net).stats
+        lines.append(f"| {label} | {'x'.join(map(str, x.shape[-2:]))} | {mib(budget)} | "
+                     f"{stats.mode} | {stats.tiles} | {untiled:.1f} | {tiled:.1f} | "
+                     f"{psnr(got.cpu(), expected.cpu(), span):.1f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def machine(device: torch.device) -> list[str]:
     cpu = "unknown CPU"
     try:
@@ -403,13 +464,15 @@ def run_script(args: list[str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[512, 1024])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=4, help="batch size for images/s (0: skip)")
+    parser.add_argument("--batch", type=int, default=2, help="batch size for images/s (0: skip)")
     parser.add_argument("--engines", nargs="+",
                         default=["adain", "cyclegan", "pix2pix", "mixgan"])
     parser.add_argument("--scaling", type=int, nargs="*", default=[512, 1024, 2048, 4096])
     parser.add_argument("--scaling-engines", nargs="+", default=["adain", "cyclegan"])
+    parser.add_argument("--tiling-check", type=int, default=1024, metavar="SIZE",
+                        help="tiled vs untiled PSNR on a SIZE² image (0: skip)")
     parser.add_argument("--daemon", action="store_true", help="run bench_daemon.py too")
     parser.add_argument("--batch-folder", action="store_true", help="run bench_batch.py too")
     parser.add_argument("--out", type=Path, help="write the report as Markdown")
@@ -424,27 +487,32 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(section), flush=True)
     report += section
     engines: list[Engine] = []
-    if "adain" in args.engines:
+    wanted = set(args.engines) if args.sizes else set()
+    if "adain" in wanted:
         engines += adain_engines(device)
-    if "cyclegan" in args.engines:
+    if "cyclegan" in wanted:
         engines.append(generator_engine("cyclegan", "resnet_9blocks", "CycleGAN resnet_9blocks",
                                         device))
-    if "pix2pix" in args.engines:
+    if "pix2pix" in wanted:
         engines.append(generator_engine("pix2pix", "unet_256", "pix2pix unet_256 (image norm)",
                                         device))
-    if "mixgan" in args.engines:
+    if "mixgan" in wanted:
         mix = mixgan_engine(device)
         if mix is not None:
             engines.append(mix)
         else:
             report.append("- MIXGAN: no image-to-image MIXGAN network to time (skipped)")
-    report += ["", "## Plain vs optimized", ""]
-    report += engine_table(engines, args.sizes, args.repeat, device, conv, args.batch)
-    if "adain" in args.engines:
+    if args.sizes:
+        report += ["", "## Plain vs optimized", ""]
+        report += engine_table(engines, args.sizes, args.repeat, device, conv, args.batch)
+    if "adain" in args.engines and args.sizes:
         report += ["", "## Style cache (Runtime counters)", ""]
         lines = style_cache_table(device)
         print("\n".join(lines), flush=True)
         report += lines
+    if args.tiling_check:
+        report += ["", f"## Tiling fidelity (budget forcing >= 4 tiles)", ""]
+        report += tiling_table(args.tiling_check, device, args.engines)
     if args.scaling:
         report += ["", "## Scaling (optimized, memory-guarded)", ""]
         report += scaling_table(args.scaling, device, args.scaling_engines)

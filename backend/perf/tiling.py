@@ -163,16 +163,41 @@ class ChainPlan:
 
 def plan_chain(layers: Sequence[nn.Module], shape: tuple[int, ...], budget: int,
                device: torch.device, feather: int = 8, max_side: int | None = None) -> ChainPlan:
-    """Largest tiles (core + halo) that fit `budget`; the feather band shrinks on small tiles."""
+    """The fewest tiles whose largest one (core + halos, clipped at the image border) fits
+    `budget`; the feather band shrinks when tiles are small."""
     geometry = chain_geometry(layers)
+    align = geometry.align
     side = chain_tile_side(layers, shape[1], shape[0], budget, torch.device(device))
+    max_area = side * side
     if max_side is not None:
-        side = min(side, max_side)
+        side, max_area = min(side, max_side), min(max_area, max_side * max_side)
     feather = max(0, min(feather, (side - 2 * geometry.radius) // 4))
-    halo = math.ceil((geometry.radius + feather) / geometry.align) * geometry.align
-    core = max(geometry.align, side - 2 * halo)
-    return ChainPlan(_spans(shape[2], core, geometry.align), _spans(shape[3], core, geometry.align),
-                     halo, int(feather * geometry.scale), geometry.scale)
+    halo = math.ceil((geometry.radius + feather) / align) * align
+    height, width = shape[2], shape[3]
+
+    def extent(total: int, count: int) -> tuple[int, int]:
+        core = max(align, math.ceil(total / count / align) * align)
+        return core, min(total, core + halo * min(2, count - 1))
+
+    best: tuple[int, int, int] | None = None           # (tiles, core_y, core_x)
+    limit_y, limit_x = max(1, math.ceil(height / align)), max(1, math.ceil(width / align))
+    for count_y in range(1, min(limit_y, 256) + 1):
+        core_y, tile_h = extent(height, count_y)
+        if max_side is not None and tile_h > max_side and count_y < limit_y:
+            continue
+        for count_x in range(1, min(limit_x, 256) + 1):
+            core_x, tile_w = extent(width, count_x)
+            if max_side is not None and tile_w > max_side and count_x < limit_x:
+                continue
+            if tile_h * tile_w <= max_area or (count_x == limit_x and count_y == limit_y):
+                if best is None or count_y * count_x < best[0]:
+                    best = (count_y * count_x, core_y, core_x)
+                break
+        if best is not None and best[0] <= count_y:
+            break
+    assert best is not None
+    return ChainPlan(_spans(height, best[1], align), _spans(width, best[2], align), halo,
+                     int(feather * geometry.scale), geometry.scale)
 
 
 def run_chain_tiled(layers: Sequence[nn.Module], x: torch.Tensor, budget: int,
