@@ -3,14 +3,22 @@
 Every transform keeps the parameter tensors and their names, so `state_dict()` of the optimized
 network equals the original's; derived tensors (re-arranged weights) are non-persistent buffers
 that are rebuilt when the source weight changes. What each transform buys was measured on the
-project's CPU machine (see bench/results/): the big ones there are
+project's CPU machine (bench/bench_suite.py, results in bench/results/perf-cpu-*.md):
 
+- channels_last weights for AdaIN and CycleGAN (oneDNN's NHWC kernels; the 3-channel first
+  convolutions gain most), with InstanceNorm rewritten for that layout (FastInstanceNorm2d);
 - transposed convolutions as one sub-pixel convolution + pixel shuffle (oneDNN's transposed
   convolution runs at a fraction of its forward-convolution speed);
 - in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
 
-On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in; see
-`FastOptions.precision`) because the fidelity of half precision must be measured per model.
+Tried and left out because they did not pay or broke fidelity here: NNPACK Winograd (its
+convolution fails for all but tiny shapes on this Xeon build), a pad-free reflect convolution
+(zero-padded conv + recomputed border: slower, oneDNN re-prepares weights per call), a
+Winograd F(4x4,3x3) written with torch matmuls (memory-bound: 0.45-1.1x), bf16 (AMX makes convs
+7x faster but AdaIN outputs moved by up to 60 levels on 8-bit).
+
+On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in with
+$STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ shallow instead; on our glyph/texture domains that alone let Gm paint texture bl
 background until the glyphs were hard to read (see bench/results/mixgan-starter.md).
 
 Batch k depends only on (seed, k), and checkpoints hold every network and optimizer, so a resumed
-run continues exactly where it stopped. The finished generator (E, Gc, Gm) is written to the
+run continues exactly where it stopped. Running a finished run again with a larger --steps
+extends it: steps before the new autoencoder/mixture boundary train E and Gc further, the rest
+train Gm. The finished generator (E, Gc, Gm) is written to the
 models dir as NAME.pth with a NAME.json sidecar, so the daemon lists it.
 """
 

@@ -25,9 +25,10 @@ from tests.helpers.daemon import start_daemon
 
 MAX_PIXELS = 1_000_000
 CLIENT_TIMEOUT = 3.0
-# A "long" job: AdaIN on a 224² content with a small style. The content's encoder and decoder run
-# layer by layer (cancel is polled and progress reported after every convolution): 1-4 s on CPU.
-LONG_SIDE = 224
+# A "long" job: AdaIN on a 320² content with a small style. The content's encoder and decoder run
+# layer by layer (cancel is polled and progress reported after every convolution, at most ~0.1 s
+# apart on an idle 2-core machine, ~0.6 s under heavy load): 1 s (idle) to 10 s (loaded) on CPU.
+LONG_SIDE = 320
 STYLE_SIDE = 48
 
 
@@ -203,28 +204,35 @@ def test_a_client_that_is_killed_mid_job_frees_the_worker(daemon):
     assert "went away" in daemon.log()
 
 
-def test_a_silent_client_loses_its_job_after_the_client_timeout(daemon):
-    """A client that stays connected but stops sending heartbeats (hung) is treated as gone."""
+def test_a_silent_client_loses_its_jobs_after_the_client_timeout(daemon):
+    """A client that stays connected but stops sending heartbeats (hung) is treated as gone: its
+    running job is cancelled and its queued jobs are dropped. It sends more work than fits in
+    the timeout, so the test does not depend on the machine's speed."""
     import zmq
     from stclient.protocol import StylizeRequest
-    request = StylizeRequest(**long_job_args(40, side=2 * LONG_SIDE))   # runs far longer
+    requests = [StylizeRequest(**long_job_args(40 + i)) for i in range(6)]
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(daemon.endpoint)
+    ids = {request.id for request in requests}
     try:
-        sock.send_multipart(request.to_frames())
+        sent = time.monotonic()
+        for request in requests:
+            sock.send_multipart(request.to_frames())
         with daemon.client() as client:
-            deadline = time.monotonic() + 30
-            while (client.status()["running"] or {}).get("id") != request.id:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            seen_running = time.monotonic()
-            while client.status()["running"] is not None:
-                assert time.monotonic() - seen_running < CLIENT_TIMEOUT + 3
+            while True:
+                status = client.status()
+                busy = {job["id"] for job in status["queue"]}
+                busy |= {status["running"]["id"]} if status["running"] else set()
+                if not busy & ids:
+                    break
+                assert time.monotonic() - sent < CLIENT_TIMEOUT + 8, status
                 time.sleep(0.1)
     finally:
         sock.close(0)
-    assert "silent for" in daemon.log()
+    log = daemon.log()
+    assert "silent for" in log
+    assert sum(f"job {i} done" in log for i in ids) < len(ids)
 
 
 def test_a_queued_job_can_be_cancelled_and_reports_its_place(daemon):
@@ -267,9 +275,9 @@ def test_a_job_past_its_deadline_is_stopped_with_a_timeout_error(daemon):
     with daemon.client() as client:
         started = time.monotonic()
         with pytest.raises(StyleTransferError) as caught:
-            client.stylize(**long_job_args(60), deadline_s=0.5)
+            client.stylize(**long_job_args(60), deadline_s=0.1)
         assert caught.value.code == "timeout"
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 5.0
         assert client.status()["running"] is None
 
 

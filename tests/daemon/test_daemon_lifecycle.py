@@ -83,16 +83,16 @@ def test_stop_cancels_the_running_job_and_exits_cleanly(runtime_dir, tmp_path):
     models = make_models_dir(tmp_path / "models")
     with start_daemon(models, runtime_dir=runtime_dir) as daemon:
         rng = np.random.default_rng(3)
-        frames = [array_to_frame(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
-                  for _ in range(11)]
+        # long enough (several seconds even on an idle machine) for `stop` to arrive mid-job
+        content = array_to_frame(rng.integers(0, 256, (768, 768, 3), dtype=np.uint8))
+        style = array_to_frame(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
         started = threading.Event()
         outcome = {}
 
         def run():
             try:
                 with daemon.client() as client:
-                    client.stylize(frames[0], "adain", "adain",
-                                   {"style_weights": [1.0] * 10}, styles=frames[1:],
+                    client.stylize(content, "adain", "adain", styles=[style],
                                    on_progress=lambda f, t: started.set())
                 outcome["finished"] = True
             except StyleTransferError as error:

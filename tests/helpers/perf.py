@@ -10,8 +10,7 @@ import torch
 
 from backend.networks.adain import RELU4_1
 from backend.networks.checkpoints import load_network
-from tests.helpers.checkpoints import (cyclegan_state_dict, make_adain_files,
-                                       make_cyclegan_file, make_pix2pix_file)
+from tests.helpers.checkpoints import make_adain_files, make_cyclegan_file, make_pix2pix_file
 
 
 def adain_networks(directory: Path) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -136,3 +136,25 @@ def test_a_foreign_file_is_a_bad_checkpoint(tmp_path) -> None:
         Runtime(device="cpu", models_dir=tmp_path, threads=1).stylize(
             StylizeJob(engine="mixgan", content=_image(32, 32), model="junk"))
     assert error.value.code == "bad_checkpoint"
+
+
+def test_the_bundled_starter_model_keeps_the_glyph_and_adds_colour() -> None:
+    from backend import PROJECT_ROOT
+    from backend.data.glyphs import render_glyphs
+    path = PROJECT_ROOT / "models" / "starter" / "mixgan_glyphs.pth"
+    assert path.stat().st_size < 5_000_000
+    assert torch.load(path, weights_only=True)["meta"]["arch"] == "conv"
+    runtime = Runtime(device="cpu", models_dir=PROJECT_ROOT / "models", threads=1)
+    glyphs, _ = render_glyphs(3, size=32, seed=4242)
+    for glyph in glyphs:
+        out = runtime.stylize(StylizeJob(engine="mixgan", content=glyph[..., None]))
+        assert out.shape == (32, 32, 1)                     # grey in, grey out (Runtime rule)
+    rgb = np.repeat(glyphs[0][..., None], 3, axis=-1)
+    mixed = runtime.stylize(StylizeJob(engine="mixgan", content=rgb, model="mixgan_glyphs"))
+    luma = mixed.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    correlation = np.corrcoef(luma.ravel(), glyphs[0].astype(np.float32).ravel())[0, 1]
+    assert abs(correlation) > 0.5                          # the glyph's shape is still there
+    spread = mixed.astype(np.float32).max(-1) - mixed.astype(np.float32).min(-1)
+    assert spread.mean() > 40                              # and it is in colour
+    samples = runtime.sample("mixgan_glyphs", count=2, seed=1)
+    assert [s.shape for s in samples] == [(32, 32, 3)] * 2
