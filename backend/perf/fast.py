@@ -5,8 +5,8 @@ network equals the original's; derived tensors (re-arranged weights) are non-per
 that are rebuilt when the source weight changes. What each transform buys was measured on the
 project's CPU machine (bench/bench_suite.py, results in bench/results/perf-cpu-*.md):
 
-- channels_last weights for AdaIN and CycleGAN (oneDNN's NHWC kernels; the 3-channel first
-  convolutions gain most), with InstanceNorm rewritten for that layout (FastInstanceNorm2d);
+- channels_last weights for AdaIN (oneDNN's NHWC kernels; the 3-channel first convolutions gain
+  most); InstanceNorm has a layout-agnostic rewrite (FastInstanceNorm2d) used with channels_last;
 - transposed convolutions as one sub-pixel convolution + pixel shuffle (oneDNN's transposed
   convolution runs at a fraction of its forward-convolution speed);
 - in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
@@ -212,8 +212,9 @@ class OptimizeReport:
 
 # Measured on the CPU machine (bench/bench_suite.py); on CUDA channels_last is cuDNN's fast
 # layout. channels_last paid for the AdaIN
-# networks (1.2-1.5x) and, with FastInstanceNorm2d, CycleGAN (1.25x); it slowed pix2pix.
-_CHANNELS_LAST_CPU = {"adain": True, "cyclegan": True, "pix2pix": False, "mixgan": False}
+# networks (1.2-1.5x); for CycleGAN it did not (0.98-1.04x with FastInstanceNorm2d, 0.88x
+# without, vs 1.08x for NCHW + sub-pixel transposed convs); it slowed pix2pix.
+_CHANNELS_LAST_CPU = {"adain": True, "cyclegan": False, "pix2pix": False, "mixgan": False}
 
 
 def optimize(network: nn.Module, engine: str, device: torch.device | str,

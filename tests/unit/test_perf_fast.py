@@ -41,15 +41,18 @@ def test_adain_optimized_matches_plain(tmp_path, channels_last):
     assert f_enc._perf_report.channels_last is channels_last
 
 
-def test_cyclegan_optimized_matches_plain(tmp_path):
+@pytest.mark.parametrize("channels_last", [None, True])
+def test_cyclegan_optimized_matches_plain(tmp_path, channels_last):
     network = cyclegan_network(tmp_path)
     x = smooth_image(64) * 2 - 1
     with torch.inference_mode():
         plain = network(x)
-        optimized = optimize(copy.deepcopy(network), "cyclegan", "cpu")
+        optimized = optimize(copy.deepcopy(network), "cyclegan", "cpu",
+                             options=fast.FastOptions(channels_last=channels_last))
         out = optimized(x)
     report = optimized._perf_report
-    assert report.subpixel_transposed == 2 and report.fast_instance_norms > 0
+    assert report.subpixel_transposed == 2
+    assert (report.fast_instance_norms > 0) == bool(channels_last)
     assert levels(out, plain, span=2.0) <= TOLERANCE_LEVELS
     _same_state(network, optimized)
 
