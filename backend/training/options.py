@@ -198,6 +198,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, defaults: dict[str, An
                        help="folder for checkpoints and samples (default: <project>/runs)")
 
 
+def add_gan_arguments(group: argparse._ArgumentGroup) -> None:
+    """Flags the two GAN recipes (CycleGAN, pix2pix) share: lr decay and (hidden) widths."""
+    group.add_argument("--decay-fraction", type=float, default=None,
+                       help="final fraction of the run over which the lr decays to 0 (0.5)")
+    group.add_argument("--ngf", type=int, default=None, help=argparse.SUPPRESS)
+    group.add_argument("--ndf", type=int, default=None, help=argparse.SUPPRESS)
+
+
 # argparse destination -> option field, for flags whose meaning is inverted
 _INVERTED = {"no_flip": "flip", "no_dropout": "dropout"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import add_common_arguments
+from .options import add_common_arguments, add_gan_arguments
 
 DEFAULTS: dict[str, Any] = {
     "arch": "unet_256", "size": 256, "load_size": 286, "flip": True, "batch": 1,
@@ -32,10 +32,7 @@ def register(train_subparsers: argparse._SubParsersAction) -> None:
                       help="weight of the L1 loss to the target (default 100)")
     data.add_argument("--no-dropout", action="store_true", default=None,
                       help="train without the generator's dropout")
-    data.add_argument("--decay-fraction", type=float, default=None,
-                      help="final fraction of the run over which the lr decays to 0 (0.5)")
-    data.add_argument("--ngf", type=int, default=None, help=argparse.SUPPRESS)
-    data.add_argument("--ndf", type=int, default=None, help=argparse.SUPPRESS)
+    add_gan_arguments(data)
     add_common_arguments(parser, DEFAULTS)
     parser.set_defaults(func=run)
 
