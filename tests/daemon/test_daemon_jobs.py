@@ -210,7 +210,9 @@ def test_a_silent_client_loses_its_jobs_after_the_client_timeout(daemon):
     the timeout, so the test does not depend on the machine's speed."""
     import zmq
     from stclient.protocol import StylizeRequest
-    requests = [StylizeRequest(**long_job_args(40 + i)) for i in range(6)]
+    # 40 jobs of >= 0.3 s each even on an idle machine with the fast paths: far more than the
+    # 3 s timeout, so the daemon must drop them rather than finish them.
+    requests = [StylizeRequest(**long_job_args(40 + i)) for i in range(40)]
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(daemon.endpoint)
