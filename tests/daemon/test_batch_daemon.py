@@ -22,7 +22,8 @@ from backend.batch.spec import BatchReport, BatchSpec, parse_progress_text
 from backend.daemon.images import array_to_frame
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from tests.helpers.batch_folders import make_bad_files, make_mixed_folder, make_plain_folder
+from tests.helpers.batch_folders import (image_files, make_bad_files, make_mixed_folder,
+                                         make_plain_folder, wait_for_outputs)
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
 
@@ -41,11 +42,6 @@ def daemon(models_dir):
 def spec_for(inp: Path, out: Path, **fields) -> BatchSpec:
     return BatchSpec(input_dir=str(inp), output_dir=str(out), engine="cyclegan",
                      model="style_monet", **fields)
-
-
-def image_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not p.name.startswith("."))
 
 
 def test_daemon_batch_writes_what_in_process_writes(daemon, models_dir, tmp_path):
@@ -186,11 +182,7 @@ def test_ctrl_c_in_the_cli_cancels_the_daemon_batch_and_keeps_the_report(daemon,
          "--model", "style_monet", "--endpoint", daemon.endpoint, "--report",
          str(tmp_path / "r.json")], cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.is_dir() and len(image_files(out)) >= 2:
-            break
-        time.sleep(0.005)
+    wait_for_outputs(process, out)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

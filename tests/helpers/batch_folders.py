@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -152,3 +154,19 @@ def make_plain_folder(root: Path, count: int, side: int | list[tuple[int, int]],
                                                                      compress_level=1)
         names.append(name)
     return names
+
+
+def image_files(root: Path) -> list[str]:
+    """Visible files under `root`, relative and sorted (temp files are hidden, so left out)."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and not p.name.startswith("."))
+
+
+def wait_for_outputs(process: subprocess.Popen, out: Path, count: int = 2,
+                     timeout: float = 240.0) -> None:
+    """Wait until a running batch has written `count` outputs (or ended), to interrupt it there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if out.is_dir() and len(image_files(out)) >= count:
+            return
+        time.sleep(0.005)

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ from backend import PROJECT_ROOT, imageio
 from backend.batch.progressbar import ProgressBar, format_duration
 from backend.engines.job import StylizeJob
 
-from tests.helpers.batch_folders import make_bad_files, make_plain_folder
+from tests.helpers.batch_folders import (image_files, make_bad_files, make_plain_folder,
+                                         wait_for_outputs)
 from tests.helpers.checkpoints import make_models_dir
 
 BASE = ["--engine", "cyclegan", "--model", "style_monet", "--in-process", "--device", "cpu",
@@ -44,11 +44,6 @@ def start_cli(args, models_dir) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "backend", "batch", *map(str, args)],
                             cwd=str(PROJECT_ROOT), env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-
-
-def image_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not p.name.startswith("."))
 
 
 def hidden_files(root: Path) -> list[str]:
@@ -144,11 +139,7 @@ def test_sigkill_half_way_leaves_only_complete_files_and_rerun_finishes(models_d
     inp, out = tmp_path / "in", tmp_path / "out"
     names = make_plain_folder(inp, 10, 48)
     process = start_cli([inp, out, *BASE, "--quiet"], models_dir)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.is_dir() and len(image_files(out)) >= 2:
-            break
-        time.sleep(0.005)
+    wait_for_outputs(process, out)
     assert process.poll() is None, "the batch ended before the test could kill it"
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=30)
@@ -179,11 +170,7 @@ def test_ctrl_c_stops_after_the_current_image(models_dir, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     names = make_plain_folder(inp, 12, 48)
     process = start_cli([inp, out, *BASE, "--report", tmp_path / "r.json"], models_dir)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and process.poll() is None:
-        if out.is_dir() and len(image_files(out)) >= 2:
-            break
-        time.sleep(0.005)
+    wait_for_outputs(process, out)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
