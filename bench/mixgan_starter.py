@@ -67,6 +67,8 @@ def main() -> int:
     train.add_argument("--device", default="cpu")
     train.add_argument("--restart-mixture", action="store_true",
                        help="keep the trained autoencoder, train the mixture decoder again")
+    train.add_argument("--content-weight", type=float, default=STARTER["content_weight"],
+                       help="weight of the mixture decoder's structure term")
     train.add_argument("--threads", type=int, default=1,
                        help="CPU threads (1 is fastest on a shared, oversubscribed machine)")
     evaluate = sub.add_parser("evaluate", help="measure content kept and style taken")
@@ -86,7 +88,8 @@ def main() -> int:
         torch.set_num_threads(args.threads)
         options = TrainOptions(**{**STARTER, "steps": args.steps, "device": args.device,
                                   "out": args.out, "models_dir": args.models_dir,
-                                  "restart_mixture": args.restart_mixture})
+                                  "restart_mixture": args.restart_mixture,
+                                  "content_weight": args.content_weight})
         run(options)
         return 0
     import torch

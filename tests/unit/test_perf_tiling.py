@@ -178,3 +178,38 @@ def test_estimates_grow_with_pixels_and_budget_parsing(tmp_path):
     assert parse_bytes("1.5G") == int(1.5 * 2**30) and parse_bytes("800M") == 800 * 2**20
     with pytest.raises(ValueError):
         parse_bytes("lots")
+
+
+def test_layers_beyond_the_host_budget_go_to_disk_pages_with_identical_results(
+        tmp_path, monkeypatch):
+    from backend.perf.tiling import TileStats, run_layerwise
+    spill = tmp_path / "spill"
+    monkeypatch.setenv("STYLE_TRANSFER_SPILL_DIR", str(spill))
+    network = cyclegan_network(tmp_path)
+    x = smooth_image(64, seed=5) * 2 - 1
+    budget = 64 * 2**20
+    with torch.inference_mode():
+        ram_stats = TileStats()
+        in_ram = run_layerwise(network, x, budget, ram_stats, max_side=24)
+        disk_stats = TileStats()
+        on_disk = run_layerwise(network, x, budget, disk_stats, max_side=24,
+                                host_budget=64 * 64 * 64 * 4)   # one 64-channel layer
+        expected = network(x)
+    assert ram_stats.spilled == 0 and ram_stats.host_peak > 0
+    assert disk_stats.spilled > 0 and disk_stats.host_peak <= 64 * 64 * 64 * 4
+    assert torch.equal(on_disk, in_ram)
+    assert psnr(on_disk, expected, span=2.0) >= MIN_PSNR
+    assert list(spill.iterdir()) == []                # spill files are unlinked at once
+
+
+def test_no_room_for_a_spilled_layer_is_a_clear_memory_error(tmp_path, monkeypatch):
+    from backend.perf import hostmem
+    from backend.perf.tiling import run_layerwise
+    monkeypatch.setenv("STYLE_TRANSFER_SPILL_DIR", str(tmp_path / "spill"))
+    monkeypatch.setattr(hostmem, "_free_bytes", lambda directory: 1024)  # a full disk
+    network = cyclegan_network(tmp_path)
+    with pytest.raises(MemoryError, match="image too large.*STYLE_TRANSFER_SPILL_DIR"):
+        with torch.inference_mode():
+            run_layerwise(network, smooth_image(64) * 2 - 1, 64 * 2**20, max_side=24,
+                          host_budget=1)
+    assert list((tmp_path / "spill").iterdir()) == []
