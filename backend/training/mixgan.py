@@ -59,6 +59,7 @@ class TrainOptions:
     resume: bool = True
     content_weight: float = 0.0      # optional structure term for Gm (0 = the paper's losses)
     restart_mixture: bool = False    # keep the trained autoencoder, train Gm/Dp again from scratch
+    ema: float = 0.0                 # moving-average decay of Gm's weights (0 = off)
 
     @property
     def ae_steps(self) -> int:
@@ -114,6 +115,9 @@ def register(train_subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
                         help="weight of an extra structure term for the mixture decoder: "
                              "1 - |correlation| between the mixture's luminance and Gc's "
                              "content image (0 = the paper's adversarial loss only)")
+    parser.add_argument("--ema", type=float, default=defaults.ema,
+                        help="register a moving average of the mixture decoder's weights with "
+                             "this decay, e.g. 0.999 (0 = the last step's weights)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--pool", type=int, default=defaults.pool,
                         help="images generated per built-in domain")
@@ -141,6 +145,7 @@ def options_from_args(args: argparse.Namespace) -> TrainOptions:
         content=args.content, style=args.style, name=args.name, arch=args.arch, size=args.size,
         batch=args.batch, steps=args.steps, mix_fraction=args.mix_fraction, width=args.width,
         latent=args.latent, n_res=args.n_res, lr=args.lr, content_weight=args.content_weight,
+        ema=args.ema,
         seed=args.seed, pool=args.pool,
         device=args.device, out=args.out, models_dir=args.models_dir,
         display_name=args.display_name, sample_every=args.sample_every,
@@ -156,6 +161,8 @@ def run_command(args: argparse.Namespace) -> int:
             raise ValueError("--steps and --batch must be positive, --mix-fraction in 0..1")
         if options.content_weight < 0:
             raise ValueError("--content-weight must be 0 or more")
+        if not 0.0 <= options.ema < 1.0:
+            raise ValueError("--ema must be 0 (off) or a decay below 1, e.g. 0.999")
         if args.threads < 0:
             raise ValueError("--threads must be 0 (default) or more")
         if args.threads:

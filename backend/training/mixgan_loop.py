@@ -3,6 +3,7 @@ the schedule and the command line): networks, optimizers, steps, checkpoints and
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import sys
@@ -62,6 +63,7 @@ class Trainer:
         self.style = style
         self.losses = Losses()
         self.step_done = 0
+        self.gm_ema = self._fresh_ema() if options.ema else None
 
     # -- one step of each phase --------------------------------------------------------------
 
@@ -115,7 +117,37 @@ class Trainer:
             values["struct"] = structure.item()
         g_loss.backward()
         self.opt_gm.step()
+        if self.gm_ema is not None:
+            self._update_ema(step - self.options.ae_steps)
         return values
+
+    # -- moving average of the mixture decoder -------------------------------------------------
+
+    def _fresh_ema(self) -> torch.nn.Module:
+        ema = copy.deepcopy(self.model.mixture_decoder).eval()
+        for parameter in ema.parameters():
+            parameter.requires_grad_(False)
+        return ema
+
+    def _update_ema(self, mix_step: int) -> None:
+        """Exponential moving average of Gm's weights (decay --ema, warmed up over the first
+        mixture steps so Gm's random start fades fast): GAN generators oscillate, and the
+        average is steadier than any single step (as in Karras et al.'s generators)."""
+        decay = min(self.options.ema, (1.0 + mix_step) / (10.0 + mix_step))
+        with torch.no_grad():
+            for ema, live in zip(self.gm_ema.parameters(),
+                                 self.model.mixture_decoder.parameters()):
+                ema.lerp_(live, 1.0 - decay)
+            for ema, live in zip(self.gm_ema.buffers(), self.model.mixture_decoder.buffers()):
+                ema.copy_(live)
+
+    def generator(self) -> MixGAN:
+        """The generator to sample and register: Gm replaced by its moving average when on."""
+        if self.gm_ema is None:
+            return self.model
+        model = copy.deepcopy(self.model)
+        model.mixture_decoder.load_state_dict(self.gm_ema.state_dict())
+        return model
 
     def step(self, step: int) -> dict[str, float]:
         """Training step `step` (0-based) of the whole schedule."""
@@ -137,6 +169,7 @@ class Trainer:
                                        betas=betas)
         self.opt_dp = torch.optim.Adam(self.patch_d.parameters(), self.options.lr, betas=betas)
         self.step_done = self.options.ae_steps
+        self.gm_ema = self._fresh_ema() if self.options.ema else None
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -148,6 +181,7 @@ class Trainer:
             "patch_d": self.patch_d.state_dict(), "opt_ae": self.opt_ae.state_dict(),
             "opt_dz": self.opt_dz.state_dict(), "opt_gm": self.opt_gm.state_dict(),
             "opt_dp": self.opt_dp.state_dict(),
+            **({"gm_ema": self.gm_ema.state_dict()} if self.gm_ema is not None else {}),
         }
 
     def save_checkpoint(self, path: Path) -> None:
@@ -168,6 +202,8 @@ class Trainer:
         for key in ("opt_ae", "opt_dz", "opt_gm", "opt_dp"):
             getattr(self, key).load_state_dict(data[key])
         self.step_done = int(data["meta"]["step"])
+        if self.gm_ema is not None:        # a run without an average so far starts it from Gm
+            self.gm_ema.load_state_dict(data.get("gm_ema", self.model.mixture_decoder.state_dict()))
 
     # -- sample sheets ------------------------------------------------------------------------
 
@@ -175,13 +211,14 @@ class Trainer:
         """Rows: content inputs, their reconstructions, their mixtures, prior samples' content,
         prior samples' mixtures. Fixed inputs, so sheets of successive steps compare."""
         self.model.eval()
+        model = self.generator()
         rng, generator = np.random.default_rng([self.options.seed, 10**9]), \
             torch.Generator().manual_seed(self.options.seed + 12345)
         with torch.no_grad():
             x = self.content.batch(count, rng).to(self.device)
-            reconstruction, mixture = self.model(x)
+            reconstruction, mixture = model(x)
             z = torch.randn((count, *self.config.latent_shape()), generator=generator)
-            prior_grey, prior_mix = self.model.decode(z.to(self.device))
+            prior_grey, prior_mix = model.decode(z.to(self.device))
         rows = [x, reconstruction, mixture, prior_grey, prior_mix]
         write_sheet(path, [r.expand(-1, 3, -1, -1) for r in rows])
         self.model.train()
@@ -333,7 +370,8 @@ def run_training(options: TrainOptions, log: Callable[[str], None] | None = None
     bar.close()
     trainer.save_checkpoint(checkpoint)
     models_dir = Path(options.models_dir) if options.models_dir else default_models_dir()
-    path = register_model(trainer.model.cpu(), models_dir, options.name, options.display_name,
+    path = register_model(trainer.generator().cpu(), models_dir, options.name,
+                          options.display_name,
                           {"trained_steps": options.steps, "content": options.content,
                            "style": options.style})
     log(f"model registered: {path}")

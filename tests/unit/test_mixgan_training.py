@@ -162,3 +162,33 @@ def test_content_weight_adds_the_structure_term(tmp_path) -> None:
     trainer = _trainer(_options(tmp_path, steps=2, mix_fraction=1.0, content_weight=1.0))
     values = trainer.step(0)
     assert set(values) == {"g_p", "d_p", "struct"} and 0.0 <= values["struct"] <= 1.0
+
+
+def test_moving_average_of_the_mixture_decoder_is_registered_and_resumes(tmp_path) -> None:
+    options = _options(tmp_path, steps=8, mix_fraction=0.75, ema=0.9)
+    trainer = _trainer(options)
+    for step in range(5):
+        trainer.step(step)
+    live = trainer.model.mixture_decoder.state_dict()
+    average = trainer.gm_ema.state_dict()
+    # after the autoencoder steps and 3 mixture steps the average trails the live weights
+    assert any(not torch.equal(live[k], average[k]) for k in live)
+    registered = trainer.generator().mixture_decoder.state_dict()
+    assert all(torch.equal(registered[k], average[k]) for k in average)
+    assert all(torch.equal(trainer.model.mixture_decoder.state_dict()[k], live[k]) for k in live)
+
+    whole = train(_options(tmp_path / "a", steps=6, mix_fraction=0.5, ema=0.9),
+                  log=lambda text: None)
+    stopped = _options(tmp_path / "b", steps=6, mix_fraction=0.5, ema=0.9)
+    calls = iter([False, False, False, False, True])
+    with pytest.raises(KeyboardInterrupt):
+        train(stopped, log=lambda text: None, should_stop=lambda: next(calls))
+    assert "gm_ema" in torch.load(tmp_path / "b" / "run" / "checkpoint.pth", weights_only=True)
+    resumed = load_model(train(stopped, log=lambda text: None))
+    reference = load_model(whole)
+    for key, value in reference.state_dict().items():
+        assert torch.allclose(value, resumed.state_dict()[key], atol=1e-6), key
+    plain = load_model(train(_options(tmp_path / "c", steps=6, mix_fraction=0.5),
+                             log=lambda text: None))
+    assert any(not torch.allclose(plain.state_dict()[k], v) for k, v in reference.state_dict()
+               .items() if k.startswith("mixture_decoder."))
