@@ -97,13 +97,14 @@ def to_float_rgb(pixels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
 
 
 def from_float_rgb(rgb: np.ndarray, like: np.ndarray,
-                   alpha: Optional[np.ndarray]) -> np.ndarray:
+                   alpha: Optional[np.ndarray], color_output: bool = False) -> np.ndarray:
     """Back to `like`'s channel count and dtype (grey via Rec. 601 luma), rounding to nearest,
-    with the original alpha appended unchanged."""
+    with the original alpha appended unchanged. `color_output`: a grey `like` gets RGB (+ its
+    alpha) instead, so the colour a style brings is not thrown away."""
     from backend.imageio import check_pixels, to_uint16, to_uint8
 
     like = check_pixels(like)
-    grey = like.shape[2] in (1, 2)
+    grey = like.shape[2] in (1, 2) and not color_output
     colour = (rgb @ LUMA)[:, :, None] if grey else rgb
     colour = np.clip(colour, 0.0, 1.0).astype(np.float32)
     if like.dtype == np.uint8:
@@ -336,7 +337,8 @@ class Runtime:
     # ------------------------------------------------------------------ jobs
     def stylize(self, job: StylizeJob, progress: ProgressFn = no_progress,
                 cancelled: CancelledFn = never_cancelled) -> np.ndarray:
-        """Run one job; returns pixels of the content's shape, channel count and dtype."""
+        """Run one job; returns pixels of the content's shape, channel count and dtype (a grey
+        content with the color_output option gets 3 colour channels, + alpha if it had one)."""
         progress = progress or no_progress
         cancelled = cancelled or never_cancelled
         engine = get_engine(job.engine)
@@ -375,7 +377,7 @@ class Runtime:
                                                   f"{out.shape} for a {width}x{height} image.")
         if cancelled():
             raise Cancelled()
-        result = from_float_rgb(out, content, alpha)
+        result = from_float_rgb(out, content, alpha, bool(options.get("color_output")))
         self.stats["runs"] += 1
         progress(1.0, "done")
         return result

@@ -2,7 +2,8 @@
 
 Pixels are numpy arrays H x W x C with C = 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) and
 dtype uint8, uint16 or float32 (0..1). The Runtime converts to the network's RGB float input,
-carries alpha through untouched and returns the same shape, channel count and dtype.
+carries alpha through untouched and returns the same shape, channel count and dtype; only with
+the `color_output` option does a grey content come back as RGB (+ alpha).
 """
 
 from __future__ import annotations

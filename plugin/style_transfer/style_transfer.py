@@ -7,7 +7,9 @@ Procedures (names and argument names are the public scripting API):
   python-fu-style-transfer-cyclegan  model, endpoint
   python-fu-style-transfer-pix2pix   model, norm (image|running), endpoint
   python-fu-style-transfer-mixgan    model, endpoint
-  (every filter also takes working-size: 0 = full size, else the network's longest side)
+  (every filter also takes working-size: 0 = full size, else the network's longest side, and
+   color-output: a grey image is converted to RGB and gets a colour result; default on for
+   MIXGAN, off for the others)
   python-fu-style-transfer-mixgan-sample  model, count, seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
                                      preserve-color, recursive, overwrite, endpoint
@@ -33,6 +35,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
 from stclient.errors import BAD_IMAGE, CANCELLED, StyleTransferError  # noqa: E402
+from stclient.options import option_specs  # noqa: E402
 from stgimp import zmqsetup  # noqa: E402
 from stgimp.timing import Timer  # noqa: E402
 
@@ -158,6 +161,11 @@ def _add_filter_arguments(procedure: Gimp.ImageProcedure, engine: str) -> None:
                                "Longest side the network runs at (0 = the layer's own size); the "
                                "result is scaled back. Smaller is faster on big layers.",
                                0, 16384, 0, RW)
+    colour = next(spec for spec in option_specs(engine) if spec.name == "color_output")
+    procedure.add_boolean_argument("color-output", "_Colour result on grey images",
+                                   "Grey image: convert it to RGB and add the result in colour "
+                                   "(off: the result is made grey like the image)",
+                                   bool(colour.default), RW)
     _add_endpoint(procedure)
     procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False, RW)
 

@@ -176,6 +176,9 @@ def main_run(session, daemon, assets):
     if mixgan:
         cases.append(case("mixgan", P + "mixgan", ImageSpec(48, 40).add("photo", SEL_RGB),
                           args={"model": mixgan, "endpoint": endpoint}))
+        cases.append(case("mixgan_grey", P + "mixgan",
+                          ImageSpec(40, 32, base="gray").add("grey", GREY),
+                          args={"model": mixgan, "endpoint": endpoint}))
         cases.append(case("mixgan_sample", P + "mixgan-sample",
                           args={"model": mixgan, "count": 3, "seed": 7, "endpoint": endpoint}))
     started = time.monotonic()
@@ -389,6 +392,23 @@ def test_mixgan_engine(main_run, daemon):
     layer = new_layer(result, "photo")
     want = expected(daemon, SEL_RGB, "mixgan", model=model)
     np.testing.assert_array_equal(result.pixels(layer), want)
+
+
+def test_mixgan_on_a_grey_image_gives_colour_in_an_rgb_image(main_run, daemon):
+    """MIXGAN's content is grey and its style is colour: a grey image is converted to RGB
+    (one undo step with the new layer) instead of the mixture being turned grey."""
+    model = main_run["_mixgan_model"]
+    if not model:
+        pytest.skip("no MIXGAN model is installed in the test models dir (engine not ready)")
+    result = ok(main_run["mixgan_grey"])
+    layer = new_layer(result, "grey")
+    assert layer["format"] == "R'G'B' u8" and layer["type"].startswith("rgb"), result.explain()
+    want = expected(daemon, GREY, "mixgan", model=model)
+    assert want.shape == (GREY.shape[0], GREY.shape[1], 3)
+    assert (want[..., 0] != want[..., 1]).any(), "the daemon's mixture has colour"
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    source = result.source_after(result.layer_named("grey"))
+    np.testing.assert_array_equal(source, np.repeat(GREY, 3, axis=2))
 
 
 def test_mixgan_sample_makes_a_new_image(main_run, daemon):

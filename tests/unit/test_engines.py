@@ -93,6 +93,19 @@ def test_grey_result_is_the_luma_of_the_colour_result(rt):
     assert np.abs(out_grey[..., 0].astype(np.float32) - luma).max() <= 1.0
 
 
+def test_color_output_gives_a_grey_image_the_colour_result(rt):
+    grey = photo(32, 40, 1, seed=4)
+    coloured = rt.stylize(StylizeJob(engine="cyclegan", content=grey,
+                                     options={"color_output": True}))
+    out_rgb = rt.stylize(StylizeJob(engine="cyclegan", content=np.repeat(grey, 3, axis=2)))
+    np.testing.assert_array_equal(coloured, out_rgb)
+    with_alpha = np.concatenate([grey, photo(32, 40, 1, seed=9)], axis=2)
+    out = rt.stylize(StylizeJob(engine="cyclegan", content=with_alpha,
+                                options={"color_output": True}))
+    assert out.shape == (32, 40, 4)
+    np.testing.assert_array_equal(out[..., 3], with_alpha[..., 1])
+
+
 def test_rounding_not_truncation():
     rgb = np.full((2, 2, 3), 254.6 / 255, np.float32)       # 254.6 -> 255 (truncation: 254)
     like = np.zeros((2, 2, 3), np.uint8)

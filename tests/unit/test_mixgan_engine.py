@@ -50,12 +50,22 @@ def test_stylize_equals_the_networks_on_the_luminance(runtime, models_dir) -> No
 @pytest.mark.parametrize("shape", [(37, 50, 3), (20, 9, 4), (70, 33, 1), (5, 5, 2), (100, 3, 3)])
 def test_conv_model_takes_any_size_and_keeps_channels_and_alpha(runtime, shape) -> None:
     content = _image(*shape)
-    out = runtime.stylize(StylizeJob(engine="mixgan", content=content, model="mix_conv"))
+    out = runtime.stylize(StylizeJob(engine="mixgan", content=content, model="mix_conv",
+                                     options={"color_output": False}))
     assert out.shape == shape and out.dtype == np.uint8
     if shape[2] in (2, 4):
         assert np.array_equal(out[..., -1], content[..., -1])
-    again = runtime.stylize(StylizeJob(engine="mixgan", content=content, model="mix_conv"))
+    again = runtime.stylize(StylizeJob(engine="mixgan", content=content, model="mix_conv",
+                                       options={"color_output": False}))
     assert np.array_equal(out, again)
+
+
+def test_grey_with_alpha_comes_back_in_colour_with_its_alpha(runtime) -> None:
+    content = _image(24, 40, 2, seed=3)
+    out = runtime.stylize(StylizeJob(engine="mixgan", content=content, model="mix_conv"))
+    assert out.shape == (24, 40, 4) and out.dtype == np.uint8
+    assert np.array_equal(out[..., 3], content[..., 1])
+    assert (out[..., 0] != out[..., 1]).any()
 
 
 def test_paper_model_runs_at_64_and_scales_back(runtime) -> None:
@@ -147,10 +157,15 @@ def test_the_bundled_starter_model_keeps_the_glyph_and_adds_colour() -> None:
     runtime = Runtime(device="cpu", models_dir=PROJECT_ROOT / "models", threads=1)
     glyphs, _ = render_glyphs(3, size=32, seed=4242)
     for glyph in glyphs:
-        out = runtime.stylize(StylizeJob(engine="mixgan", content=glyph[..., None]))
-        assert out.shape == (32, 32, 1)                     # grey in, grey out (Runtime rule)
+        out = runtime.stylize(StylizeJob(engine="mixgan", content=glyph[..., None],
+                                         options={"color_output": False}))
+        assert out.shape == (32, 32, 1)                     # grey kept when asked for
+    # grey in, colour out: MIXGAN's default, the same pixels as for the RGB copy of the glyph
+    mixed = runtime.stylize(StylizeJob(engine="mixgan", content=glyphs[0][..., None],
+                                       model="mixgan_glyphs"))
     rgb = np.repeat(glyphs[0][..., None], 3, axis=-1)
-    mixed = runtime.stylize(StylizeJob(engine="mixgan", content=rgb, model="mixgan_glyphs"))
+    assert np.array_equal(mixed, runtime.stylize(
+        StylizeJob(engine="mixgan", content=rgb, model="mixgan_glyphs")))
     luma = mixed.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     correlation = np.corrcoef(luma.ravel(), glyphs[0].astype(np.float32).ravel())[0, 1]
     assert abs(correlation) > 0.5                          # the glyph's shape is still there

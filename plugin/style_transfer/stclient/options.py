@@ -78,6 +78,15 @@ WORKING_SIZE = OptionSpec(
     "Longest side the network runs at (0 = the image's own size); the result is scaled back.",
     minimum=0, maximum=16384)
 
+
+
+def _color_output(default: bool) -> OptionSpec:
+    return OptionSpec(
+        "color_output", "bool", default,
+        "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
+        "off: the result is turned back into grey like its input.")
+
+
 ENGINE_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
     "adain": (
         OptionSpec("alpha", "float", 1.0,
@@ -97,8 +106,9 @@ ENGINE_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
                    "and 1, 'hard' switches at 0.5 (as the original release).",
                    choices=("soft", "hard")),
         WORKING_SIZE,
+        _color_output(False),
     ),
-    "cyclegan": (WORKING_SIZE,),
+    "cyclegan": (WORKING_SIZE, _color_output(False)),
     "pix2pix": (
         OptionSpec("norm", "choice", "image",
                    "Batch-norm statistics: 'image' (the image's own, as the reference test) or "
@@ -106,10 +116,13 @@ ENGINE_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
         OptionSpec("seed", "int", -1,
                    "Seed for dropout variation (-1 = deterministic, dropout off).", -1, 2**31 - 1),
         WORKING_SIZE,
+        _color_output(False),
     ),
     "mixgan": (
         OptionSpec("seed", "int", 0, "Seed for sampling new images.", 0, 2**31 - 1),
         WORKING_SIZE,
+        # MIXGAN's content domain is grey and its point is the style's colour
+        _color_output(True),
     ),
 }
 

@@ -105,7 +105,9 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     dialog = GimpUi.ProcedureDialog.new(procedure, config,
                                         f"Style Transfer: {ENGINE_TITLES[engine]}")
     box, has_combo, shown = _model_box(config, engine, models, problem)
-    fields = list(FILTER_FIELDS[engine]) + ["working-size"] + ([] if has_combo else ["model"])
+    grey = image is not None and image.get_base_type() == Gimp.ImageBaseType.GRAY
+    fields = list(FILTER_FIELDS[engine]) + ["working-size"] + (["color-output"] if grey else []) \
+        + ([] if has_combo else ["model"])
     dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)

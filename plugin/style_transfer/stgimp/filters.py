@@ -141,8 +141,11 @@ def _progress(fraction: float, text: str) -> None:
 
 
 def _check_result(result: ImageFrame, content: ImageFrame) -> None:
-    if (result.width, result.height, result.channels, result.dtype) != \
-            (content.width, content.height, content.channels, content.dtype):
+    # a grey layer may come back in colour (the color_output option): 1 -> 3, 2 -> 4 channels
+    colour_of_grey = content.channels in (1, 2) and result.channels == content.channels + 2
+    if (result.width, result.height, result.dtype) != \
+            (content.width, content.height, content.dtype) or \
+            (result.channels != content.channels and not colour_of_grey):
         raise StyleTransferError(
             INTERNAL, f"The daemon returned a {result.width}x{result.height}x{result.channels} "
                       f"{result.dtype} image for a {content.width}x{content.height}x"
@@ -151,10 +154,14 @@ def _check_result(result: ImageFrame, content: ImageFrame) -> None:
 
 def _insert_result(image: Gimp.Image, source: Gimp.Layer, name: str, result: ImageFrame,
                    region: tuple[int, int, int, int], restrict: bool) -> Gimp.Layer:
-    """New layer above `source`, same size and offsets; one undo step."""
-    layer_type = source.type_with_alpha() if restrict else source.type()
+    """New layer above `source`, same size and offsets; one undo step. A colour result for a
+    grey image converts the image to RGB first (in the same undo step): GIMP layers share
+    their image's mode, and turning the result grey would throw the style's colour away."""
     image.undo_group_start()
     try:
+        if result.channels in (3, 4) and image.get_base_type() == Gimp.ImageBaseType.GRAY:
+            image.convert_rgb()
+        layer_type = source.type_with_alpha() if restrict else source.type()
         new_layer = Gimp.Layer.new(image, name, source.get_width(), source.get_height(),
                                    layer_type, 100.0, Gimp.LayerMode.NORMAL)
         image.insert_layer(new_layer, source.get_parent(), image.get_item_position(source))

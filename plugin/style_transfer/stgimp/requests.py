@@ -50,6 +50,7 @@ def filter_request(engine: str, config: Any) -> FilterRequest:
     if working_size > 0:
         request.options["working_size"] = working_size
         request.label += f" @{working_size}px"
+    request.options["color_output"] = bool(config.get_property("color-output"))
     return request
 
 
