@@ -46,7 +46,7 @@ from torch import nn  # noqa: E402
 import backend  # noqa: E402,F401  (puts stclient on sys.path)
 from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
-from backend.perf import MemoryBudget, guard, guard_of, optimize  # noqa: E402
+from backend.perf import FastOptions, MemoryBudget, guard, guard_of, optimize  # noqa: E402
 from backend.perf.flops import count_flops  # noqa: E402
 
 
@@ -173,9 +173,13 @@ class Engine:
     flops: Callable[[tuple[int, ...]], int]
     to_input: Callable[[torch.Tensor], torch.Tensor]
     min_size: int = 8
+    compiled: Callable[[torch.Tensor], torch.Tensor] | None = None   # optimized + torch.compile
 
 
-def adain_engines(device: torch.device) -> list[Engine]:
+COMPILED = FastOptions(compile=True)
+
+
+def adain_engines(device: torch.device, with_compile: bool = False) -> list[Engine]:
     torch.manual_seed(0)
     encoder = build_network("adain", "vgg_normalised")[:adain_net.RELU4_1 + 1].eval()
     decoder = build_network("adain", "adain_decoder").eval()
@@ -187,6 +191,10 @@ def adain_engines(device: torch.device) -> list[Engine]:
     f_enc = optimize(copy.deepcopy(encoder), "adain", device)
     f_dec = optimize(copy.deepcopy(decoder), "adain", device)
     style = style.to(device)
+    c_enc = optimize(copy.deepcopy(encoder), "adain", device, options=COMPILED) \
+        if with_compile else None
+    c_dec = optimize(copy.deepcopy(decoder), "adain", device, options=COMPILED) \
+        if with_compile else None
     with torch.inference_mode():
         cached = adain_net.mean_std(f_enc.encode(style))
 
@@ -199,6 +207,12 @@ def adain_engines(device: torch.device) -> list[Engine]:
     def fast_cached(x):
         return f_dec(adain_net.adain(f_enc.encode(x), *cached))
 
+    def compiled_new(x):
+        return c_dec(adain_net.adain(c_enc.encode(x), *adain_net.mean_std(c_enc.encode(style))))
+
+    def compiled_cached(x):
+        return c_dec(adain_net.adain(c_enc.encode(x), *cached))
+
     def flops_new(shape):                # content + the 512² style + decoder
         feats = (shape[0], 512, shape[2] // 8, shape[3] // 8)
         return count_flops(encoder, shape) + count_flops(encoder, (1, 3, 512, 512)) \
@@ -210,12 +224,13 @@ def adain_engines(device: torch.device) -> list[Engine]:
 
     ident = lambda x: x  # noqa: E731
     return [Engine("adain", "AdaIN, new style (512² style)", 1.0, plain_new, fast_new,
-                   flops_new, ident),
+                   flops_new, ident, compiled=compiled_new if with_compile else None),
             Engine("adain", "AdaIN, cached style", 1.0, plain_new, fast_cached, flops_cached,
-                   ident)]
+                   ident, compiled=compiled_cached if with_compile else None)]
 
 
-def generator_engine(engine: str, arch: str, label: str, device: torch.device) -> Engine:
+def generator_engine(engine: str, arch: str, label: str, device: torch.device,
+                     with_compile: bool = False) -> Engine:
     torch.manual_seed(0)
     network = build_network(engine, arch).eval()
     if hasattr(network, "set_norm_mode"):
@@ -223,8 +238,10 @@ def generator_engine(engine: str, arch: str, label: str, device: torch.device) -
     calibrate(network, test_image(256) * 2 - 1)  # unet_256 needs 256² at least
     network = network.to(device)
     fast = optimize(copy.deepcopy(network), engine, device)
+    compiled = optimize(copy.deepcopy(network), engine, device, options=COMPILED) \
+        if with_compile else None
     return Engine(engine, label, 2.0, network, fast, lambda s: count_flops(network, s),
-                  lambda x: x * 2 - 1, int(getattr(network, "multiple", 8)))
+                  lambda x: x * 2 - 1, int(getattr(network, "multiple", 8)), compiled)
 
 
 def mixgan_engine(device: torch.device) -> Engine | None:
@@ -274,42 +291,60 @@ def reference_gemm(device: torch.device, repeat: int) -> float:
     return 2 * 2048 ** 3 / timing["mm"].median / 1e9
 
 
+def _variants(engine: Engine, x: torch.Tensor) -> dict[str, Callable[[], torch.Tensor]]:
+    variants = {"plain": lambda: engine.plain(x), "fast": lambda: engine.fast(x)}
+    if engine.compiled is not None:
+        variants["compiled"] = lambda: engine.compiled(x)
+    return variants
+
+
 def engine_table(engines: list[Engine], sizes: list[int], repeat: int, device: torch.device,
                  conv_gflops: float, batch: int, peak_gflops: float) -> list[str]:
     lines = ["| engine | size | plain s (min-max) | optimized s (min-max) | speed-up | "
              "GFLOP | plain GFLOP/s | opt. GFLOP/s | % of ref. conv | fp32 bound | "
-             "plain peak MiB | opt. peak MiB | max diff (8-bit levels) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "plain peak MiB | opt. peak MiB | max diff (8-bit levels) | "
+             "compiled s (min-max) | compiled speed-up | compiled max diff |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for engine in engines:
         for size in sizes:
             if size < engine.min_size:
                 continue
             x = engine.to_input(test_image(size)).to(device)
-            timings, outs = interleaved({"plain": lambda: engine.plain(x),
-                                         "fast": lambda: engine.fast(x)}, repeat, device)
+            timings, outs = interleaved(_variants(engine, x), repeat, device)
             plain, fast = timings["plain"], timings["fast"]
             flops = engine.flops(tuple(x.shape))
+            best = fast
+            compiled = "| - | - | - |"
+            if "compiled" in timings:
+                comp = timings["compiled"]
+                best = min(fast, comp, key=lambda t: t.median)
+                compiled = (f"| {comp.median:.2f} ({comp.spread}) | "
+                            f"{plain.median / comp.median:.2f}x | "
+                            f"{levels(outs['plain'], outs['compiled'], engine.span):.3f} |")
             lines.append(
                 f"| {engine.label} | {size}² | {plain.median:.2f} ({plain.spread}) | "
                 f"{fast.median:.2f} ({fast.spread}) | {plain.median / fast.median:.2f}x | "
                 f"{flops / 1e9:.0f} | {flops / plain.median / 1e9:.0f} | "
-                f"{flops / fast.median / 1e9:.0f} | "
-                f"{100 * flops / fast.median / 1e9 / conv_gflops:.0f}% | "
+                f"{flops / best.median / 1e9:.0f} | "
+                f"{100 * flops / best.median / 1e9 / conv_gflops:.0f}% | "
                 f"{plain.median * peak_gflops * 1e9 / flops:.2f}x | {mib(plain.peak)} | "
-                f"{mib(fast.peak)} | {levels(outs['plain'], outs['fast'], engine.span):.3f} |")
+                f"{mib(fast.peak)} | {levels(outs['plain'], outs['fast'], engine.span):.3f} "
+                + compiled)
             print(lines[-1], flush=True)
             del x
         if batch > 1:
             x = engine.to_input(test_image(512, batch)).to(device)
-            timings, _ = interleaved({"plain": lambda: engine.plain(x),
-                                      "fast": lambda: engine.fast(x)}, max(1, repeat - 1),
-                                     device)
+            timings, _ = interleaved(_variants(engine, x), max(1, repeat - 1), device)
+            compiled = "| - | - | - |"
+            if "compiled" in timings:
+                compiled = (f"| images/s {batch / timings['compiled'].median:.2f} | "
+                            f"{timings['plain'].median / timings['compiled'].median:.2f}x | |")
             lines.append(
                 f"| {engine.label} | batch {batch}x512² | images/s "
                 f"{batch / timings['plain'].median:.2f} | images/s "
                 f"{batch / timings['fast'].median:.2f} | "
                 f"{timings['plain'].median / timings['fast'].median:.2f}x | | | | | | "
-                f"{mib(timings['plain'].peak)} | {mib(timings['fast'].peak)} | |")
+                f"{mib(timings['plain'].peak)} | {mib(timings['fast'].peak)} | " + compiled)
             print(lines[-1], flush=True)
     return lines
 
@@ -379,8 +414,9 @@ def scaling_table(sizes: list[int], device: torch.device, engines: list[str]) ->
             seconds = time.perf_counter() - start
             peak = peak_since(device, base)
             modes = [guard_of(n).stats for n in nets]
-            mode = ", ".join(f"{s.mode} ({s.tiles})" if s.mode != "untiled" else "untiled"
-                             for s in modes)
+            mode = ", ".join((f"{s.mode} ({s.tiles})" if s.mode != "untiled" else "untiled")
+                             + (f", {s.spilled / 2**30:.1f} GiB of layers on disk pages"
+                                if s.spilled else "") for s in modes)
             mpx = size * size / 1e6
             lines.append(f"| {name} | {size}² | {seconds:.1f} | {seconds / mpx:.2f} | "
                          f"{mib(peak)} | {peak / 2**20 / mpx:.0f} | {mode} |")
@@ -488,6 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tiled vs untiled PSNR on a SIZE² image (0: skip)")
     parser.add_argument("--daemon", action="store_true", help="run bench_daemon.py too")
     parser.add_argument("--batch-folder", action="store_true", help="run bench_batch.py too")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the optimized networks under torch.compile "
+                             "($STYLE_TRANSFER_COMPILE=1; compiling is not timed)")
     parser.add_argument("--out", type=Path, help="write the report as Markdown")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -507,19 +546,21 @@ def main(argv: list[str] | None = None) -> int:
                "- 'fp32 bound': plain seconds / (GFLOP at the better of those two rates): the "
                "largest speed-up any float32 direct-convolution implementation could reach "
                "over the plain run, if every convolution ran as fast as the reference and "
-               "everything else took no time", ""]
+               "everything else took no time",
+               "- 'opt. GFLOP/s' and '% of ref.' use the faster of the optimized and the "
+               "compiled run (when --compile is given)", ""]
     print("\n".join(section), flush=True)
     report += section
     engines: list[Engine] = []
     wanted = set(args.engines) if args.sizes else set()
     if "adain" in wanted:
-        engines += adain_engines(device)
+        engines += adain_engines(device, args.compile)
     if "cyclegan" in wanted:
         engines.append(generator_engine("cyclegan", "resnet_9blocks", "CycleGAN resnet_9blocks",
-                                        device))
+                                        device, args.compile))
     if "pix2pix" in wanted:
         engines.append(generator_engine("pix2pix", "unet_256", "pix2pix unet_256 (image norm)",
-                                        device))
+                                        device, args.compile))
     if "mixgan" in wanted:
         mix = mixgan_engine(device)
         if mix is not None:

@@ -20,6 +20,7 @@ from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_ten
 from backend.engines.job import StylizeJob
 from backend.engines.padding import crop, pad_to_multiple
 from backend.networks.checkpoints import load_network
+from backend.perf.fast import is_compiled
 
 
 class GeneratorEngine(Engine):
@@ -53,8 +54,11 @@ class GeneratorEngine(Engine):
         x, padding = pad_to_multiple(x * 2.0 - 1.0, self.multiple(network), self.min_side)
         self.prepare(network, options)
         ctx.step(0.05, "running the generator")
-        with progress_hooks(network, ctx, 0.05, 0.95, "running the generator"):
+        if is_compiled(network):         # hooks would split the compiled graph at every layer
             y = self.forward(network, x, options)
+        else:
+            with progress_hooks(network, ctx, 0.05, 0.95, "running the generator"):
+                y = self.forward(network, x, options)
         y = (crop(y, padding) + 1.0) / 2.0
         return to_numpy(resize(y.clamp(0, 1), (height, width)))
 

@@ -1,0 +1,70 @@
+"""Opt-in torch.compile ($STYLE_TRANSFER_COMPILE=1): the same pixels at every size from one
+compilation, and a clean fallback to the eager networks when compiling is impossible."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import torch
+
+from backend.perf import fast
+from backend.perf.fast import FastOptions, is_compiled, optimize, report_of
+from tests.helpers.perf import cyclegan_network, smooth_image
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    return cyclegan_network(tmp_path_factory.mktemp("compile"), n_blocks=6)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="Inductor needs a C++ compiler on the CPU")
+def test_compiled_network_gives_the_eager_pixels_at_several_sizes(network):
+    compiled = optimize(copy.deepcopy(network), "cyclegan", "cpu",
+                        options=FastOptions(compile=True))
+    assert report_of(compiled).compiled == 1 and is_compiled(compiled)
+    with torch.inference_mode():
+        for height, width in ((40, 40), (48, 64), (40, 40)):
+            x = smooth_image(height, seed=height, width=width) * 2 - 1
+            expected = network(x)
+            got = compiled(x)
+            assert got.shape == expected.shape
+            assert float((got - expected).abs().max()) * 127.5 < 0.05    # 8-bit levels
+    assert compiled._perf_compiled[0].failed is None, compiled._perf_compiled[0].failed
+    assert is_compiled(compiled)
+
+
+def test_a_compiler_failure_falls_back_to_the_eager_network(network, monkeypatch, caplog):
+    def broken_compile(function, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("InductorError: C++ compile error (no compiler)")
+        return run
+
+    monkeypatch.setattr(fast.torch, "compile", broken_compile)
+    monkeypatch.setenv(fast.COMPILE_ENV, "1")
+    wrapped = optimize(copy.deepcopy(network), "cyclegan", "cpu")   # the variable turns it on
+    assert report_of(wrapped).compiled == 1
+    x = smooth_image(32, seed=1) * 2 - 1
+    with torch.inference_mode():
+        got, expected = wrapped(x), network(x)
+    assert torch.equal(got, expected)       # compiled networks keep the loaded layers as they are
+    assert "C++ compile error" in wrapped._perf_compiled[0].failed
+    assert not is_compiled(wrapped)
+    assert any("torch.compile failed" in record.message for record in caplog.records)
+
+
+def test_out_of_memory_inside_the_compiled_call_is_not_hidden(network, monkeypatch):
+    def oom_compile(function, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+        return run
+
+    monkeypatch.setattr(fast.torch, "compile", oom_compile)
+    wrapped = optimize(copy.deepcopy(network), "cyclegan", "cpu",
+                       options=FastOptions(compile=True))
+    with pytest.raises(RuntimeError, match="can't allocate"):
+        with torch.inference_mode():
+            wrapped(smooth_image(32) * 2 - 1)
+    assert is_compiled(wrapped)          # not a compiler failure: it stays compiled
