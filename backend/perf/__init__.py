@@ -30,8 +30,9 @@ def networks_of(model: Any) -> dict[str, nn.Module]:
 
 
 # Engines whose networks the transforms and the tiler were written and tested for. MIXGAN gets
-# the transforms only (1.4x on the starter, identical pixels: bench/results/perf-cpu-*.md); its
-# generator returns two images and is not memory-guarded.
+# the transforms only (identical pixels; 1.0x at 512-1024² on the CPU, where the 16-channel
+# starter is memory-bound: bench/results/perf-cpu-*.md); its generator returns two images and is
+# not memory-guarded.
 PREPARED_ENGINES = ("adain", "cyclegan", "pix2pix")
 OPTIMIZED_ONLY_ENGINES = ("mixgan",)
 
