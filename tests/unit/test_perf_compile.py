@@ -14,14 +14,24 @@ from backend.perf.fast import FastOptions, is_compiled, optimize, report_of
 from tests.helpers.perf import cyclegan_network, smooth_image
 
 
+def _inductor_works() -> bool:
+    """Inductor needs a C++ toolchain (and Python headers) on the CPU: try a one-op function."""
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        return False
+    try:
+        return bool(torch.compile(lambda t: t * 2 + 1)(torch.ones(3)).eq(3).all())
+    except Exception:  # noqa: BLE001 - any toolchain failure means: not available here
+        return False
+
+
 @pytest.fixture(scope="module")
 def network(tmp_path_factory):
     return cyclegan_network(tmp_path_factory.mktemp("compile"), n_blocks=6)
 
 
-@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
-                    reason="Inductor needs a C++ compiler on the CPU")
 def test_compiled_network_gives_the_eager_pixels_at_several_sizes(network):
+    if not _inductor_works():
+        pytest.skip("torch.compile cannot build CPU code here (no C++ toolchain)")
     compiled = optimize(copy.deepcopy(network), "cyclegan", "cpu",
                         options=FastOptions(compile=True))
     assert report_of(compiled).compiled == 1 and is_compiled(compiled)
