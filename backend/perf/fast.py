@@ -22,11 +22,12 @@ $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it b
 
 Opt-in with $STYLE_TRANSFER_COMPILE=1: torch.compile (Inductor) of the forward passes, with
 dynamic shapes so one compilation serves every image size. Measured here at 1024² (fp32, same
-pixels to 0.001 levels): CycleGAN 1.57x and AdaIN 1.54x the plain networks, against 1.08x and
-1.36x for the eager transforms. The price is the first call: ~30-70 s of compiling per network
-and process (~12 s with Inductor's on-disk cache warm), and progress/cancellation per call
-instead of per layer. Not the default for that reason; without a working C++ compiler the
-networks fall back to the eager transforms with a warning.
+pixels to 0.002 levels; bench/results/perf-cpu-2026-11-27b.md): CycleGAN 1.62x, AdaIN 1.45x
+(new style) / 1.74x (cached style) the plain networks, against 1.12x and 1.35x / 1.58x for the
+eager transforms. The price is the first call: ~30-70 s of compiling per network and process
+(~12 s with Inductor's on-disk cache warm), and progress/cancellation per call instead of per
+layer. Not the default for that reason; when compiling fails (no C++ compiler) the networks
+run eagerly, with a warning.
 """
 
 from __future__ import annotations
@@ -288,10 +289,20 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     return network
 
 
+def _is_compiler_failure(error: BaseException) -> bool:
+    """Dynamo/Inductor's own errors (a C++ compile error arrives as BackendCompilerFailed);
+    anything else (bad input, out of memory, cancellation) is the job's error, not the
+    compiler's, and must not switch compilation off."""
+    from torch._dynamo.exc import TorchDynamoException
+    module = type(error).__module__ or ""
+    return isinstance(error, TorchDynamoException) \
+        or module.startswith(("torch._dynamo", "torch._inductor"))
+
+
 class CompiledOrEager:
     """A method compiled by torch.compile (dynamic shapes) that falls back to the eager method
     for good if compiling fails (no C++ compiler, an unsupported operation): never a failed job
-    for the sake of speed. Out-of-memory errors are passed on (the memory guard handles them)."""
+    for the sake of speed. Other errors (out of memory, bad input) are passed on unchanged."""
 
     def __init__(self, eager: Callable[..., Any]) -> None:
         self.eager = eager
@@ -302,9 +313,8 @@ class CompiledOrEager:
         if self.failed is None:
             try:
                 return self.compiled(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - any compiler failure; OOM re-raised
-                from .budget import is_out_of_memory
-                if is_out_of_memory(error):
+            except Exception as error:  # noqa: BLE001 - only compiler failures are handled
+                if not _is_compiler_failure(error):
                     raise
                 self.failed = f"{type(error).__name__}: {error}"[:500]
                 log.warning("torch.compile failed, running eagerly from now on: %s", self.failed)

@@ -33,8 +33,8 @@ from .hostmem import HostArena
 
 MIN_TILE = 16
 # CPU: share of the budget for one convolution tile's working set (the rest holds whole
-# layers), and a cap: tiles beyond ~1 GiB of working set run no faster (measured: 256² tiles
-# of 256 channels already keep oneDNN at full speed).
+# layers), and a cap on it: small tiles cost no speed (measured: CycleGAN 1024² in 25 tiles per
+# layer, 12.8 s, vs 13.2 s untiled; bench/results/perf-cpu-2026-11-27b.md).
 CPU_TILE_SHARE = 0.25
 CPU_TILE_CAP = 1 << 30
 
