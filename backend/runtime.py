@@ -216,12 +216,16 @@ class Runtime:
     def __init__(self, device: str = "auto", models_dir: Optional[str | os.PathLike] = None,
                  memory_budget: Optional[int] = None, style_cache_entries: int = 64,
                  threads: Optional[int] = None, fast: bool = True,
-                 activation_budget: Optional[int | str] = None) -> None:
+                 activation_budget: Optional[int | str] = None,
+                 compile: Optional[bool] = None) -> None:
         self.device = select_device(device)
         # backend.perf: fast equivalent networks (fast=False or STYLE_TRANSFER_PLAIN=1: as
         # loaded) and tiled execution when a call would not fit `activation_budget` bytes
         from backend.perf import MemoryBudget, plain_requested
+        from backend.perf.fast import compile_requested
         self.fast = bool(fast) and not plain_requested()
+        # torch.compile of the networks (None: $STYLE_TRANSFER_COMPILE); see backend/perf/fast.py
+        self.compile = self.fast and (compile if compile is not None else compile_requested())
         self.activation_budget = MemoryBudget.for_device(self.device, activation_budget)
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.memory_budget = memory_budget if memory_budget is not None \
@@ -297,7 +301,8 @@ class Runtime:
                 loaded_model = engine_impl.load({r: Path(p) for r, p in source.paths.items()},
                                                 self.device, source.archs)
                 from backend.perf import prepare
-                prepare(loaded_model, engine, self.device, self.fast, self.activation_budget)
+                prepare(loaded_model, engine, self.device, self.fast, self.activation_budget,
+                        compile=self.compile)
             except torch.OutOfMemoryError:
                 self._evict(keep=None, budget=0)
                 raise StyleTransferError(TOO_LARGE, f"Not enough {self.device.type} memory to "
@@ -415,6 +420,7 @@ class Runtime:
             "device": str(self.device),
             "device_name": _device_name(self.device),
             "threads": torch.get_num_threads(),
+            "compile": self.compile,
             "models": models,
             "model_bytes": sum(m["bytes"] for m in models),
             "memory_budget": self.memory_budget,

@@ -36,6 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int,
                         help="CPU threads for the networks (default: all CPUs); fewer keeps the "
                              "desktop responsive")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the networks: 1.3-1.7x faster on CPU, same pixels, but the "
+                             "first image per model waits ~30-70 s for the compiler (same as "
+                             "STYLE_TRANSFER_COMPILE=1)")
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to the console")
     parser.add_argument("--models-dir", type=Path, help="folder with installed models")
@@ -91,6 +95,7 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
             models_dir = None
         config = DaemonConfig(
             endpoint=endpoint, runtime_dir=directory, device=args.device, threads=args.threads,
+            compile=args.compile,
             models_dir=models_dir,
             max_pixels=args.max_pixels, job_timeout=args.job_timeout,
             batch_timeout=args.batch_timeout, client_timeout=args.client_timeout,
@@ -192,6 +197,8 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
              "--client-timeout", str(args.client_timeout)]
     if args.threads is not None:
         flags += ["--threads", str(args.threads)]
+    if args.compile:
+        flags += ["--compile"]
     if args.models_dir is not None:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:

@@ -20,6 +20,7 @@ class DaemonConfig:
     runtime_dir: Path
     device: str = "auto"
     threads: Optional[int] = None     # CPU threads for torch (None: the Runtime's default)
+    compile: Optional[bool] = None    # torch.compile the networks (None: $STYLE_TRANSFER_COMPILE)
     models_dir: Optional[Path] = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     job_timeout: float = DEFAULT_JOB_TIMEOUT

@@ -35,7 +35,7 @@ def default_runtime_factory(config: DaemonConfig) -> Any:
     from backend.runtime import Runtime
     return Runtime(device=config.device,
                    models_dir=str(config.models_dir) if config.models_dir else None,
-                   threads=config.threads)
+                   threads=config.threads, compile=config.compile)
 
 
 class Worker(threading.Thread):

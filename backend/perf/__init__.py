@@ -38,16 +38,17 @@ OPTIMIZED_ONLY_ENGINES = ("mixgan",)
 
 
 def prepare(model: Any, engine: str, device: torch.device | str, fast: bool = True,
-            budget: MemoryBudget | None = None) -> Any:
-    """Optimize (unless `fast` is False or $STYLE_TRANSFER_PLAIN=1) and memory-guard every
-    network of a loaded model, in place; returns the model."""
+            budget: MemoryBudget | None = None, compile: bool | None = None) -> Any:
+    """Optimize (unless `fast` is False or $STYLE_TRANSFER_PLAIN=1; `compile`: torch.compile,
+    None = $STYLE_TRANSFER_COMPILE) and memory-guard every network of a loaded model, in place;
+    returns the model."""
     if engine not in PREPARED_ENGINES + OPTIMIZED_ONLY_ENGINES:
         return model
     device = torch.device(device)
     plain = (not fast) or plain_requested()
     budget = budget or MemoryBudget.for_device(device)
     for network in networks_of(model).values():
-        optimize(network, engine, device, plain=plain)
+        optimize(network, engine, device, plain=plain, compile=compile)
         if engine in PREPARED_ENGINES:
             guard(network, engine, device, budget)
     return model

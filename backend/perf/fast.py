@@ -241,11 +241,13 @@ _CHANNELS_LAST_CPU = {"adain": True, "cyclegan": False, "pix2pix": False, "mixga
 
 
 def optimize(network: nn.Module, engine: str, device: torch.device | str,
-             plain: bool | None = None, options: FastOptions | None = None) -> nn.Module:
+             plain: bool | None = None, options: FastOptions | None = None,
+             compile: bool | None = None) -> nn.Module:
     """Rewrite `network` in place into its fast inference form and return it.
 
     `plain` (default: $STYLE_TRANSFER_PLAIN) returns the module untouched: the baseline the
-    benchmark compares against. The state_dict (keys, tensors) is unchanged either way.
+    benchmark compares against. `compile` (default: options.compile, then
+    $STYLE_TRANSFER_COMPILE) wraps the forward passes in torch.compile. The state_dict (keys, tensors) is unchanged either way.
     """
     device = torch.device(device)
     if plain is None:
@@ -255,7 +257,8 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     network._perf_report = report  # type: ignore[attr-defined]
     if plain:
         return network
-    use_compile = options.compile if options.compile is not None else compile_requested()
+    use_compile = compile if compile is not None else \
+        options.compile if options.compile is not None else compile_requested()
     # Under torch.compile Inductor fuses activations itself, and the sub-pixel module's weight
     # cache check (data_ptr/_version) would break the graph: measured, a second compiled network
     # with such breaks made Dynamo give up on the shared forward code and run both eagerly.

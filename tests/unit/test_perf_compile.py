@@ -82,3 +82,32 @@ def test_other_errors_inside_the_compiled_call_are_not_hidden(network, monkeypat
         with torch.inference_mode():
             wrapped(smooth_image(32) * 2 - 1)
     assert is_compiled(wrapped)          # not a compiler failure: it stays compiled
+
+
+def test_runtime_and_command_line_switch_compiling_on(tmp_path, monkeypatch):
+    """--compile (stylize, batch --in-process, serve) and Runtime(compile=True) wrap every
+    loaded network; compiling itself waits for the first image, so loading stays cheap."""
+    from backend.cli import build_parser
+    from backend.commands.serve import _forwarded_flags
+    from backend.runtime import Runtime
+    from tests.helpers.checkpoints import make_models_dir
+
+    monkeypatch.delenv(fast.COMPILE_ENV, raising=False)
+    models = make_models_dir(tmp_path / "models")
+    compiled = Runtime(device="cpu", models_dir=models, threads=1, compile=True)
+    network = compiled.load_model("cyclegan").model
+    assert report_of(network).compiled == 1 and is_compiled(network)
+    assert compiled.status()["compile"] is True
+    eager = Runtime(device="cpu", models_dir=models, threads=1)
+    assert report_of(eager.load_model("cyclegan").model).compiled == 0
+    assert eager.status()["compile"] is False
+
+    parser = build_parser()
+    args = parser.parse_args(["stylize", "a.png", "-o", "b.png", "--engine", "cyclegan",
+                              "--compile"])
+    assert args.compile is True
+    assert parser.parse_args(["stylize", "a.png", "-o", "b.png", "--engine", "cyclegan"]
+                             ).compile is None          # then $STYLE_TRANSFER_COMPILE decides
+    serve = parser.parse_args(["serve", "--compile"])
+    assert "--compile" in _forwarded_flags(serve)       # the detached daemon gets it too
+    assert "--compile" not in _forwarded_flags(parser.parse_args(["serve"]))
