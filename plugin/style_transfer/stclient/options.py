@@ -79,7 +79,6 @@ WORKING_SIZE = OptionSpec(
     minimum=0, maximum=16384)
 
 
-
 def _color_output(default: bool) -> OptionSpec:
     return OptionSpec(
         "color_output", "bool", default,
