@@ -21,6 +21,7 @@ from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from backend.batch.spec import FAILED, OK, SKIPPED, OUTPUT_FORMATS, BatchReport, BatchSpec
 from backend.commands import _engine_args
+from backend.commands._runtime_args import add_compile_argument
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -67,10 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --in-process: where the networks run (default auto)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="with --in-process: CPU threads (default: all)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="with --in-process: torch.compile the networks (1.3-1.7x faster on "
-                             "CPU after ~30-70 s of compiling; pays off for many images); the "
-                             "daemon has its own (serve --compile)")
+    add_compile_argument(parser, "with --in-process (the daemon has serve --compile): ")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar (the summary and failures are still printed)")
     parser.set_defaults(func=run)

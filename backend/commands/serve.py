@@ -21,6 +21,7 @@ from stclient import paths
 from stclient.errors import StyleTransferError
 
 from backend import PROJECT_ROOT, __version__, PROTOCOL_VERSION
+from backend.commands._runtime_args import add_compile_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,10 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int,
                         help="CPU threads for the networks (default: all CPUs); fewer keeps the "
                              "desktop responsive")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="torch.compile the networks: 1.3-1.7x faster on CPU, same pixels, but the "
-                             "first image per model waits ~30-70 s for the compiler (same as "
-                             "STYLE_TRANSFER_COMPILE=1)")
+    add_compile_argument(parser)
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to the console")
     parser.add_argument("--models-dir", type=Path, help="folder with installed models")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backend.commands import _engine_args
+from backend.commands._runtime_args import add_compile_argument
 from stclient.errors import BAD_IMAGE, BAD_REQUEST, TOO_LARGE, StyleTransferError
 
 USAGE_ERROR = 2
@@ -53,10 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="where the networks run (default auto: CUDA, else MPS, else CPU)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads (default: all)")
-    parser.add_argument("--compile", action="store_true", default=None,
-                        help="torch.compile the networks: 1.3-1.7x faster on CPU, same pixels, but the "
-                             "first image per model waits ~30-70 s for the compiler (same as "
-                             "STYLE_TRANSFER_COMPILE=1)")
+    add_compile_argument(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     parser.set_defaults(func=run)
 

@@ -247,7 +247,8 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
 
     `plain` (default: $STYLE_TRANSFER_PLAIN) returns the module untouched: the baseline the
     benchmark compares against. `compile` (default: options.compile, then
-    $STYLE_TRANSFER_COMPILE) wraps the forward passes in torch.compile. The state_dict (keys, tensors) is unchanged either way.
+    $STYLE_TRANSFER_COMPILE) wraps the forward passes in torch.compile. The state_dict (keys,
+    tensors) is unchanged either way.
     """
     device = torch.device(device)
     if plain is None:

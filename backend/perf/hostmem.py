@@ -50,7 +50,7 @@ class HostArena:
 
     def empty(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
         count = math.prod(shape)
-        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        nbytes = count * dtype.itemsize
         if self.resident + nbytes <= self.budget:
             tensor = torch.empty(shape, dtype=dtype)
             self.resident += nbytes

@@ -348,3 +348,6 @@ def test_status_reports_device_memory_queue_and_runtime(daemon):
     assert status["queue"] == [] and status["running"] is None
     assert status["protocol"] == 1 and status["endpoint"] == daemon.endpoint
     assert isinstance(status["runtime"], dict)
+    from backend.commands.status import format_status
+    assert status["runtime"]["compile"] is False          # the default: eager networks
+    assert "runtime    compile: False" in format_status(status).splitlines()
