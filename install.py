@@ -656,6 +656,23 @@ def installed_models(python: Path) -> Optional[List[dict]]:
         return None
 
 
+def build_kernels(python: Path) -> str:
+    """Compile the native CPU kernels once (~30 s); without them everything still works, only
+    3x3 convolutions on the CPU are slower, so a failure is a warning, not an error."""
+    say("Native CPU kernels (a first build takes ~30 s) ...")
+    try:
+        out = backend_run(python, ["kernels", "build"], capture=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        warn("building the native CPU kernels timed out; the CPU path works without them")
+        return "native CPU kernels: not built (timed out)"
+    if out.returncode != 0:
+        warn("the native CPU kernels could not be built, so CPU convolutions run on "
+             "PyTorch's own (2-3x slower); everything else works. "
+             + (out.stderr or out.stdout).strip()[-600:])
+        return "native CPU kernels: not built (see the warning above)"
+    return "native CPU kernels: " + (out.stdout.strip().splitlines() or ["ready"])[-1]
+
+
 DEMO_STYLE = "examples/styles"
 DEMO_CONTENT = "examples/content"
 
@@ -781,6 +798,12 @@ def run_check(python: Path, targets: List[GimpTarget]) -> int:
             else:
                 line("info", "GIMP's Python", "unknown (pass --gimp-python to check pyzmq)")
 
+    kernels = backend_run(python, ["kernels", "check"], capture=True, timeout=600)
+    line("ok" if kernels.returncode == 0 else "warn", "native CPU kernels",
+         " ".join((kernels.stdout or kernels.stderr).split())[:400]
+         + ("" if kernels.returncode == 0 else
+            " (optional: python -m backend kernels build; needs g++ and python3-dev)"))
+
     verify = backend_run(python, ["models", "verify", "--json"], capture=True, timeout=1800)
     listing = installed_models(python) or []
     try:
@@ -879,6 +902,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where to create the virtual environment (default: .venv here)")
     parser.add_argument("--no-plugin", action="store_true", help="skip the GIMP plug-in")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo at the end")
+    parser.add_argument("--no-kernels", action="store_true",
+                        help="do not compile the native CPU kernels (fast 3x3 convolutions); "
+                             "the first model load then builds them in the background")
     parser.add_argument("--demo-dir", type=Path, default=ROOT / "out" / "demo",
                         help="where the demo writes its images (default: out/demo)")
     parser.add_argument("--check", action="store_true", help="diagnose the installation")
@@ -931,6 +957,9 @@ def do_install(args: argparse.Namespace) -> int:
         python, changed = ensure_venv(args.venv.absolute())
         done.append(f"{'set up' if changed else 'checked'} the virtual environment "
                     f"{args.venv} ({'requirements installed' if changed else 'up to date'})")
+
+    if not args.no_kernels:
+        done.append(build_kernels(python))
 
     if not args.no_plugin:
         targets = targets_for(args)

@@ -488,11 +488,15 @@ class LayerwiseRunner:
         side = self._tile_side(conv.in_channels, conv.out_channels, n, sh, dh * (kh - 1))
         weight = conv.weight
         bias = conv.bias
+        valid_conv = getattr(conv, "valid_conv", None)
         for oy0, oy1, ox0, ox1 in self._tiles(out_h, out_w, side):
             rows = (oy0 * sh, (oy1 - 1) * sh + dh * (kh - 1) + 1)
             cols = (ox0 * sw, (ox1 - 1) * sw + dw * (kw - 1) + 1)
             tile = _gather(x, rows, cols, pad, zero).to(self.device)
-            y = F.conv2d(tile, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
+            if valid_conv is not None:          # e.g. WinogradConv2d: its fast kernel
+                y = valid_conv(tile)
+            else:
+                y = F.conv2d(tile, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
             out[:, :, oy0:oy1, ox0:ox1] = y
         _fire_hooks(conv, x, out)
         return out

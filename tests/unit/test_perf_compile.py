@@ -61,7 +61,9 @@ def test_a_compiler_failure_falls_back_to_the_eager_network(network, monkeypatch
     x = smooth_image(32, seed=1) * 2 - 1
     with torch.inference_mode():
         got, expected = wrapped(x), network(x)
-    assert torch.equal(got, expected)       # compiled networks keep the loaded layers as they are
+    # the fallback is the eager optimized network: the same pixels up to float rounding (its
+    # 3x3 convolutions are Winograd's when the native kernels are built)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert "C++ compile error" in wrapped._perf_compiled[0].failed
     assert not is_compiled(wrapped)
     assert any("torch.compile failed" in record.message for record in caplog.records)

@@ -11,6 +11,7 @@ from torch import nn
 
 from backend.perf import fast
 from backend.perf.fast import FastInstanceNorm2d, SubpixelConvTranspose2d, optimize
+from tests.helpers.native import cpu_kernels
 from tests.helpers.perf import (adain_networks, cyclegan_network, levels, pix2pix_network,
                                 smooth_image)
 
@@ -24,11 +25,16 @@ def _same_state(a: nn.Module, b: nn.Module) -> None:
         assert torch.equal(sa[key], sb[key]), key
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_adain_optimized_matches_plain(tmp_path, channels_last):
+@pytest.mark.parametrize("channels_last,winograd", [(False, False), (True, False),
+                                                     (None, None)])
+def test_adain_optimized_matches_plain(tmp_path, channels_last, winograd):
+    if winograd is None:
+        cpu_kernels()
+        channels_last = True
     encoder, decoder = adain_networks(tmp_path)
     x = smooth_image(64)
-    options = fast.FastOptions(channels_last=channels_last)
+    options = fast.FastOptions(channels_last=None if winograd is None else channels_last,
+                               winograd=winograd)
     with torch.inference_mode():
         plain = decoder(encoder(x))
         f_enc = optimize(copy.deepcopy(encoder), "adain", "cpu", options=options)
@@ -39,20 +45,32 @@ def test_adain_optimized_matches_plain(tmp_path, channels_last):
     _same_state(decoder, f_dec)
     assert f_enc._perf_report.inplace_activations > 0
     assert f_enc._perf_report.channels_last is channels_last
+    # 3->64 has too few input channels, 64->3 too few outputs: 14 of 16 (encoder 8 of 9)
+    assert f_enc._perf_report.winograd_convs == (8 if winograd is None else 0)
+    assert f_dec._perf_report.winograd_convs == (8 if winograd is None else 0)
 
 
-@pytest.mark.parametrize("channels_last", [None, True])
-def test_cyclegan_optimized_matches_plain(tmp_path, channels_last):
+@pytest.mark.parametrize("channels_last,winograd", [(False, False), (True, False),
+                                                     (None, None)])
+def test_cyclegan_optimized_matches_plain(tmp_path, channels_last, winograd):
+    """The default on the CPU is the native path (Winograd + channels_last, oneDNN's
+    transposed convolutions); without the kernel: sub-pixel transposed convolutions in NCHW."""
+    if winograd is None:
+        cpu_kernels()
     network = cyclegan_network(tmp_path)
     x = smooth_image(64) * 2 - 1
     with torch.inference_mode():
         plain = network(x)
         optimized = optimize(copy.deepcopy(network), "cyclegan", "cpu",
-                             options=fast.FastOptions(channels_last=channels_last))
+                             options=fast.FastOptions(channels_last=channels_last,
+                                                      winograd=winograd))
         out = optimized(x)
     report = optimized._perf_report
-    assert report.subpixel_transposed == 2
-    assert (report.fast_instance_norms > 0) == bool(channels_last)
+    native_path = winograd is None
+    assert report.winograd_convs == (18 if native_path else 0)
+    assert report.channels_last is (native_path or bool(channels_last))
+    assert report.subpixel_transposed == (0 if report.channels_last else 2)
+    assert (report.fast_instance_norms > 0) == report.channels_last
     assert levels(out, plain, span=2.0) <= TOLERANCE_LEVELS
     _same_state(network, optimized)
 

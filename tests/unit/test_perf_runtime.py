@@ -14,6 +14,7 @@ from backend.perf import guard_of
 from backend.perf.budget import estimate_activations
 from backend.runtime import Runtime
 from tests.helpers.checkpoints import make_adain_files, make_cyclegan_file
+from tests.helpers.native import cpu_kernels
 from tests.helpers.perf import adain_networks, smooth_image
 
 
@@ -33,6 +34,7 @@ def _cyclegan_job(tmp_path, pixels) -> StylizeJob:
 
 
 def test_fast_runtime_matches_plain_runtime(tmp_path, monkeypatch):
+    cpu_kernels()
     job = _cyclegan_job(tmp_path, _pixels(72, seed=1, width=64))
     fast = Runtime(device="cpu")
     plain = Runtime(device="cpu", fast=False)
@@ -41,8 +43,10 @@ def test_fast_runtime_matches_plain_runtime(tmp_path, monkeypatch):
     assert a.shape == b.shape == (72, 64, 3)
     assert int(np.abs(a.astype(int) - b.astype(int)).max()) <= 1
     model = next(iter(fast._models.values())).model
-    assert model._perf_report.subpixel_transposed == 2
-    assert not next(iter(plain._models.values())).model._perf_report.subpixel_transposed
+    assert model._perf_report.winograd_convs == 12          # 6 residual blocks, 2 convs each
+    assert model._perf_report.channels_last
+    plain_report = next(iter(plain._models.values())).model._perf_report
+    assert plain_report.plain and not plain_report.winograd_convs
     monkeypatch.setenv("STYLE_TRANSFER_PLAIN", "1")
     assert not Runtime(device="cpu").fast
 

@@ -1,0 +1,11 @@
+// Python bindings of the native CPU kernels (the module backend/perf/native.py loads).
+#include <torch/extension.h>
+
+#include "kernels.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
+  module.def("winograd_conv3x3", &winograd_conv3x3,
+             "Winograd F(4x4,3x3) convolution (float32, channels_last)");
+  module.def("instance_norm_cl", &instance_norm_cl,
+             "instance normalisation without affine parameters (float32, channels_last)");
+}
