@@ -43,7 +43,7 @@ from torch import nn
 
 from . import native
 from .adopt import adopt
-from .winograd import KERNEL, WinogradConv2d, use_winograd
+from .winograd import KERNEL, WinogradConv2d, fuse_instance_norms, use_winograd
 
 PLAIN_ENV = "STYLE_TRANSFER_PLAIN"          # "1": run the networks exactly as loaded
 PRECISION_ENV = "STYLE_TRANSFER_PRECISION"  # fp32 (default) | bf16 | fp16 (CUDA only)
@@ -174,6 +174,8 @@ class FastInstanceNorm2d(nn.InstanceNorm2d):
         return (type(module) is nn.InstanceNorm2d and not module.affine
                 and not module.track_running_stats)
 
+    inplace = False      # set by optimize() where the input is a fresh tensor nobody else holds
+
     @classmethod
     def from_module(cls, norm: nn.InstanceNorm2d) -> "FastInstanceNorm2d":
         new = cls(norm.num_features, eps=norm.eps, momentum=norm.momentum, affine=False,
@@ -183,15 +185,19 @@ class FastInstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             return super().forward(x)
-        if x.dtype == torch.float32 and x.device.type == "cpu" \
-                and not torch.compiler.is_compiling() \
+        compiling = torch.compiler.is_compiling()
+        in_place = self.inplace and not compiling and not torch.is_grad_enabled()
+        if x.dtype == torch.float32 and x.device.type == "cpu" and not compiling \
                 and x.is_contiguous(memory_format=torch.channels_last) \
                 and not (torch.is_grad_enabled() and x.requires_grad):
             ops = native.kernel(KERNEL)
             if ops is not None:
-                return ops.instance_norm_cl(x, self.eps)
+                return ops.instance_norm_cl_(x, self.eps) if in_place \
+                    else ops.instance_norm_cl(x, self.eps)
         var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
         scale = torch.rsqrt(var + self.eps)
+        if in_place:
+            return x.mul_(scale).sub_(mean * scale)
         return torch.addcmul(-mean * scale, x, scale)
 
 
@@ -210,6 +216,20 @@ def _inplace_activations(seq: nn.Sequential) -> int:
         if type(act) in (nn.ReLU, nn.LeakyReLU) and not act.inplace \
                 and isinstance(seq._modules[before], _FRESH_OUTPUT):
             act.inplace = True
+            changed += 1
+    return changed
+
+
+def _inplace_norms(seq: nn.Sequential) -> int:
+    """A FastInstanceNorm2d right after a layer that allocates its output can overwrite it
+    (on the CPU a fresh activation tensor costs more than the normalisation's arithmetic)."""
+    names = list(seq._modules)
+    changed = 0
+    for before, name in zip(names, names[1:]):
+        norm = seq._modules[name]
+        if isinstance(norm, FastInstanceNorm2d) and not norm.inplace \
+                and isinstance(seq._modules[before], _FRESH_OUTPUT):
+            norm.inplace = True
             changed += 1
     return changed
 
@@ -237,6 +257,8 @@ class OptimizeReport:
     precision: str = "fp32"
     compiled: int = 0                 # methods (forward, encode) wrapped by torch.compile
     winograd_convs: int = 0           # 3x3 convolutions routed to the native Winograd kernel
+    fused_instance_norms: int = 0     # InstanceNorms done in place by the convolution before
+    inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
 
 
 # Measured on the CPU machine (bench/bench_suite.py); on CUDA channels_last is cuDNN's fast
@@ -299,10 +321,16 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
         if subpixel:
             report.subpixel_transposed += _swap_children(
                 module, SubpixelConvTranspose2d.applies, SubpixelConvTranspose2d.from_module)
+    if report.winograd_convs:
+        report.fused_instance_norms = fuse_instance_norms(network)
     if use_cl and options.fast_instance_norm:
         for module in list(network.modules()):
             report.fast_instance_norms += _swap_children(
                 module, FastInstanceNorm2d.applies, FastInstanceNorm2d.from_module)
+        if inplace:
+            for module in list(network.modules()):
+                if isinstance(module, nn.Sequential):
+                    report.inplace_norms += _inplace_norms(module)
     if use_cl:
         network.to(memory_format=torch.channels_last)
         report.channels_last = True

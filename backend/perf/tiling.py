@@ -498,6 +498,9 @@ class LayerwiseRunner:
             else:
                 y = F.conv2d(tile, weight, bias, conv.stride, 0, conv.dilation, conv.groups)
             out[:, :, oy0:oy1, ox0:ox1] = y
+        norm_eps = getattr(conv, "norm_eps", None)
+        if norm_eps is not None:                # an InstanceNorm fused into the convolution
+            out = self._norm(out, True, (2, 3), norm_eps, None, None, None)
         _fire_hooks(conv, x, out)
         return out
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,6 +90,12 @@ def test_native_kernels_can_be_switched_off(monkeypatch, tmp_path):
     network = optimize(cyclegan_network(tmp_path, n_blocks=6), "cyclegan", "cpu")
     assert network._perf_report.winograd_convs == 0
     assert not network._perf_report.channels_last
+
+
+def test_the_cpu_identity_includes_its_instruction_sets():
+    identity = native._cpu_model()
+    if "flags" in Path("/proc/cpuinfo").read_text(errors="replace"):
+        assert "flags" in identity and "sse2" in identity
 
 
 def test_the_tag_follows_source_flags_and_cpu(monkeypatch):

@@ -100,11 +100,11 @@ def test_winograd_module_is_a_conv2d_with_the_same_state_and_pixels(ops):
 
 def test_winograd_module_without_the_kernel_is_plain_conv2d(monkeypatch):
     torch.manual_seed(4)
-    conv = nn.Conv2d(16, 16, 3)
+    conv = nn.Conv2d(32, 32, 3)
     sequence = nn.Sequential(nn.ReflectionPad2d(1), copy.deepcopy(conv))
-    use_winograd(sequence)
+    assert use_winograd(sequence) == 1
     monkeypatch.setattr(native, "kernel", lambda name, build="background": None)
-    x = torch.randn(1, 16, 9, 11)
+    x = torch.randn(1, 32, 9, 11)
     with torch.no_grad():
         expected = conv(F.pad(x, (1, 1, 1, 1), mode="reflect"))
         assert torch.equal(sequence(x), expected)   # the very same operator: bit-identical
@@ -114,15 +114,17 @@ def test_winograd_module_without_the_kernel_is_plain_conv2d(monkeypatch):
                                              (nn.ZeroPad2d(1), "zeros")])
 def test_use_winograd_folds_the_pad_in_front(ops, pad_module, mode):
     torch.manual_seed(5)
-    network = nn.Sequential(pad_module, nn.Conv2d(16, 32, 3), nn.ReLU(),
-                            nn.Conv2d(32, 32, 3, padding=1), nn.Conv2d(32, 3, 3))
+    network = nn.Sequential(pad_module, nn.Conv2d(32, 48, 3), nn.ReLU(),
+                            nn.Conv2d(48, 32, 3, padding=1), nn.Conv2d(32, 3, 3, padding=1),
+                            nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1))
     reference = copy.deepcopy(network)
-    assert use_winograd(network) == 2                 # 32->3 is not a multiple of 16
+    # 32->3 has too few outputs, 3->16 too few inputs, and 16->32 is faster in oneDNN
+    assert use_winograd(network) == 2
     assert isinstance(network[0], nn.Identity)
     assert network[1].padding == (1, 1) and network[1].padding_mode == mode
-    assert type(network[4]) is nn.Conv2d
+    assert [type(layer) for layer in network[4:]] == [nn.Conv2d] * 3
     assert list(network.state_dict()) == list(reference.state_dict())
-    x = torch.randn(1, 16, 23, 18)
+    x = torch.randn(1, 32, 23, 18)
     with torch.inference_mode():
         torch.testing.assert_close(network(x), reference(x), rtol=1e-4, atol=1e-4)
 
@@ -150,3 +152,51 @@ def test_valid_conv_is_the_convolution_without_its_padding(ops):
     with torch.inference_mode():
         torch.testing.assert_close(conv.valid_conv(tile), F.conv2d(tile, conv.weight, conv.bias),
                                    rtol=1e-4, atol=1e-4)
+
+
+def test_fused_instance_norm_equals_conv_then_norm(ops):
+    """CycleGAN's conv -> InstanceNorm pairs: the convolution normalises its own output in
+    place; with the kernel, without it, and in the layer-by-layer tiler."""
+    from backend.perf.tiling import run_layerwise
+    from backend.perf.winograd import fuse_instance_norms
+    torch.manual_seed(7)
+    reference = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(32, 32, 3),
+                              nn.InstanceNorm2d(32), nn.ReLU())
+    network = copy.deepcopy(reference)
+    use_winograd(network)
+    assert fuse_instance_norms(network) == 1
+    assert isinstance(network[2], nn.Identity) and network[1].norm_eps == 1e-5
+    x = torch.randn(1, 32, 40, 36) * 2 + 3
+    with torch.inference_mode():
+        expected = reference(x)
+        torch.testing.assert_close(network(x), expected, rtol=1e-4, atol=1e-4)
+        tiled = run_layerwise(network, x, budget=1 << 20, max_side=16)
+        torch.testing.assert_close(tiled, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_instance_norm_without_the_kernel(monkeypatch):
+    from backend.perf.winograd import fuse_instance_norms
+    torch.manual_seed(8)
+    reference = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(32, 32, 3), nn.InstanceNorm2d(32))
+    network = copy.deepcopy(reference)
+    use_winograd(network)
+    fuse_instance_norms(network)
+    monkeypatch.setattr(native, "kernel", lambda name, build="background": None)
+    x = torch.randn(2, 32, 12, 10)
+    with torch.inference_mode():
+        torch.testing.assert_close(network(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+def test_inplace_instance_norm_overwrites_only_a_fresh_input(ops):
+    from backend.perf.fast import optimize
+    torch.manual_seed(9)
+    reference = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.InstanceNorm2d(16), nn.ReLU())
+    network = optimize(copy.deepcopy(reference), "cyclegan", "cpu",
+                       options=__import__("backend.perf.fast", fromlist=["FastOptions"])
+                       .FastOptions(channels_last=True))
+    assert network._perf_report.inplace_norms == 1 and network[1].inplace
+    x = torch.randn(1, 8, 30, 30)
+    before = x.clone()
+    with torch.inference_mode():
+        torch.testing.assert_close(network(x), reference(x), rtol=1e-4, atol=1e-4)
+    assert torch.equal(x, before)                   # the caller's input is never touched

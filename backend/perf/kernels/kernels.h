@@ -9,3 +9,4 @@ at::Tensor winograd_conv3x3(const at::Tensor& x, const at::Tensor& u, const at::
 
 // Instance normalisation (no affine) of a float32 channels_last tensor (instance_norm.cpp).
 at::Tensor instance_norm_cl(const at::Tensor& x, double eps);
+at::Tensor& instance_norm_cl_(at::Tensor& x, double eps);   // in place

@@ -8,4 +8,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "Winograd F(4x4,3x3) convolution (float32, channels_last)");
   module.def("instance_norm_cl", &instance_norm_cl,
              "instance normalisation without affine parameters (float32, channels_last)");
+  module.def("instance_norm_cl_", &instance_norm_cl_,
+             "instance_norm_cl in place (a convolution's fresh output)");
 }
