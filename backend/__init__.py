@@ -7,14 +7,8 @@ imports the very same modules.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
-
-# PyTorch's CPU allocator may back large tensors with transparent huge pages: a fresh 64 MB
-# activation then costs 32 page faults instead of 16384 (measured: 19 -> 9 ms to create one,
-# ~5% of a CycleGAN pass). Read by torch at its first large allocation; the user's setting wins.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = PROJECT_ROOT / "plugin" / "style_transfer"

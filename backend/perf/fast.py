@@ -5,17 +5,26 @@ network equals the original's; derived tensors (re-arranged weights) are non-per
 that are rebuilt when the source weight changes. What each transform buys was measured on the
 project's CPU machine (bench/bench_suite.py, results in bench/results/perf-cpu-*.md):
 
+- on the CPU, 3x3 convolutions with 32+ channels through the native Winograd F(4x4,3x3) kernel
+  (winograd.py, kernels/winograd.cpp): 4x fewer products; with it the network runs in
+  channels_last, a following InstanceNorm is done in place by the convolution, and oneDNN's own
+  transposed convolution (fast in channels_last) replaces the sub-pixel form;
 - channels_last weights for AdaIN (oneDNN's NHWC kernels; the 3-channel first convolutions gain
-  most); InstanceNorm has a layout-agnostic rewrite (FastInstanceNorm2d) used with channels_last;
-- transposed convolutions as one sub-pixel convolution + pixel shuffle (oneDNN's transposed
-  convolution runs at a fraction of its forward-convolution speed);
+  most); InstanceNorm has a layout-agnostic rewrite (FastInstanceNorm2d: the native channels_last
+  kernel when built), in place after a layer that allocates its output;
+- transposed convolutions as one sub-pixel convolution + pixel shuffle in NCHW (oneDNN's NCHW
+  transposed convolution runs at a fraction of its forward-convolution speed);
 - in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
 
 Tried and left out because they did not pay or broke fidelity here: NNPACK Winograd (its
 convolution fails for all but tiny shapes on this Xeon build), a pad-free reflect convolution
 (zero-padded conv + recomputed border: slower, oneDNN re-prepares weights per call), a
-Winograd F(4x4,3x3) written with torch matmuls (memory-bound: 0.45-1.1x), bf16 (AMX makes convs
-7x faster but AdaIN outputs moved by up to 60 levels on 8-bit).
+Winograd F(4x4,3x3) written with torch matmuls (unfused transforms: memory-bound, 0.45-1.1x;
+the fused native kernel is what pays), glibc heap-only allocation to avoid page faults (no
+gain), PyTorch's transparent huge pages for large tensors (THP_MEM_ALLOC_ENABLE=1: ~5% on
+CycleGAN 1024², but the daemon's RSS then grew in 24-32 MB steps between identical job rounds),
+bf16 (AMX makes convs 7x faster but AdaIN outputs moved by up
+to 60 levels on 8-bit).
 
 On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in with
 $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
