@@ -55,7 +55,8 @@ def format_status(status: dict[str, Any]) -> str:
     loaded = ", ".join(f"{m.get('name')} ({m.get('engine')}, {_mib(m.get('bytes'))})"
                        for m in models if isinstance(m, dict))
     lines.append(f"models     {loaded or 'none loaded yet'}")
-    for key in ("device_name", "threads", "compile", "memory_budget", "style_cache_entries",
+    for key in ("device_name", "threads", "compile", "native_kernels", "memory_budget",
+                "style_cache_entries",
                 "cuda_allocated", "cuda_reserved"):
         if key in runtime:
             value = runtime[key]

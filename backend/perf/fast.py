@@ -30,13 +30,13 @@ On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in 
 $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
 
 Opt-in with $STYLE_TRANSFER_COMPILE=1: torch.compile (Inductor) of the forward passes, with
-dynamic shapes so one compilation serves every image size. Measured here at 1024² (fp32, same
-pixels to 0.002 levels; bench/results/perf-cpu-2026-11-27b.md): CycleGAN 1.62x, AdaIN 1.45x
-(new style) / 1.74x (cached style) the plain networks, against 1.12x and 1.35x / 1.58x for the
-eager transforms. The price is the first call: ~30-70 s of compiling per network and process
-(~12 s with Inductor's on-disk cache warm), and progress/cancellation per call instead of per
-layer. Not the default for that reason; when compiling fails (no C++ compiler) the networks
-run eagerly, with a warning.
+dynamic shapes so one compilation serves every image size; the Winograd kernel enters the graph
+as a torch.library operator when it is built. Measured at 1024² (bench/results/perf-cpu-*.md):
+without the native kernels compile gave 1.45-1.74x (AdaIN) and 1.62x (CycleGAN) against 1.12-1.58x
+eager; with them the eager path is faster (2.63-2.98x, 2.73x) than the compiled one (2.48-2.68x,
+2.17x). Its price is the first call: ~30-70 s of compiling per network and process, and
+progress/cancellation per call instead of per layer. When compiling fails (no C++ compiler) the
+networks run eagerly, with a warning.
 """
 
 from __future__ import annotations

@@ -351,3 +351,8 @@ def test_status_reports_device_memory_queue_and_runtime(daemon):
     from backend.commands.status import format_status
     assert status["runtime"]["compile"] is False          # the default: eager networks
     assert "runtime    compile: False" in format_status(status).splitlines()
+    # the native kernels: built for the tests (install.py), so in use; else the reason
+    native = status["runtime"]["native_kernels"]
+    assert native == "ready" or native.startswith(("unavailable", "not built", "disabled",
+                                                   "building")), native
+    assert f"runtime    native kernels: {native}" in format_status(status).splitlines()
