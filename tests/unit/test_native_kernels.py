@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.perf import native
-from backend.perf.fast import FastInstanceNorm2d
-from backend.perf.winograd import WinogradConv2d, transform_weight, use_winograd
+from backend.perf.fast import FastInstanceNorm2d, FastOptions, optimize
+from backend.perf.tiling import run_layerwise
+from backend.perf.winograd import (WinogradConv2d, fuse_instance_norms, transform_weight,
+                                   use_winograd)
 from tests.helpers.native import cpu_kernels
 
 
@@ -157,8 +159,6 @@ def test_valid_conv_is_the_convolution_without_its_padding(ops):
 def test_fused_instance_norm_equals_conv_then_norm(ops):
     """CycleGAN's conv -> InstanceNorm pairs: the convolution normalises its own output in
     place; with the kernel, without it, and in the layer-by-layer tiler."""
-    from backend.perf.tiling import run_layerwise
-    from backend.perf.winograd import fuse_instance_norms
     torch.manual_seed(7)
     reference = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(32, 32, 3),
                               nn.InstanceNorm2d(32), nn.ReLU())
@@ -175,7 +175,6 @@ def test_fused_instance_norm_equals_conv_then_norm(ops):
 
 
 def test_fused_instance_norm_without_the_kernel(monkeypatch):
-    from backend.perf.winograd import fuse_instance_norms
     torch.manual_seed(8)
     reference = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(32, 32, 3), nn.InstanceNorm2d(32))
     network = copy.deepcopy(reference)
@@ -188,12 +187,10 @@ def test_fused_instance_norm_without_the_kernel(monkeypatch):
 
 
 def test_inplace_instance_norm_overwrites_only_a_fresh_input(ops):
-    from backend.perf.fast import optimize
     torch.manual_seed(9)
     reference = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2), nn.InstanceNorm2d(16), nn.ReLU())
     network = optimize(copy.deepcopy(reference), "cyclegan", "cpu",
-                       options=__import__("backend.perf.fast", fromlist=["FastOptions"])
-                       .FastOptions(channels_last=True))
+                       options=FastOptions(channels_last=True))
     assert network._perf_report.inplace_norms == 1 and network[1].inplace
     x = torch.randn(1, 8, 30, 30)
     before = x.clone()
