@@ -48,19 +48,27 @@ class HostArena:
     stats: HostArenaStats = field(default_factory=HostArenaStats)
     resident: int = 0
 
-    def empty(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32,
+              channels_last: bool = False) -> torch.Tensor:
+        """`channels_last`: a 4-D N,C,H,W tensor laid out N,H,W,C (the layout of the network's
+        own activations, so tiles go in and out without transposing copies)."""
+        channels_last = channels_last and len(shape) == 4
         count = math.prod(shape)
         nbytes = count * dtype.itemsize
         if self.resident + nbytes <= self.budget:
-            tensor = torch.empty(shape, dtype=dtype)
+            tensor = torch.empty(shape, dtype=dtype, memory_format=torch.channels_last
+                                 if channels_last else torch.contiguous_format)
             self.resident += nbytes
             self.stats.resident_peak = max(self.stats.resident_peak, self.resident)
             weakref.finalize(tensor, self._release, nbytes)
             return tensor
+        if channels_last:
+            n, c, h, w = shape
+            return self._disk_backed((n, h, w, c), dtype, count, nbytes).permute(0, 3, 1, 2)
         return self._disk_backed(shape, dtype, count, nbytes)
 
     def empty_like(self, tensor: torch.Tensor) -> torch.Tensor:
-        return self.empty(tuple(tensor.shape), tensor.dtype)
+        return self.empty(tuple(tensor.shape), tensor.dtype, is_channels_last(tensor))
 
     def copy(self, tensor: torch.Tensor) -> torch.Tensor:
         return self.empty_like(tensor).copy_(tensor)
@@ -88,6 +96,11 @@ class HostArena:
         self.stats.spilled += nbytes
         self.stats.spilled_tensors += 1
         return flat.view(shape)
+
+
+def is_channels_last(tensor: torch.Tensor) -> bool:
+    return tensor.dim() == 4 and not tensor.is_contiguous() \
+        and tensor.is_contiguous(memory_format=torch.channels_last)
 
 
 def _free_bytes(directory: str) -> int | None:

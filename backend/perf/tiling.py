@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .budget import WORKSPACE_FACTOR, MemoryBudget, estimate_activations
-from .hostmem import HostArena
+from .hostmem import HostArena, is_channels_last
+from .winograd import KERNEL
 
 MIN_TILE = 16
 # CPU: share of the budget for one convolution tile's working set (the rest holds whole
@@ -334,8 +336,10 @@ class LayerwiseRunner:
     its tile share, the whole layers within the rest; see the module docstring)."""
 
     def __init__(self, device: torch.device, budget: int, stats: TileStats | None = None,
-                 max_side: int | None = None, host_budget: int | None = None) -> None:
+                 max_side: int | None = None, host_budget: int | None = None,
+                 channels_last: bool = False) -> None:
         self.device = torch.device(device)
+        self.channels_last = channels_last      # whole layers in the network's own layout
         self.stats = stats or TileStats()
         self.max_side = max_side
         if self.device.type == "cpu":
@@ -365,7 +369,7 @@ class LayerwiseRunner:
             skip = self._leaf(layers[0], x, owned)
             out = self._sequence(layers[1:], skip, owned=False)
             joined = self.host.empty((skip.shape[0], skip.shape[1] + out.shape[1])
-                                     + tuple(skip.shape[2:]), skip.dtype)
+                                     + tuple(skip.shape[2:]), skip.dtype, self.channels_last)
             joined[:, :skip.shape[1]] = skip
             joined[:, skip.shape[1]:] = out
             return joined
@@ -433,6 +437,12 @@ class LayerwiseRunner:
               weight: torch.Tensor | None, bias: torch.Tensor | None,
               running: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Statistics over the whole tensor, then normalise (in place when allowed)."""
+        if running is None and weight is None and dims == (2, 3) and is_channels_last(x) \
+                and x.dtype == torch.float32:
+            ops = native.kernel(KERNEL)       # PyTorch reduces channels_last tensors slowly
+            if ops is not None:
+                y = x if owned else self.host.copy(x)
+                return ops.instance_norm_cl_(y, eps)
         if running is None:
             var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
         else:
@@ -484,7 +494,7 @@ class LayerwiseRunner:
         full_w = w + l + r + 2 * zero[1]
         out_h = (full_h - dh * (kh - 1) - 1) // sh + 1
         out_w = (full_w - dw * (kw - 1) - 1) // sw + 1
-        out = self.host.empty((n, conv.out_channels, out_h, out_w), x.dtype)
+        out = self.host.empty((n, conv.out_channels, out_h, out_w), x.dtype, self.channels_last)
         side = self._tile_side(conv.in_channels, conv.out_channels, n, sh, dh * (kh - 1))
         weight = conv.weight
         bias = conv.bias
@@ -512,7 +522,7 @@ class LayerwiseRunner:
             return self._whole(conv, x)
         out_h = (h - 1) * sh - 2 * ph + kh + oph
         out_w = (w - 1) * sw - 2 * pw + kw + opw
-        out = self.host.empty((n, conv.out_channels, out_h, out_w), x.dtype)
+        out = self.host.empty((n, conv.out_channels, out_h, out_w), x.dtype, self.channels_last)
         side = self._tile_side(conv.in_channels, conv.out_channels, n, 1, 2)
         side = max(MIN_TILE, side // sh * sh)
 
@@ -524,8 +534,9 @@ class LayerwiseRunner:
         for oy0, oy1, ox0, ox1 in self._tiles(out_h, out_w, side):
             iy0, iy1 = needed(oy0, oy1, kh, sh, ph, h)
             ix0, ix1 = needed(ox0, ox1, kw, sw, pw, w)
-            tile = torch.zeros(n, conv.out_channels, oy1 - oy0, ox1 - ox0, device=self.device,
-                               dtype=x.dtype)
+            tile = torch.empty(n, conv.out_channels, oy1 - oy0, ox1 - ox0, device=self.device,
+                               dtype=x.dtype, memory_format=torch.channels_last
+                               if self.channels_last else torch.contiguous_format).zero_()
             if iy1 >= iy0 and ix1 >= ix0:
                 piece = x[:, :, iy0:iy1 + 1, ix0:ix1 + 1].to(self.device)
                 z = F.conv_transpose2d(piece, conv.weight, None, conv.stride, 0)
@@ -547,10 +558,13 @@ def run_layerwise(network: nn.Module, x: torch.Tensor, budget: int,
                   host_budget: int | None = None) -> torch.Tensor:
     """network(x) computed layer by layer with tiled convolutions (see module docstring)."""
     device = x.device
-    runner = LayerwiseRunner(device, budget, stats, max_side, host_budget)
+    channels_last = any(p.dim() == 4 and is_channels_last(p) for p in network.parameters())
+    runner = LayerwiseRunner(device, budget, stats, max_side, host_budget, channels_last)
     try:
         with torch.inference_mode():
             host = x.detach().to("cpu", torch.float32)
+            if channels_last:
+                host = host.contiguous(memory_format=torch.channels_last)
             out = runner.run(network, host, owned=False)
             if runner.host.stats.spilled:          # hand back RAM, not a view of disk pages
                 out = out.clone()

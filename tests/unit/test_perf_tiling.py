@@ -12,6 +12,7 @@ from backend.networks import adain as net
 from backend.perf import MemoryBudget, guard, guard_of, optimize
 from backend.perf.budget import estimate_activations, is_out_of_memory, parse_bytes
 from backend.perf.tiling import chain_geometry, plan_chain
+from tests.helpers.native import cpu_kernels
 from tests.helpers.perf import (adain_networks, cyclegan_network, pix2pix_network, psnr,
                                 smooth_image)
 
@@ -180,12 +181,19 @@ def test_estimates_grow_with_pixels_and_budget_parsing(tmp_path):
         parse_bytes("lots")
 
 
+@pytest.mark.parametrize("fast", [False, True])
 def test_layers_beyond_the_host_budget_go_to_disk_pages_with_identical_results(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, fast):
+    """fast: the optimized network runs in channels_last, and so do its whole-layer tensors,
+    in RAM and on disk pages (no transposing copies per tile)."""
+    from backend.perf.hostmem import is_channels_last
     from backend.perf.tiling import TileStats, run_layerwise
     spill = tmp_path / "spill"
     monkeypatch.setenv("STYLE_TRANSFER_SPILL_DIR", str(spill))
     network = cyclegan_network(tmp_path)
+    if fast:
+        cpu_kernels()
+        optimize(network, "cyclegan", "cpu")
     x = smooth_image(64, seed=5) * 2 - 1
     budget = 64 * 2**20
     with torch.inference_mode():
@@ -200,6 +208,7 @@ def test_layers_beyond_the_host_budget_go_to_disk_pages_with_identical_results(
     assert torch.equal(on_disk, in_ram)
     assert psnr(on_disk, expected, span=2.0) >= MIN_PSNR
     assert list(spill.iterdir()) == []                # spill files are unlinked at once
+    assert is_channels_last(in_ram) is fast
 
 
 def test_no_room_for_a_spilled_layer_is_a_clear_memory_error(tmp_path, monkeypatch):
