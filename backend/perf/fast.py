@@ -23,8 +23,7 @@ Winograd F(4x4,3x3) written with torch matmuls (unfused transforms: memory-bound
 the fused native kernel is what pays), glibc heap-only allocation to avoid page faults (no
 gain), PyTorch's transparent huge pages for large tensors (THP_MEM_ALLOC_ENABLE=1: ~5% on
 CycleGAN 1024², but the daemon's RSS then grew in 24-32 MB steps between identical job rounds),
-bf16 (AMX makes convs 7x faster but AdaIN outputs moved by up
-to 60 levels on 8-bit).
+bf16 (AMX makes convs 7x faster but AdaIN outputs moved by up to 60 levels on 8-bit).
 
 On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in with
 $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
