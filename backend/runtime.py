@@ -413,6 +413,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ status
     def status(self) -> dict[str, Any]:
+        from backend.perf import native
         with self._lock:
             models = [{"engine": m.engine, "name": m.name, "arch": m.arch, "bytes": m.nbytes,
                        "files": dict(m.paths)} for m in self._models.values()]
@@ -421,7 +422,7 @@ class Runtime:
             "device_name": _device_name(self.device),
             "threads": torch.get_num_threads(),
             "compile": self.compile,
-            "native_kernels": _native_state(self.device),
+            "native_kernels": native.describe(self.device.type),
             "models": models,
             "model_bytes": sum(m["bytes"] for m in models),
             "memory_budget": self.memory_budget,
@@ -432,16 +433,6 @@ class Runtime:
             info["cuda_allocated"] = int(torch.cuda.memory_allocated(self.device))
             info["cuda_reserved"] = int(torch.cuda.memory_reserved(self.device))
         return info
-
-
-def _native_state(device: torch.device) -> str:
-    """Whether the CPU's native kernels (Winograd convolutions) are in use, and if not why."""
-    if device.type != "cpu":
-        return f"not used on {device.type}"
-    from backend.perf import native
-    if native.kernel("cpu", build="never") is not None:
-        return "ready"
-    return native.state("cpu")
 
 
 def _checked_content(pixels: Any, what: str = "The image") -> np.ndarray:

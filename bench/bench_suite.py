@@ -47,6 +47,7 @@ import backend  # noqa: E402,F401  (puts stclient on sys.path)
 from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import FastOptions, MemoryBudget, guard, guard_of, optimize  # noqa: E402
+from backend.perf import native  # noqa: E402
 from backend.perf.flops import count_flops  # noqa: E402
 
 
@@ -503,15 +504,6 @@ def machine(device: torch.device) -> list[str]:
     return lines
 
 
-def native_state(device: torch.device) -> str:
-    if device.type != "cpu":
-        return "not used on " + device.type
-    from backend.perf import native
-    module = native.kernel("cpu", build="never")
-    return "loaded, used by the optimized runs" if module is not None else \
-        f"NOT loaded ({native.state('cpu')}): the optimized runs use PyTorch's convolutions"
-
-
 def run_script(args: list[str]) -> list[str]:
     result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                             timeout=900)
@@ -560,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                "compiled run (when --compile is given); they count the FLOPs of direct "
                "convolution, so Winograd convolutions (fewer products) can pass 100%",
                f"- native CPU kernels (Winograd 3x3, channels_last instance norm): "
-               f"{native_state(device)}", ""]
+               f"{native.describe(device.type)} (the optimized runs use them when ready)", ""]
     print("\n".join(section), flush=True)
     report += section
     engines: list[Engine] = []

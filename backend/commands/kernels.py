@@ -10,7 +10,6 @@ load then starts the build in the background.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -53,7 +52,7 @@ def run(args) -> int:
         if files.library.exists() and not args.force:
             print(f"{name}: already built ({files.library})")
             continue
-        if args.lock and not _take_lock(files.lock):
+        if args.lock and not native.take_build_lock(files):
             print(f"{name}: another build is running ({files.lock})")
             continue
         started = time.monotonic()
@@ -68,13 +67,3 @@ def run(args) -> int:
                 files.lock.unlink(missing_ok=True)
     return status
 
-
-def _take_lock(lock) -> bool:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.write(fd, f"{os.getpid()} {time.time():.0f}\n".encode())
-    os.close(fd)
-    return True

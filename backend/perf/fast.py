@@ -51,7 +51,7 @@ from torch import nn
 
 from . import native
 from .adopt import adopt
-from .winograd import KERNEL, WinogradConv2d, fuse_instance_norms, use_winograd
+from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
 PLAIN_ENV = "STYLE_TRANSFER_PLAIN"          # "1": run the networks exactly as loaded
 PRECISION_ENV = "STYLE_TRANSFER_PRECISION"  # fp32 (default) | bf16 | fp16 (CUDA only)
@@ -193,15 +193,13 @@ class FastInstanceNorm2d(nn.InstanceNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
             return super().forward(x)
-        compiling = torch.compiler.is_compiling()
-        in_place = self.inplace and not compiling and not torch.is_grad_enabled()
-        if x.dtype == torch.float32 and x.device.type == "cpu" and not compiling \
-                and x.is_contiguous(memory_format=torch.channels_last) \
-                and not (torch.is_grad_enabled() and x.requires_grad):
-            ops = native.kernel(KERNEL)
-            if ops is not None:
-                return ops.instance_norm_cl_(x, self.eps) if in_place \
-                    else ops.instance_norm_cl(x, self.eps)
+        in_place = self.inplace and not torch.compiler.is_compiling() \
+            and not torch.is_grad_enabled()
+        ops = native.cpu_ops_for(x) if x.is_contiguous(memory_format=torch.channels_last) \
+            else None
+        if ops is not None:
+            return ops.instance_norm_cl_(x, self.eps) if in_place \
+                else ops.instance_norm_cl(x, self.eps)
         var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
         scale = torch.rsqrt(var + self.eps)
         if in_place:
@@ -215,29 +213,17 @@ _FRESH_OUTPUT = (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d, nn.BatchNorm2
                  nn.Upsample, nn.MaxPool2d)
 
 
-def _inplace_activations(seq: nn.Sequential) -> int:
-    """ReLU/LeakyReLU right after a layer that allocates its output can work in place."""
+def _inplace_after_fresh(seq: nn.Sequential, kinds: tuple[type, ...]) -> int:
+    """Layers of `kinds` (each with an `inplace` switch) right after a layer that allocates its
+    output can overwrite that output: no second tensor, whose first touch costs more on the CPU
+    than a ReLU's or a normalisation's arithmetic."""
     names = list(seq._modules)
     changed = 0
     for before, name in zip(names, names[1:]):
-        act = seq._modules[name]
-        if type(act) in (nn.ReLU, nn.LeakyReLU) and not act.inplace \
+        layer = seq._modules[name]
+        if type(layer) in kinds and not layer.inplace \
                 and isinstance(seq._modules[before], _FRESH_OUTPUT):
-            act.inplace = True
-            changed += 1
-    return changed
-
-
-def _inplace_norms(seq: nn.Sequential) -> int:
-    """A FastInstanceNorm2d right after a layer that allocates its output can overwrite it
-    (on the CPU a fresh activation tensor costs more than the normalisation's arithmetic)."""
-    names = list(seq._modules)
-    changed = 0
-    for before, name in zip(names, names[1:]):
-        norm = seq._modules[name]
-        if isinstance(norm, FastInstanceNorm2d) and not norm.inplace \
-                and isinstance(seq._modules[before], _FRESH_OUTPUT):
-            norm.inplace = True
+            layer.inplace = True
             changed += 1
     return changed
 
@@ -300,11 +286,11 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     if use_winograd_kernel is None:
         # a compiled graph is built once, so it can only hold the kernel if it is there now
         use_winograd_kernel = device.type == "cpu" and native.enabled() and \
-            (not use_compile or native.kernel(KERNEL) is not None)
+            (not use_compile or native.kernel(native.CPU_LIBRARY) is not None)
     if use_winograd_kernel and device.type == "cpu":
         report.winograd_convs = use_winograd(network)
         if report.winograd_convs:
-            native.kernel(KERNEL)       # loads it, or starts its one-off background build
+            native.kernel(native.CPU_LIBRARY)   # loads it, or starts its one-off build
         if use_compile:
             for module in network.modules():
                 if isinstance(module, WinogradConv2d):
@@ -325,7 +311,8 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     for module in list(network.modules()):
         if isinstance(module, nn.Sequential):
             if inplace:
-                report.inplace_activations += _inplace_activations(module)
+                report.inplace_activations += _inplace_after_fresh(module,
+                                                                   (nn.ReLU, nn.LeakyReLU))
         if subpixel:
             report.subpixel_transposed += _swap_children(
                 module, SubpixelConvTranspose2d.applies, SubpixelConvTranspose2d.from_module)
@@ -338,7 +325,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
         if inplace:
             for module in list(network.modules()):
                 if isinstance(module, nn.Sequential):
-                    report.inplace_norms += _inplace_norms(module)
+                    report.inplace_norms += _inplace_after_fresh(module, (FastInstanceNorm2d,))
     if use_cl:
         network.to(memory_format=torch.channels_last)
         report.channels_last = True

@@ -50,8 +50,9 @@ NATIVE_ENV = "STYLE_TRANSFER_NATIVE"      # "0": never build or load native kern
 CACHE_ENV = "STYLE_TRANSFER_CACHE"        # cache folder (default ~/.cache/style-transfer)
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
+CPU_LIBRARY = "cpu"          # the one library: Winograd convolution + instance norm
 # library name -> its C++ sources (compiled and linked into one Python extension module)
-SOURCES = {"cpu": ("module.cpp", "winograd.cpp", "instance_norm.cpp")}
+SOURCES = {CPU_LIBRARY: ("module.cpp", "winograd.cpp", "instance_norm.cpp")}
 HEADERS = ("kernels.h",)
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)
@@ -117,8 +118,9 @@ class KernelFiles:
 def compiler() -> Optional[str]:
     """The C++ compiler a build would use (None: cannot build here)."""
     for candidate in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
+        found = shutil.which(candidate) if candidate else None
+        if found:
+            return found
     return None
 
 
@@ -198,6 +200,18 @@ def _write(path: Path, text: str) -> None:
     staged = path.with_name(path.name + f".{os.getpid()}.tmp")
     staged.write_text(text, encoding="utf-8")
     os.replace(staged, path)
+
+
+def take_build_lock(files: KernelFiles) -> bool:
+    """Create the build lock (holding this pid) unless it exists: one build at a time."""
+    files.lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(files.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{os.getpid()} {time.time():.0f}\n".encode())
+    os.close(fd)
+    return True
 
 
 def _build_running(files: KernelFiles) -> bool:
@@ -291,3 +305,22 @@ def state(name: str) -> str:
     if slot is None:
         return "not loaded"
     return slot.state
+
+
+def describe(device_type: str = "cpu") -> str:
+    """For status displays: "ready" when the CPU library is in use, else why not."""
+    if device_type != "cpu":
+        return f"not used on {device_type}"
+    if kernel(CPU_LIBRARY, build="never") is not None:
+        return "ready"
+    return state(CPU_LIBRARY)
+
+
+def cpu_ops_for(x) -> Optional[ModuleType]:
+    """The CPU library if its kernels may run on tensor `x` (float32 on the CPU, outside autograd
+    and outside a torch.compile trace) and it is loaded; None means: use PyTorch's operator."""
+    import torch
+    if x.dtype != torch.float32 or x.device.type != "cpu" or torch.compiler.is_compiling() \
+            or (torch.is_grad_enabled() and x.requires_grad):
+        return None
+    return kernel(CPU_LIBRARY)

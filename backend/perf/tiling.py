@@ -31,7 +31,6 @@ from torch import nn
 from . import native
 from .budget import WORKSPACE_FACTOR, MemoryBudget, estimate_activations
 from .hostmem import HostArena, is_channels_last
-from .winograd import KERNEL
 
 MIN_TILE = 16
 # CPU: share of the budget for one convolution tile's working set (the rest holds whole
@@ -437,9 +436,8 @@ class LayerwiseRunner:
               weight: torch.Tensor | None, bias: torch.Tensor | None,
               running: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
         """Statistics over the whole tensor, then normalise (in place when allowed)."""
-        if running is None and weight is None and dims == (2, 3) and is_channels_last(x) \
-                and x.dtype == torch.float32:
-            ops = native.kernel(KERNEL)       # PyTorch reduces channels_last tensors slowly
+        if running is None and weight is None and dims == (2, 3) and is_channels_last(x):
+            ops = native.cpu_ops_for(x)       # PyTorch reduces channels_last tensors slowly
             if ops is not None:
                 y = x if owned else self.host.copy(x)
                 return ops.instance_norm_cl_(y, eps)

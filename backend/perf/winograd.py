@@ -28,7 +28,6 @@ from torch import nn
 from . import native
 from .adopt import adopt
 
-KERNEL = "cpu"          # the native library (native.SOURCES)
 CHANNEL_BLOCK = 16
 # Below 32 channels in or out the kernel does not pay: 16->16 at 1024² took 38 ms against 33 ms
 # for oneDNN's direct channels_last convolution; 32->32 at 512²: 16 vs 22 ms; 64->64: 38 vs 69.
@@ -76,6 +75,7 @@ class WinogradConv2d(nn.Conv2d):
         new.register_buffer("winograd_weight", None, persistent=False)
         new._source_version = (-1, -1)
         new.norm_eps = None
+        new._compiled_kernel = False
         return new
 
     def _transformed(self) -> torch.Tensor:
@@ -86,26 +86,24 @@ class WinogradConv2d(nn.Conv2d):
             self._source_version = key
         return self.winograd_weight
 
-    def _kernel_applies(self, x: torch.Tensor, pad: int) -> bool:
-        if x.dim() != 4 or x.dtype != torch.float32 or x.device.type != "cpu" \
-                or self.weight.dtype != torch.float32:
-            return False
-        if torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return False
+    def _kernel_for(self, x: torch.Tensor, pad: int):
+        """The loaded native library if it can compute this call, else None."""
+        if x.dim() != 4 or self.weight.dtype != torch.float32 \
+                or (torch.is_grad_enabled() and self.weight.requires_grad):
+            return None
         h, w = x.shape[-2:]
         if h + 2 * pad < 3 or w + 2 * pad < 3:
-            return False
+            return None
         if pad and self.padding_mode == "reflect" and (h < 2 or w < 2):
-            return False
-        return True
+            return None
+        return native.cpu_ops_for(x)
 
     def valid_conv(self, x: torch.Tensor) -> torch.Tensor:
         """This convolution without its padding, on an input that already carries it (a tile
         with its halo, as the layer-by-layer tiler gathers them)."""
-        if self._kernel_applies(x, pad=0):
-            ops = native.kernel(KERNEL)
-            if ops is not None:
-                return self._run(ops, x, 0)
+        ops = self._kernel_for(x, pad=0)
+        if ops is not None:
+            return self._run(ops, x, 0)
         return F.conv2d(x, self.weight, self.bias)
 
     def _run(self, ops, x: torch.Tensor, pad: int) -> torch.Tensor:
@@ -122,25 +120,20 @@ class WinogradConv2d(nn.Conv2d):
         self._compiled_kernel = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_compiled_kernel", False) and torch.compiler.is_compiling():
+        if self._compiled_kernel and torch.compiler.is_compiling():
             bias = self.bias if self.bias is not None else x.new_empty(0)
             y = compiled_op()(x, self.winograd_weight, bias, self.padding[0],
                               self.padding_mode == "reflect",
                               chunk_for(self.in_channels, self.out_channels))
-            return y if self.norm_eps is None else F.instance_norm(y, eps=self.norm_eps)
-        ops = native.kernel(KERNEL) if self._kernel_applies(x, pad=self.padding[0]) else None
-        if ops is not None:
-            y = self._run(ops, x, self.padding[0])
-            if self.norm_eps is not None:        # normalise the fresh output where it lies
-                ops.instance_norm_cl_(y, self.norm_eps)
-            return y
-        if self.padding_mode == "reflect" and self.padding != (0, 0):
-            y = F.conv2d(F.pad(x, self._reversed_padding_repeated_twice, mode="reflect"),
-                         self.weight, self.bias)
         else:
-            y = F.conv2d(x, self.weight, self.bias, padding=self.padding)
+            ops = self._kernel_for(x, pad=self.padding[0])
+            if ops is not None:
+                y = self._run(ops, x, self.padding[0])
+                if self.norm_eps is not None:    # normalise the fresh output where it lies
+                    ops.instance_norm_cl_(y, self.norm_eps)
+                return y
+            y = super().forward(x)               # nn.Conv2d's own padding and convolution
         return y if self.norm_eps is None else F.instance_norm(y, eps=self.norm_eps)
-
 
 def fuse_instance_norms(network: nn.Module) -> int:
     """A WinogradConv2d followed by an InstanceNorm2d without affine parameters or running
@@ -174,7 +167,7 @@ def compiled_op():
         @torch.library.custom_op("style_transfer::winograd_conv3x3", mutates_args=())
         def winograd_conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, pad: int,
                              reflect: bool, chunk: int) -> torch.Tensor:
-            ops = native.kernel(KERNEL, build="never")
+            ops = native.kernel(native.CPU_LIBRARY, build="never")
             if ops is None:
                 raise RuntimeError("the native kernel library is not loaded")
             return ops.winograd_conv3x3(x.contiguous(memory_format=torch.channels_last), u,

@@ -162,9 +162,7 @@ def _add_filter_arguments(procedure: Gimp.ImageProcedure, engine: str) -> None:
                                "result is scaled back. Smaller is faster on big layers.",
                                0, 16384, 0, RW)
     colour = next(spec for spec in option_specs(engine) if spec.name == "color_output")
-    procedure.add_boolean_argument("color-output", "_Colour result on grey images",
-                                   "Grey image: convert it to RGB and add the result in colour "
-                                   "(off: the result is made grey like the image)",
+    procedure.add_boolean_argument("color-output", "_Colour result on grey images", colour.help,
                                    bool(colour.default), RW)
     _add_endpoint(procedure)
     procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False, RW)
