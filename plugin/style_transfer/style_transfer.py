@@ -22,12 +22,10 @@ happens in the daemon (`python -m backend serve`), which the client starts when 
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# GIMP runs this file as a script, so its folder (with stclient/ and stgimp/) is sys.path[0].
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
