@@ -1,23 +1,28 @@
-"""The one definition of every engine option: name, type, default, range and help text.
+"""Engine options: name, type, default, range, help text and GIMP widget, defined once.
 
-The CLI builds its flags from these, the daemon validates requests with them and sends them in its
-`models` reply, and the plug-in builds its dialogs from that reply. Standard library only.
+Each engine's card (stclient/cards/<engine>.py) lists its OptionSpecs; the CLI builds its flags
+from them, the daemon validates requests with them and sends them in its `models` reply, and the
+plug-in builds its procedure arguments and dialogs from them. Standard library only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable
 
 from .errors import BAD_REQUEST, StyleTransferError
 
-ENGINES = ("adain", "cyclegan", "pix2pix", "mixgan")
+OPTION_KINDS = ("bool", "int", "float", "choice", "floats")
 
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One engine option. `kind` is bool, int, float, choice or floats (a list of floats)."""
+    """One engine option. `kind` is bool, int, float, choice or floats (a list of floats).
+
+    GIMP (for the options a card's `gimp_arguments` names): `label` is the dialog label (with a
+    _mnemonic), `widget` "scale" for a slider instead of a spin button, and `choice_labels` the
+    words shown for `choices`."""
 
     name: str
     kind: str
@@ -26,15 +31,24 @@ class OptionSpec:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    label: str = ""
+    widget: str = ""
+    choice_labels: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
         """Command-line flag, e.g. --preserve-color."""
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def gimp_name(self) -> str:
+        """GIMP procedure argument name, e.g. preserve-color."""
+        return self.name.replace("_", "-")
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["choices"] = list(self.choices)
+        data["choice_labels"] = list(self.choice_labels)
         return data
 
     def validate(self, value: Any) -> Any:
@@ -73,93 +87,38 @@ class OptionSpec:
         return number
 
 
-WORKING_SIZE = OptionSpec(
-    "working_size", "int", 0,
-    "Longest side the network runs at (0 = the image's own size); the result is scaled back.",
-    minimum=0, maximum=16384)
-
-
-def _color_output(default: bool) -> OptionSpec:
-    return OptionSpec(
-        "color_output", "bool", default,
-        "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
-        "off: the result is turned back into grey like its input.")
-
-
-ENGINE_OPTIONS: dict[str, tuple[OptionSpec, ...]] = {
-    "adain": (
-        OptionSpec("alpha", "float", 1.0,
-                   "Style strength: 0 keeps the content, 1 is full style.", 0.0, 1.0),
-        OptionSpec("style_weights", "floats", [1.0],
-                   "Weights of several styles (normalised to sum 1).", 0.0, 1e6),
-        OptionSpec("preserve_color", "bool", False,
-                   "Keep the content's colours (recolour the style first)."),
-        OptionSpec("color_method", "choice", "reference",
-                   "How colours are kept: 'reference' (the paper's colour transfer) or "
-                   "'luminance' (stylize luminance only).", choices=("reference", "luminance")),
-        OptionSpec("style_size", "int", 0,
-                   "Longest side the style image is scaled to before encoding (0 = its own size).",
-                   0, 16384),
-        OptionSpec("mask_mode", "choice", "soft",
-                   "How a mask combines the styles: 'soft' blends where the mask is between 0 "
-                   "and 1, 'hard' switches at 0.5 (as the original release).",
-                   choices=("soft", "hard")),
-        WORKING_SIZE,
-        _color_output(False),
-    ),
-    "cyclegan": (WORKING_SIZE, _color_output(False)),
-    "pix2pix": (
-        OptionSpec("norm", "choice", "image",
-                   "Batch-norm statistics: 'image' (the image's own, as the reference test) or "
-                   "'running' (the stored training statistics).", choices=("image", "running")),
-        OptionSpec("seed", "int", -1,
-                   "Seed for dropout variation (-1 = deterministic, dropout off).", -1, 2**31 - 1),
-        WORKING_SIZE,
-        _color_output(False),
-    ),
-    "mixgan": (
-        OptionSpec("seed", "int", 0, "Seed for sampling new images.", 0, 2**31 - 1),
-        WORKING_SIZE,
-        # MIXGAN's content domain is grey and its point is the style's colour
-        _color_output(True),
-    ),
-}
-
-
-def option_specs(engine: str) -> tuple[OptionSpec, ...]:
-    if engine not in ENGINE_OPTIONS:
-        raise StyleTransferError(
-            BAD_REQUEST, f"Unknown engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    return ENGINE_OPTIONS[engine]
-
-
-def resolve_options(engine: str, given: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate `given` against the engine's specs and fill in defaults. Unknown names are errors."""
-    specs = {spec.name: spec for spec in option_specs(engine)}
+def resolve(specs: Iterable[OptionSpec], given: dict[str, Any] | None,
+            owner: str) -> dict[str, Any]:
+    """Validate `given` against `specs` and fill in defaults. Unknown names are errors."""
+    by_name = {spec.name: spec for spec in specs}
     given = dict(given or {})
-    unknown = sorted(set(given) - set(specs))
+    unknown = sorted(set(given) - set(by_name))
     if unknown:
         raise StyleTransferError(
             BAD_REQUEST,
-            f"Unknown option(s) for {engine}: {', '.join(unknown)}; "
-            f"known: {', '.join(sorted(specs))}.")
-    resolved: dict[str, Any] = {}
-    for name, spec in specs.items():
-        resolved[name] = spec.validate(given[name]) if name in given else _copy(spec.default)
-    return resolved
+            f"Unknown option(s) for {owner}: {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(by_name))}.")
+    return {name: spec.validate(given[name]) if name in given else _copy(spec.default)
+            for name, spec in by_name.items()}
 
 
 def _copy(value: Any) -> Any:
     return list(value) if isinstance(value, list) else value
 
 
-@dataclass
-class EngineOptions:
-    """Engine name plus its resolved options, as carried by requests."""
+# ------------------------------------------------------------------ options several cards share
 
-    engine: str
-    values: dict[str, Any] = field(default_factory=dict)
+WORKING_SIZE = OptionSpec(
+    "working_size", "int", 0,
+    "Longest side the network runs at (0 = the image's own size); the result is scaled back. "
+    "Smaller is faster on big layers.",
+    minimum=0, maximum=16384, label="_Working size")
 
-    @classmethod
-    def resolve(cls, engine: str, given: dict[str, Any] | None) -> "EngineOptions":
-        return cls(engine, resolve_options(engine, given))
+
+def color_output(default: bool) -> OptionSpec:
+    """Colour results on grey images (on by default where the style's colour is the point)."""
+    return OptionSpec(
+        "color_output", "bool", default,
+        "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
+        "off: the result is turned back into grey like its input.",
+        label="_Colour result on grey images")

@@ -27,7 +27,7 @@ import zmq
 
 from backend import PROTOCOL_VERSION, __version__
 from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
-from stclient.options import ENGINE_OPTIONS
+from stclient import registry
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
                                SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
@@ -337,8 +337,8 @@ class DaemonServer:
 
     def models(self) -> dict[str, Any]:
         from backend.modelstore.registry import list_models
-        engines = {engine: [spec.to_json() for spec in specs]
-                   for engine, specs in ENGINE_OPTIONS.items()}
+        engines = {name: [spec.to_json() for spec in card.options]
+                   for name, card in registry.cards().items()}
         models = []
         for info in list_models(self.config.models_dir):
             entry = info.to_json()

@@ -24,9 +24,8 @@ from backend.perf.fast import is_compiled
 
 
 class GeneratorEngine(Engine):
-    """An engine whose model is a single generator network."""
+    """An engine whose model is a single generator network (the card's role "generator")."""
 
-    roles = ("generator",)
     min_side = 8
 
     def load(self, paths: Mapping[str, Path], device: torch.device,

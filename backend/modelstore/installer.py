@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+from stclient.registry import card as engine_card
 from stclient.errors import BAD_CHECKPOINT, BAD_REQUEST, UNKNOWN_MODEL, StyleTransferError
 
 from .download import DownloadError, RetryPolicy, copy_local, fetch_url, sha256_file
@@ -315,7 +316,9 @@ def _verify_info(info: ModelInfo, registry: ModelRegistry, stamps: "Stamps",
     archs = []
     for file in info.files:
         path = info.paths[file.role]
-        arch = entry.file_arch(file) if entry else (info.arch if file.role != "vgg" else None)
+        # a user model's `arch` names its own file's layout, not a shared file's
+        own = engine_card(info.engine).main_role.name
+        arch = entry.file_arch(file) if entry else (info.arch if file.role == own else None)
         archs.append(check_file(path, info.name, info.engine, file, arch, stamps, deep=deep))
     return archs
 

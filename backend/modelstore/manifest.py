@@ -14,18 +14,10 @@ from typing import Any, Optional
 
 from backend import PROJECT_ROOT
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from stclient.options import ENGINES
+from stclient import registry
 
 MODELS_DIR_ENV = "STYLE_TRANSFER_MODELS_DIR"
 MANIFEST_ENV = "STYLE_TRANSFER_MANIFEST"
-
-# Which checkpoint files (roles) a model of each engine is made of.
-ENGINE_ROLES: dict[str, tuple[str, ...]] = {
-    "adain": ("vgg", "decoder"),
-    "cyclegan": ("generator",),
-    "pix2pix": ("generator",),
-    "mixgan": ("generator",),
-}
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -145,14 +137,16 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
             raise fail(f"model {name!r} is listed twice")
         seen.add(name)
         engine = raw.get("engine")
-        if engine not in ENGINES:
+        if engine not in registry.engine_names():
             raise fail(f"model {name!r} has unknown engine {engine!r}")
+        engine_roles = registry.card(engine).role_names
         bundled = bool(raw.get("bundled", False))
-        files = tuple(_parse_file(f, name, engine, bundled, fail) for f in raw.get("files") or [])
+        files = tuple(_parse_file(f, name, engine_roles, bundled, fail)
+                      for f in raw.get("files") or [])
         roles = sorted(f.role for f in files)
-        if roles != sorted(ENGINE_ROLES[engine]):
+        if roles != sorted(engine_roles):
             raise fail(f"model {name!r} ({engine}) needs files with roles "
-                       f"{', '.join(ENGINE_ROLES[engine])}, has {', '.join(roles) or 'none'}")
+                       f"{', '.join(engine_roles)}, has {', '.join(roles) or 'none'}")
         entries.append(ManifestEntry(
             name=name, engine=engine, arch=raw.get("arch"),
             display_name=str(raw.get("display_name") or name),
@@ -163,12 +157,13 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
     return entries
 
 
-def _parse_file(raw: Any, name: str, engine: str, bundled: bool, fail) -> ModelFile:
+def _parse_file(raw: Any, name: str, engine_roles: tuple[str, ...], bundled: bool,
+                fail) -> ModelFile:
     if not isinstance(raw, dict):
         raise fail(f"model {name!r} has a file entry that is not an object")
     role, filename = raw.get("role"), raw.get("filename")
-    if role not in ENGINE_ROLES[engine]:
-        raise fail(f"model {name!r}: role {role!r} is not one of {ENGINE_ROLES[engine]}")
+    if role not in engine_roles:
+        raise fail(f"model {name!r}: role {role!r} is not one of {engine_roles}")
     if not isinstance(filename, str) or not NAME_PATTERN.fullmatch(filename):
         raise fail(f"model {name!r}: invalid filename {filename!r}")
     url, sha256, path = raw.get("url"), raw.get("sha256"), raw.get("path")

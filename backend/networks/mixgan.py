@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stclient.errors import BAD_CHECKPOINT, StyleTransferError
+
 ARCHS = ("paper", "conv")
 PRIORS = ("gaussian",)
 FORMAT = "mixgan"
@@ -340,3 +342,20 @@ def detect_arch(data: dict[str, Any]) -> str:
     if has_fc != (arch == "paper"):
         raise ValueError(f"MIXGAN checkpoint says arch {arch!r} but its weights say otherwise")
     return arch
+
+
+class MixganCheckpointFormat:
+    """MIXGAN files carry {'meta', 'state_dict'}: the architecture comes from the meta, checked
+    against the keys (registered for the card's role format "mixgan")."""
+
+    def architecture(self, path: str | Path) -> str:
+        try:
+            return detect_arch(read_checkpoint(path))
+        except Exception as error:  # ValueError/KeyError/UnpicklingError from a foreign file
+            lines = str(error).strip().splitlines()
+            raise StyleTransferError(
+                BAD_CHECKPOINT, f"{Path(path).name} is not a MIXGAN checkpoint: "
+                                f"{lines[0][:200] if lines else type(error).__name__}") from None
+
+
+CHECKPOINT_FORMATS = {FORMAT: MixganCheckpointFormat()}

@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stclient import registry
+
 from . import native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
@@ -255,11 +257,13 @@ class OptimizeReport:
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
 
 
-# Measured on the CPU machine (bench/bench_suite.py); on CUDA channels_last is cuDNN's fast
-# layout. channels_last paid for the AdaIN
-# networks (1.2-1.5x); for CycleGAN it did not (0.98-1.04x with FastInstanceNorm2d, 0.88x
-# without, vs 1.08x for NCHW + sub-pixel transposed convs); it slowed pix2pix.
-_CHANNELS_LAST_CPU = {"adain": True, "cyclegan": False, "pix2pix": False, "mixgan": False}
+# Whether channels_last pays on the CPU without the native kernel is the engine card's
+# `perf.channels_last_cpu` (measured with bench/bench_suite.py: 1.2-1.5x for the AdaIN networks;
+# 0.98-1.04x for CycleGAN with FastInstanceNorm2d, 0.88x without, vs 1.08x for NCHW + sub-pixel
+# transposed convs; it slowed pix2pix). On CUDA channels_last is cuDNN's fast layout.
+def _channels_last_cpu(engine: str) -> bool:
+    return engine in registry.engine_names() and registry.card(engine).perf.channels_last_cpu
+
 
 
 def optimize(network: nn.Module, engine: str, device: torch.device | str,
@@ -298,7 +302,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     use_cl = options.channels_last
     if use_cl is None:
         # the Winograd kernel reads and writes channels_last: keep the whole network in it
-        use_cl = device.type == "cuda" or _CHANNELS_LAST_CPU.get(engine, False) \
+        use_cl = device.type == "cuda" or _channels_last_cpu(engine) \
             or report.winograd_convs > 0
     # Under torch.compile Inductor fuses activations itself, and the sub-pixel module's weight
     # cache check (data_ptr/_version) would break the graph: measured, a second compiled network

@@ -18,7 +18,7 @@ from backend import PROJECT_ROOT
 from backend.daemon.images import array_to_frame, frame_to_array
 from backend.engines.job import StylizeJob
 from stclient.errors import Cancelled, StyleTransferError
-from stclient.options import resolve_options
+from stclient.registry import resolve_options
 
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
