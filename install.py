@@ -709,15 +709,36 @@ DEMO_CONTENT = "examples/content"
 
 
 def demo_plan(models: List[dict]) -> List[dict]:
-    """One installed model per engine (recommended first); pix2pix is left out because its
-    models expect special inputs (edge maps, label maps) rather than photos."""
+    """One installed model per engine whose card has demo runs (its default model, then the
+    recommended ones first); engines without (pix2pix: its models expect edge or label maps,
+    not photos) are left out."""
+    from stclient import registry  # the project's own package: standard library only
+
     chosen: List[dict] = []
-    for engine in ("adain", "cyclegan", "mixgan"):
+    for engine, card in registry.cards().items():
+        if not card.demo_runs:
+            continue
         candidates = [m for m in models if m["engine"] == engine and m["installed"]]
-        candidates.sort(key=lambda m: (not m.get("recommended"), m.get("source") == "user"))
+        candidates.sort(key=lambda m: (m["name"] != card.default_model,
+                                       not m.get("recommended"), m.get("source") == "user"))
         if candidates:
             chosen.append(candidates[0])
     return chosen
+
+
+def demo_runs(engine: str, styles: List[Path]) -> List[List[str]]:
+    """The extra `stylize` arguments of each demo run of `engine` ("{style}": once per example
+    style image; no run when such an engine has no style image to use)."""
+    from stclient import registry
+
+    runs: List[List[str]] = []
+    for template in registry.card(engine).demo_runs:
+        if any("{style}" in word for word in template):
+            runs += [[word.replace("{style}", str(style)) for word in template]
+                     for style in styles]
+        else:
+            runs.append(list(template))
+    return runs
 
 
 def run_demo(python: Path, out_dir: Path) -> int:
@@ -742,21 +763,20 @@ def run_demo(python: Path, out_dir: Path) -> int:
     say("Demo: stylizing the example images with " + ", ".join(m["name"] for m in plan) + " ...")
     failures = 0
     for model in plan:
-        target = out_dir / model["name"]
-        args = ["stylize", *[str(p) for p in content], "-o", str(target),
-                "--engine", model["engine"], "--model", model["name"]]
-        if model["engine"] == "adain":
-            if not styles:
+        runs = demo_runs(model["engine"], styles)
+        for index, extra in enumerate(runs):
+            target = out_dir / model["name"] / (f"{index + 1}" if len(runs) > 1 else "")
+            args = ["stylize", *[str(p) for p in content], "-o", str(target) + os.sep,
+                    "--engine", model["engine"], "--model", model["name"], *extra]
+            started = time.monotonic()
+            result = backend_run(python, args, capture=True)
+            if result.returncode != 0:
+                failures += 1
+                warn(f"demo with {model['name']} failed:\n"
+                     f"{(result.stderr or result.stdout).strip()}")
                 continue
-            args += ["--style", str(styles[0])]
-        started = time.monotonic()
-        result = backend_run(python, args, capture=True)
-        if result.returncode != 0:
-            failures += 1
-            warn(f"demo with {model['name']} failed:\n{(result.stderr or result.stdout).strip()}")
-            continue
-        say(f"  {model['name']}: {len(content)} image(s) -> {target} "
-            f"({time.monotonic() - started:.1f} s)")
+            say(f"  {model['name']} {' '.join(Path(w).name for w in extra)}: {len(content)} "
+                f"image(s) -> {target} ({time.monotonic() - started:.1f} s)".replace("  :", ":"))
     if not failures:
         say(f"Demo results are in {out_dir}")
     if not any(m["source"] == "manifest" for m in plan):

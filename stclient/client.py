@@ -129,10 +129,12 @@ class Client:
                on_progress: Optional[ProgressCallback] = None,
                cancel_event: Optional[threading.Event] = None,
                should_cancel: Optional[Callable[[], bool]] = None,
-               deadline_s: Optional[float] = None) -> tuple[list[ImageFrame], dict[str, Any]]:
-        """MIXGAN: `count` new images from the model's prior, reproducible with `seed`."""
+               deadline_s: Optional[float] = None,
+               engine: Optional[str] = None) -> tuple[list[ImageFrame], dict[str, Any]]:
+        """`count` new images from the model's prior, reproducible with `seed` (engines whose
+        card can sample; `engine` None: the one that can)."""
         request = SampleRequest(model=model, count=count, seed=seed, options=dict(options or {}),
-                                deadline_s=deadline_s)
+                                deadline_s=deadline_s, engine=engine)
         result = self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel))
         return result.images, result.data
 

@@ -20,21 +20,18 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
+from stclient import registry  # noqa: E402
 from stclient.errors import StyleTransferError  # noqa: E402
 
-from .filters import ENGINE_TITLES, make_client  # noqa: E402
+from .filters import make_client  # noqa: E402
 
 # Automated UI tests (tests/gimp, under Xvfb) cannot click: with this variable set to "ok" or
 # "cancel", a dialog describes itself on stderr and answers itself once it is on screen.
 AUTORESPOND_ENV = "STYLE_TRANSFER_TEST_DIALOG_RESPONSE"
 
-FILTER_FIELDS = {
-    "adain": ["style-file", "style-layer", "style2-file", "style-weight", "alpha",
-              "preserve-color", "use-selection"],
-    "cyclegan": [],
-    "pix2pix": ["norm"],
-    "mixgan": [],
-}
+# Arguments a filter dialog never shows as fields: the model has its own box (a typed name only
+# when nothing is installed), the colour choice appears on grey images only.
+NOT_FIELDS = ("model", "working-size", "color-output")
 
 
 def _fetch_models(endpoint: str) -> tuple[list[dict[str, Any]], Optional[str]]:
@@ -71,7 +68,7 @@ def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
                       lambda widget: config.set_property("model", widget.get_active_id() or ""))
         box.pack_start(combo, False, False, 0)
     else:
-        text = problem or f"No {ENGINE_TITLES[engine]} model is installed."
+        text = problem or f"No {registry.card(engine).title} model is installed."
         box.pack_start(_label(text + " Type a model name below or install one."), False, False, 0)
     if missing:
         lines = [f"{m.get('display_name') or m['name']}: "
@@ -102,12 +99,14 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     """True when the user pressed OK."""
     GimpUi.init(procedure.get_name())
     models, problem = _fetch_models(config.get_property("endpoint") or "")
-    dialog = GimpUi.ProcedureDialog.new(procedure, config,
-                                        f"Style Transfer: {ENGINE_TITLES[engine]}")
+    card = registry.card(engine)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, f"Style Transfer: {card.title}")
     box, has_combo, shown = _model_box(config, engine, models, problem)
     grey = image is not None and image.get_base_type() == Gimp.ImageBaseType.GRAY
-    fields = list(FILTER_FIELDS[engine]) + ["working-size"] + (["color-output"] if grey else []) \
-        + ([] if has_combo else ["model"])
+    fields = [name for name in card.gimp_arguments if name not in NOT_FIELDS]
+    fields += [name for name in ("working-size",) if name in card.gimp_arguments]
+    fields += ["color-output"] if grey and "color-output" in card.gimp_arguments else []
+    fields += [] if has_combo else ["model"]
     dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)
@@ -119,16 +118,17 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
     fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-              "preserve-color", "recursive", "overwrite"]
+              "preserve-color", "working-size", "recursive", "overwrite"]
     dialog.fill(fields)
     return _run(dialog, {"fields": fields})
 
 
-def sample_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
+def sample_dialog(procedure: Gimp.Procedure, config: Any, engine: str) -> bool:
     GimpUi.init(procedure.get_name())
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: MIXGAN Samples")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config,
+                                        f"Style Transfer: {registry.card(engine).title} Samples")
     models, problem = _fetch_models(config.get_property("endpoint") or "")
-    box, has_combo, shown = _model_box(config, "mixgan", models, problem)
+    box, has_combo, shown = _model_box(config, engine, models, problem)
     fields = ["count", "seed"] + ([] if has_combo else ["model"])
     dialog.fill(fields)
     content = dialog.get_content_area()
