@@ -6,7 +6,6 @@ Standard library only: listing models must not import torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,22 +14,21 @@ from typing import Any, Optional
 from backend import PROJECT_ROOT
 from stclient.errors import BAD_REQUEST, StyleTransferError
 from stclient import registry
+from stclient import settings
 
-MODELS_DIR_ENV = "STYLE_TRANSFER_MODELS_DIR"
-MANIFEST_ENV = "STYLE_TRANSFER_MANIFEST"
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def default_models_dir() -> Path:
-    """The folder installed weights live in: $STYLE_TRANSFER_MODELS_DIR or the project's models/."""
-    value = os.environ.get(MODELS_DIR_ENV)
+    """The folder installed weights live in: the `models_dir` setting or the project's models/."""
+    value = settings.current().models_dir
     return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "models"
 
 
 def default_manifest_path() -> Path:
-    value = os.environ.get(MANIFEST_ENV)
+    value = settings.current().manifest
     return (Path(value).expanduser().resolve() if value
             else PROJECT_ROOT / "models" / "manifest.json")
 

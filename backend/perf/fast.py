@@ -41,7 +41,6 @@ networks run eagerly, with a warning.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -49,15 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stclient import registry
+from stclient import registry, settings
 
 from . import native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
-PLAIN_ENV = "STYLE_TRANSFER_PLAIN"          # "1": run the networks exactly as loaded
-PRECISION_ENV = "STYLE_TRANSFER_PRECISION"  # fp32 (default) | bf16 | fp16 (CUDA only)
-COMPILE_ENV = "STYLE_TRANSFER_COMPILE"      # "1": torch.compile the forward passes
+PLAIN_ENV = settings.ENV["plain"]           # "1": run the networks exactly as loaded
+COMPILE_ENV = settings.ENV["compile"]       # "1": torch.compile the forward passes
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +73,12 @@ class FastOptions:
     winograd: Optional[bool] = None         # None: on the CPU unless $STYLE_TRANSFER_NATIVE=0
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def plain_requested() -> bool:
-    return _env_flag(PLAIN_ENV)
+    return settings.current().plain
 
 
 def compile_requested() -> bool:
-    return _env_flag(COMPILE_ENV)
+    return settings.current().compile
 
 
 # ----------------------------------------------------------------------------- conv modules
@@ -279,7 +273,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     device = torch.device(device)
     if plain is None:
         plain = plain_requested()
-    options = options or FastOptions(precision=os.environ.get(PRECISION_ENV, "fp32") or "fp32")
+    options = options or FastOptions(precision=settings.current().precision)
     report = OptimizeReport(engine, str(device), bool(plain))
     network._perf_report = report  # type: ignore[attr-defined]
     if plain:

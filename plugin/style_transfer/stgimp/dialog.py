@@ -9,7 +9,6 @@ the command that installs them) and writes the chosen name into the `model` argu
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, Optional
 
@@ -20,14 +19,14 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
-from stclient import registry  # noqa: E402
+from stclient import registry, settings  # noqa: E402
 from stclient.errors import StyleTransferError  # noqa: E402
 
 from .filters import make_client  # noqa: E402
 
 # Automated UI tests (tests/gimp, under Xvfb) cannot click: with this variable set to "ok" or
 # "cancel", a dialog describes itself on stderr and answers itself once it is on screen.
-AUTORESPOND_ENV = "STYLE_TRANSFER_TEST_DIALOG_RESPONSE"
+AUTORESPOND_ENV = settings.ENV["test_dialog_response"]
 
 # Arguments a filter dialog never shows as fields: the model has its own box (a typed name only
 # when nothing is installed), the colour choice appears on grey images only.
@@ -139,7 +138,7 @@ def sample_dialog(procedure: Gimp.Procedure, config: Any, engine: str) -> bool:
 
 def _run(dialog: Any, shown: dict[str, Any]) -> bool:
     """Run a ProcedureDialog: True for OK. See AUTORESPOND_ENV for the automated tests."""
-    answer = os.environ.get(AUTORESPOND_ENV, "")
+    answer = settings.current().test_dialog_response
     if answer:
         def respond() -> bool:
             print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": dialog.get_title(), **shown}),
@@ -168,7 +167,7 @@ def show_text(procedure: Gimp.Procedure, title: str, text: str) -> None:
     scrolled.add(view)
     dialog.get_content_area().pack_start(scrolled, True, True, 0)
     dialog.show_all()
-    if os.environ.get(AUTORESPOND_ENV):
+    if settings.current().test_dialog_response:
         print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": title, "text": text}),
               file=sys.stderr, flush=True)
         GLib.timeout_add(200, lambda: dialog.response(Gtk.ResponseType.CLOSE) and False)
