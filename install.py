@@ -42,7 +42,7 @@ CLIENT_PACKAGE = "stclient"
 NOT_COPIED = {CONFIG_NAME, RECORD_NAME, VENDOR_NAME, CLIENT_PACKAGE, "__pycache__"}
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
 VENV_STAMP = ".style-transfer-requirements.sha256"
-VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest", "hypothesis")
+VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest")
 # Finding the packages (without importing torch: seconds) is enough for the idempotence check;
 # after an install they are imported for real, and --check imports them too.
 VENV_FIND = ("import importlib.util, sys; missing = [m for m in %r if importlib.util.find_spec(m) "

@@ -169,7 +169,8 @@ class Runtime:
         self._lock = threading.RLock()       # the model cache
         self._run_lock = threading.Lock()    # one job at a time: engines set per-job modes
         if self.device.type == "cpu":
-            # the issue asks for all threads on the CPU; torch's default is the physical cores
+            # every logical CPU: torch defaults to the physical cores, which left the second
+            # hyper-thread idle
             wanted = threads or _available_cpus()
             if wanted and torch.get_num_threads() != wanted:
                 torch.set_num_threads(wanted)

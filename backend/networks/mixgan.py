@@ -265,13 +265,6 @@ class MixGAN(nn.Module):
         self.content_decoder = ContentDecoder(config)
         self.mixture_decoder = MixtureDecoder(config)
 
-    def sample_prior(self, count: int, generator: torch.Generator | None = None,
-                     height: int | None = None, width: int | None = None) -> torch.Tensor:
-        shape = (count, *self.config.latent_shape(height, width))
-        device = next(self.parameters()).device
-        z = torch.randn(shape, generator=generator, dtype=torch.float32)
-        return z.to(device)
-
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z -> (grey content image, RGB mixture), both in [-1, 1]."""
         content, features = self.content_decoder(z)
