@@ -87,9 +87,11 @@ class StyleField:
     With a map, `statistics` says where each pixel's normalisation statistics come from:
     "region" (default): from the region of each style it has, each style's statistics weighted
     by its map (a pixel mixes them by its shares w_s / sum w); far from a seam the result is
-    then what that style gives on its region alone. "image": the whole layer's, as per-image
-    weights have; the other region's features then shift every layer's statistics (measured:
-    the far side of a half/half mask ends up 0.07-0.22 mean abs from either style's result).
+    then close to what that style gives on its region alone. "image": the whole layer's, as
+    per-image weights have; the other region's features then shift every layer's statistics.
+    Measured on the demo photos, half/half masks, >= 64 px from the seam, mean abs (0..1) from
+    the style alone on its half: region 0.013-0.084 (5-26 % of the distance between the two
+    styles there), image 0.07-0.24.
     A map that is the same everywhere is taken as per-image weights (same bits)."""
 
     def __init__(self, weights: torch.Tensor, num_styles: int,
