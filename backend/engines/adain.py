@@ -22,7 +22,7 @@ from torch import nn
 from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
     working_shape
 from backend.engines.job import StylizeJob
-from backend.engines.padding import crop, pad_to_multiple, reflect_pad
+from backend.networks.padding import crop, pad_to_multiple, reflect_pad
 from backend.networks import adain as net
 from backend.networks.checkpoints import load_network
 from backend.pixels import to_float_rgb

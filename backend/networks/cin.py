@@ -37,7 +37,7 @@ from typing import Literal, Mapping
 import torch
 from torch import nn
 
-from backend.engines.padding import Padding, crop, padded_side, reflect_pad
+from backend.networks.padding import Padding, crop, padded_side, reflect_pad
 
 Activation = Literal["relu", "sigmoid", "none"]
 MULTIPLE = 4           # two stride-2 stages

@@ -16,7 +16,7 @@ import torch
 from backend.engines import get_engine
 from stclient.registry import engine_names
 from backend.engines.job import StylizeJob
-from backend.engines.padding import crop, pad_to_multiple, padding_for, reflect_pad
+from backend.networks.padding import crop, pad_to_multiple, padding_for, reflect_pad
 from backend.networks import adain as adain_net
 from backend.pixels import from_float_rgb, to_float_rgb
 from backend.runtime import Runtime

@@ -12,7 +12,7 @@ from backend import PROJECT_ROOT
 LAYERS = (
     ("stclient",),
     ("backend",),                                    # the package itself: PROJECT_ROOT only
-    ("backend.imageio", "backend.pixels", "backend.data"),
+    ("backend.atomicfile", "backend.imageio", "backend.pixels", "backend.data"),
     ("backend.networks",),
     ("backend.perf",),
     ("backend.engines",),
