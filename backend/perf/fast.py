@@ -14,7 +14,10 @@ project's CPU machine (bench/bench_suite.py, results in bench/results/perf-cpu-*
   kernel when built), in place after a layer that allocates its output;
 - transposed convolutions as one sub-pixel convolution + pixel shuffle in NCHW (oneDNN's NCHW
   transposed convolution runs at a fraction of its forward-convolution speed);
-- in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
+- in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations);
+- networks that describe their pass as `conv_steps` (the conditional-norm networks: CIN, Magenta)
+  run through the fused native layer kernel (fused.py, kernels/fused_conv.cpp): pad, upsample,
+  conv, statistics, norm and activation in one read and one write per layer.
 
 Tried and left out because they did not pay or broke fidelity here: NNPACK Winograd (its
 convolution fails for all but tiny shapes on this Xeon build), a pad-free reflect convolution
@@ -50,7 +53,7 @@ from torch import nn
 
 from stclient import registry, settings
 
-from . import native
+from . import fused, native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
@@ -249,6 +252,7 @@ class OptimizeReport:
     winograd_convs: int = 0           # 3x3 convolutions routed to the native Winograd kernel
     fused_instance_norms: int = 0     # InstanceNorms done in place by the convolution before
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
+    fused_steps: int = 0              # conv_steps networks run by the fused layer kernel
 
 
 # Whether channels_last pays on the CPU without the native kernel is the engine card's
@@ -285,6 +289,8 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
         # a compiled graph is built once, so it can only hold the kernel if it is there now
         use_winograd_kernel = device.type == "cpu" and native.enabled() and \
             (not use_compile or native.kernel(native.CPU_LIBRARY) is not None)
+    if use_winograd_kernel and device.type == "cpu" and not use_compile:
+        report.fused_steps = fused.install(network)
     if use_winograd_kernel and device.type == "cpu":
         report.winograd_convs = use_winograd(network)
         if report.winograd_convs:

@@ -40,7 +40,8 @@ inline v16 loadu(const float* p) {
   return v;
 }
 inline void storeu(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
-inline v16 splat(float s) { return v16{} + s; }
+// (v16{} + s would be an addition of 0.f, not a plain broadcast)
+inline v16 splat(float s) { return v16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
 
 inline int64_t reflect(int64_t i, int64_t n) {
   if (i < 0) return -i;
@@ -144,22 +145,19 @@ inline void by_channel(const float* const* rows, const float* w, int64_t c, int6
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 4
     for (int v = 0; v < KV; ++v) acc[p][v] = v16{};
-  const int64_t step = stride * c;
+  const int64_t step = stride * c, taps = kw * c;   // (dx, ci) of a row are contiguous
   for (int64_t dy = 0; dy < kh; ++dy) {
-    const float* row = rows[dy] + x0 * step;
-    for (int64_t dx = 0; dx < kw; ++dx) {
-      const float* ip = row + dx * c;
-      const float* wp = w + (dy * kw + dx) * c * ldk;
-      for (int64_t ci = 0; ci < c; ++ci) {
-        v16 wv[KV];
+    const float* ip = rows[dy] + x0 * step;
+    const float* wp = w + dy * taps * ldk;
+    for (int64_t j = 0; j < taps; ++j) {
+      v16 wv[KV];
 #pragma GCC unroll 4
-        for (int v = 0; v < KV; ++v) wv[v] = loadu(wp + ci * ldk + v * VL);
+      for (int v = 0; v < KV; ++v) wv[v] = loadu(wp + j * ldk + v * VL);
 #pragma GCC unroll 32
-        for (int p = 0; p < P; ++p) {
-          const v16 s = splat(ip[p * step + ci]);
+      for (int p = 0; p < P; ++p) {
+        const v16 s = splat(ip[p * step + j]);
 #pragma GCC unroll 4
-          for (int v = 0; v < KV; ++v) acc[p][v] += s * wv[v];
-        }
+        for (int v = 0; v < KV; ++v) acc[p][v] += s * wv[v];
       }
     }
   }
