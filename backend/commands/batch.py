@@ -21,7 +21,8 @@ from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from backend.batch.spec import FAILED, OK, SKIPPED, OUTPUT_FORMATS, BatchReport, BatchSpec
 from backend.commands import _engine_args
-from backend.commands._runtime_args import add_compile_argument
+from backend.commands._runtime_args import (add_compile_argument, add_precision_argument,
+                                            apply_precision)
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -69,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="with --in-process: CPU threads (default: all)")
     add_compile_argument(parser, "with --in-process (the daemon has serve --compile): ")
+    add_precision_argument(parser, "with --in-process (the daemon has serve --precision): ")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar (the summary and failures are still printed)")
     parser.set_defaults(func=run)
@@ -90,6 +92,7 @@ def build_spec(args: argparse.Namespace) -> BatchSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_precision(args)
     from backend.batch.progressbar import ProgressBar
 
     try:
@@ -100,10 +103,11 @@ def run(args: argparse.Namespace) -> int:
         if args.threads is not None and args.threads < 1:
             raise StyleTransferError(BAD_REQUEST, "--threads must be at least 1.")
         if not args.in_process and (args.threads is not None or args.device != "auto"
-                                    or args.compile):
-            raise StyleTransferError(BAD_REQUEST, "--device, --threads and --compile apply to "
-                                                  "--in-process; the daemon has its own (serve "
-                                                  "--device, --compile).")
+                                    or args.compile or args.precision is not None):
+            raise StyleTransferError(BAD_REQUEST, "--device, --threads, --compile and "
+                                                  "--precision apply to --in-process; the daemon "
+                                                  "has its own (serve --device, --compile, "
+                                                  "--precision).")
         from backend.batch.scan import resolve_roots
         resolve_roots(spec)       # refused folders fail here, before a daemon is started
     except StyleTransferError as error:

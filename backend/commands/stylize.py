@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from backend.commands import _engine_args
-from backend.commands._runtime_args import add_compile_argument
+from backend.commands._runtime_args import (add_compile_argument, add_precision_argument,
+                                            apply_precision)
 from stclient.errors import BAD_IMAGE, BAD_REQUEST, TOO_LARGE, StyleTransferError
 
 USAGE_ERROR = 2
@@ -55,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads (default: all)")
     add_compile_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress display")
     parser.set_defaults(func=run)
 
@@ -95,6 +97,7 @@ def output_paths(inputs: list[str], output: str, fmt: Optional[str]) -> list[Pat
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_precision(args)
     try:
         options = _engine_args.options_from_args(args, args.engine)
         from stclient import registry
