@@ -186,7 +186,7 @@ def openvino_runner(model: Path | bytes, threads: int, precision: Optional[str])
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
         request.infer(feeds)
         return request.get_output_tensor(0).data.copy()
-    run.precision = str(hint)  # type: ignore[attr-defined]
+    run.precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # type: ignore[attr-defined]
     return run
 
 

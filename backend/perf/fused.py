@@ -113,11 +113,9 @@ def run_steps(ops: Any, steps: Sequence[Step], x: torch.Tensor) -> torch.Tensor:
 class FusedForward:
     """The network's forward through `run_steps` where it can, else the network's own."""
 
-    def __init__(self, network: nn.Module, eager: Callable[..., torch.Tensor],
-                 bf16: bool = False) -> None:
+    def __init__(self, network: nn.Module, eager: Callable[..., torch.Tensor]) -> None:
         self.network = network
         self.eager = eager
-        self.bf16 = bf16
         self.calls = {"fused": 0, "eager": 0}
 
     def steps_for(self, x: Any, args: tuple, kwargs: dict) -> Optional[list[Step]]:
@@ -144,12 +142,12 @@ def applies(network: nn.Module) -> bool:
     return callable(getattr(network, "conv_steps", None))
 
 
-def install(network: nn.Module, bf16: bool = False) -> int:
-    """Put a FusedForward on `network` (once); returns 1 when installed. `bf16`: the
-    convolutions read bf16 inputs and weights (precision "fast"); accumulation, statistics and
-    norms stay float32."""
+def install(network: nn.Module) -> int:
+    """Put a FusedForward on `network` (once); returns 1 when installed. Float32 in every
+    precision: the fused kernel is faster than the runtimes' bf16 on these networks (bench/
+    results/peers-cpu-*.md), so "fast" has nothing to trade here."""
     if not applies(network) or isinstance(network.__dict__.get("forward"), FusedForward):
         return 0
-    network.forward = FusedForward(network, network.forward, bf16)  # type: ignore[method-assign]
+    network.forward = FusedForward(network, network.forward)  # type: ignore[method-assign]
     native.kernel(native.CPU_LIBRARY)              # loads it, or starts its one-off build
     return 1

@@ -15,12 +15,18 @@
 //    values broadcast; rows interleaved; output NHWC;
 //  - by pixel: 16-wide vectors over output pixels (stride 1, K in {3, 4, 8}), weights broadcast;
 //    rows planar; output NCHW.
-// Statistics: per output row a mean and the squared deviations from it (two passes over the
-// row while it is in cache), merged over rows in double in a fixed order (Chan et al.), so
-// results do not depend on the thread split.
+// Statistics, per output row: by channel, sums of the deviations from the row's first value
+// and of their squares, accumulated from the registers before the store (RowSums: pivot, s1,
+// s2; the raw output is never read back); by pixel, a mean and the squared deviations from it
+// (two passes over the row in cache). Rows are merged in double in a fixed order (Chan et
+// al.), so results do not depend on the thread split.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -69,66 +75,52 @@ struct Layer {
   bool by_pixel;           // the by-pixel kernel (planar rows, NCHW output)
 };
 
-// One source row (at source resolution) transformed, in the source's layout, into tmp.
-void transform_row(const Source& s, int64_t image, int64_t row, float* tmp) {
-  const int64_t c = s.c, w = s.w;
+// Prepared row `r` (padded coordinates) of the layer's input, in one pass: each padded column
+// j reads source column cols[j] (reflection and upsampling folded in), transformed on the way.
+void prepare_row(const Source& s, const Layer& l, const int64_t* cols, int64_t image,
+                 int64_t r, float* dst) {
+  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
   const float* sc = s.scale ? s.scale + image * c : nullptr;
   const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const bool relu = s.relu;
+  const int64_t plane = l.by_pixel ? l.row_len / c : 0;
   if (s.planar) {
     for (int64_t ci = 0; ci < c; ++ci) {
-      const int64_t offset = ((image * c + ci) * s.h + row) * w;
+      const int64_t offset = ((image * c + ci) * s.h + src_row) * s.w;
       const float* in = s.data + offset;
       const float* res = s.residual ? s.residual + offset : nullptr;
-      float* out = tmp + ci * w;
       const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
-      const bool relu = s.relu;
-#pragma omp simd
-      for (int64_t x = 0; x < w; ++x) {
-        float v = in[x] * a + b;
+      // by pixel: planar rows; by channel: interleaved (stride c)
+      float* out = l.by_pixel ? dst + ci * plane : dst + ci;
+      const int64_t step = l.by_pixel ? 1 : c;
+      for (int64_t j = 0; j < l.row_w; ++j) {
+        float v = in[cols[j]] * a + b;
         if (relu) v = v > 0.f ? v : 0.f;
-        out[x] = res ? v + res[x] : v;
+        out[j * step] = res ? v + res[cols[j]] : v;
       }
     }
-  } else {
-    const int64_t offset = (image * s.h + row) * w * c;
-    const float* in = s.data + offset;
-    const float* res = s.residual ? s.residual + offset : nullptr;
-    if (!sc && !s.relu && !res) {
-      std::memcpy(tmp, in, sizeof(float) * w * c);
-      return;
-    }
-    for (int64_t x = 0; x < w; ++x) {
-      const float* pin = in + x * c;
-      float* pout = tmp + x * c;
+    return;
+  }
+  const int64_t offset = (image * s.h + src_row) * s.w * c;
+  const float* in = s.data + offset;
+  const float* res = s.residual ? s.residual + offset : nullptr;
+  for (int64_t j = 0; j < l.row_w; ++j) {
+    const float* pin = in + cols[j] * c;
+    const float* pres = res ? res + cols[j] * c : nullptr;
+    if (l.by_pixel) {
+      for (int64_t ci = 0; ci < c; ++ci) {
+        float v = sc ? pin[ci] * sc[ci] + sh[ci] : pin[ci];
+        if (relu) v = v > 0.f ? v : 0.f;
+        dst[ci * plane + j] = pres ? v + pres[ci] : v;
+      }
+    } else {
+      float* pout = dst + j * c;
 #pragma omp simd
       for (int64_t ci = 0; ci < c; ++ci) {
         float v = sc ? pin[ci] * sc[ci] + sh[ci] : pin[ci];
-        if (s.relu) v = v > 0.f ? v : 0.f;
-        pout[ci] = res ? v + res[x * c + ci] : v;
+        if (relu) v = v > 0.f ? v : 0.f;
+        pout[ci] = pres ? v + pres[ci] : v;
       }
-    }
-  }
-}
-
-// Prepared row `r` (padded coordinates) of the layer's input: transformed, upsampled, padded.
-void prepare_row(const Source& s, const Layer& l, int64_t image, int64_t r, float* tmp,
-                 float* dst) {
-  const int64_t up_row = reflect(r - l.pad, l.in_h);
-  transform_row(s, image, up_row / l.up, tmp);
-  const int64_t c = s.c;
-  for (int64_t j = 0; j < l.row_w; ++j) {
-    const int64_t col = reflect(j - l.pad, l.in_w) / l.up;
-    if (l.by_pixel) {
-      const int64_t plane = l.row_len / c;
-      if (s.planar)
-        for (int64_t ci = 0; ci < c; ++ci) dst[ci * plane + j] = tmp[ci * s.w + col];
-      else
-        for (int64_t ci = 0; ci < c; ++ci) dst[ci * plane + j] = tmp[col * c + ci];
-    } else {
-      if (s.planar)
-        for (int64_t ci = 0; ci < c; ++ci) dst[j * c + ci] = tmp[ci * s.w + col];
-      else
-        std::memcpy(dst + j * c, tmp + col * c, sizeof(float) * c);
     }
   }
 }
@@ -137,9 +129,12 @@ void prepare_row(const Source& s, const Layer& l, int64_t image, int64_t r, floa
 
 // out[x0 .. x0+P) for KV * 16 output channels; `ldk`: floats per weight row and per output
 // pixel (the layer's K; a group of channels starts at w + offset, out + offset)
+// `stats` (or null): this row's RowSums of this channel group (pivot, s1, s2, each ldk wide);
+// `stream`: non-temporal stores (64-byte aligned rows: ldk and the group offset are % 16).
 template <int KV, int P>
 inline void by_channel(const float* const* rows, const float* w, int64_t c, int64_t kh,
-                       int64_t kw, int64_t stride, int64_t ldk, int64_t x0, float* out) {
+                       int64_t kw, int64_t stride, int64_t ldk, int64_t x0, float* out,
+                       float* stats, bool stream) {
   v16 acc[P][KV];
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
@@ -161,29 +156,63 @@ inline void by_channel(const float* const* rows, const float* w, int64_t c, int6
       }
     }
   }
+  if (stats) {       // shifted sums around the row's first value (see RowSums)
+    float* pivot = stats;
+    float* s1 = stats + ldk;
+    float* s2 = stats + 2 * ldk;
+    if (x0 == 0)
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) storeu(pivot + v * VL, acc[0][v]);
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) {
+      const v16 base = loadu(pivot + v * VL);
+      v16 a1 = v16{}, a2 = v16{};
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) {
+        const v16 d = acc[p][v] - base;
+        a1 += d;
+        a2 += d * d;
+      }
+      storeu(s1 + v * VL, loadu(s1 + v * VL) + a1);
+      storeu(s2 + v * VL, loadu(s2 + v * VL) + a2);
+    }
+  }
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < KV; ++v) storeu(out + (x0 + p) * ldk + v * VL, acc[p][v]);
+    for (int v = 0; v < KV; ++v) {
+      float* dst = out + (x0 + p) * ldk + v * VL;
+#if defined(__AVX512F__)
+      if (stream) {       // written once, read by the next layer much later: no cache fill
+        _mm512_stream_ps(dst, (__m512)acc[p][v]);
+        continue;
+      }
+#endif
+      storeu(dst, acc[p][v]);
+    }
 }
 
 template <int KV>
 void by_channel_group(const float* const* rows, const float* w, const Layer& l, int64_t c,
-                      float* out) {
+                      float* out, float* stats, bool stream) {
   constexpr int P = KV == 1 ? 24 : 12;
   const int64_t kh = l.kh, kw = l.kw, s = l.stride, ldk = l.k;
   int64_t x = 0;
-  for (; x + P <= l.out_w; x += P) by_channel<KV, P>(rows, w, c, kh, kw, s, ldk, x, out);
-  for (; x + 4 <= l.out_w; x += 4) by_channel<KV, 4>(rows, w, c, kh, kw, s, ldk, x, out);
-  for (; x < l.out_w; ++x) by_channel<KV, 1>(rows, w, c, kh, kw, s, ldk, x, out);
+  for (; x + P <= l.out_w; x += P)
+    by_channel<KV, P>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
+  for (; x + 4 <= l.out_w; x += 4)
+    by_channel<KV, 4>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
+  for (; x < l.out_w; ++x) by_channel<KV, 1>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
 }
 
-// one output row, all K channels: groups of 32, then one of 16
+// one output row, all K channels: groups of 32, then one of 16; `sums`: the row's RowSums
 void by_channel_row(const float* const* rows, const float* w, const Layer& l, int64_t c,
-                    float* out) {
+                    float* out, float* sums, bool stream) {
   int64_t k0 = 0;
-  for (; k0 + 2 * VL <= l.k; k0 += 2 * VL) by_channel_group<2>(rows, w + k0, l, c, out + k0);
-  if (k0 < l.k) by_channel_group<1>(rows, w + k0, l, c, out + k0);
+  for (; k0 + 2 * VL <= l.k; k0 += 2 * VL)
+    by_channel_group<2>(rows, w + k0, l, c, out + k0, sums ? sums + k0 : nullptr, stream);
+  if (k0 < l.k)
+    by_channel_group<1>(rows, w + k0, l, c, out + k0, sums ? sums + k0 : nullptr, stream);
 }
 
 // ---------------------------------------------------------------- by-pixel micro-kernel
@@ -240,41 +269,22 @@ void by_pixel_row(const float* const* rows, const float* w, const Layer& l, int6
 
 // ---------------------------------------------------------------- statistics of one row
 
-void row_statistics(const float* out, const Layer& l, bool planar, int64_t out_plane,
-                    float* mean, float* m2) {
-  const int64_t k = l.k, w = l.out_w;
-  if (planar) {
-    for (int64_t ch = 0; ch < k; ++ch) {
-      const float* row = out + ch * out_plane;
-      float sum = 0.f;
+// By-pixel layers (NCHW rows): per channel a mean and the squared deviations from it, two
+// passes over the row while it is in cache.
+void row_statistics(const float* out, const Layer& l, int64_t out_plane, float* mean,
+                    float* m2) {
+  const int64_t w = l.out_w;
+  for (int64_t ch = 0; ch < l.k; ++ch) {
+    const float* row = out + ch * out_plane;
+    float sum = 0.f;
 #pragma omp simd reduction(+ : sum)
-      for (int64_t x = 0; x < w; ++x) sum += row[x];
-      const float mu = sum / static_cast<float>(w);
-      float dev = 0.f;
+    for (int64_t x = 0; x < w; ++x) sum += row[x];
+    const float mu = sum / static_cast<float>(w);
+    float dev = 0.f;
 #pragma omp simd reduction(+ : dev)
-      for (int64_t x = 0; x < w; ++x) dev += (row[x] - mu) * (row[x] - mu);
-      mean[ch] = mu;
-      m2[ch] = dev;
-    }
-    return;
-  }
-  std::fill(mean, mean + k, 0.f);
-  std::fill(m2, m2 + k, 0.f);
-  for (int64_t x = 0; x < w; ++x) {
-    const float* px = out + x * k;
-#pragma omp simd
-    for (int64_t ch = 0; ch < k; ++ch) mean[ch] += px[ch];
-  }
-  const float inv = 1.f / static_cast<float>(w);
-#pragma omp simd
-  for (int64_t ch = 0; ch < k; ++ch) mean[ch] *= inv;
-  for (int64_t x = 0; x < w; ++x) {
-    const float* px = out + x * k;
-#pragma omp simd
-    for (int64_t ch = 0; ch < k; ++ch) {
-      const float d = px[ch] - mean[ch];
-      m2[ch] += d * d;
-    }
+    for (int64_t x = 0; x < w; ++x) dev += (row[x] - mu) * (row[x] - mu);
+    mean[ch] = mu;
+    m2[ch] = dev;
   }
 }
 
@@ -355,20 +365,24 @@ std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_sca
   std::vector<float> row_mean(static_cast<size_t>(l.out_h * l.k));
   std::vector<float> row_m2(static_cast<size_t>(l.out_h * l.k));
   const int64_t ring = l.kh + l.stride;
+  std::vector<int64_t> cols(static_cast<size_t>(l.row_w));
+  for (int64_t j = 0; j < l.row_w; ++j) cols[j] = reflect(j - l.pad, l.in_w) / l.up;
+  // a raw output much larger than the caches goes to memory without being read into them
+  const bool stream = !l.by_pixel && out.numel() * 4 > (int64_t(64) << 20);
 
   for (int64_t image = 0; image < n; ++image) {
     float* out_image = out.data_ptr<float>() + image * l.k * l.out_h * l.out_w;
     at::parallel_for(0, l.out_h, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> rows(static_cast<size_t>(ring * l.row_len), 0.f);
       std::vector<int64_t> held(static_cast<size_t>(ring), -1);
-      std::vector<float> tmp(static_cast<size_t>(s.c * s.w));
       std::vector<const float*> taps(static_cast<size_t>(l.kh));
+      std::vector<float> sums(static_cast<size_t>(3 * l.k));
       for (int64_t y = begin; y < end; ++y) {
         for (int64_t dy = 0; dy < l.kh; ++dy) {
           const int64_t r = y * l.stride + dy, slot = r % ring;
           float* dst = rows.data() + slot * l.row_len;
           if (held[slot] != r) {
-            prepare_row(s, l, image, r, tmp.data(), dst);
+            prepare_row(s, l, cols.data(), image, r, dst);
             held[slot] = r;
           }
           taps[dy] = dst;
@@ -382,14 +396,27 @@ std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_sca
             case 4: by_pixel_row<4>(taps.data(), wp, l, s.c, out_row, out_plane); break;
             default: by_pixel_row<8>(taps.data(), wp, l, s.c, out_row, out_plane); break;
           }
+          if (norm)
+            row_statistics(out_row, l, out_plane, row_mean.data() + y * l.k,
+                           row_m2.data() + y * l.k);
         } else {
           out_row = out_image + y * l.out_w * l.k;
-          by_channel_row(taps.data(), wp, l, s.c, out_row);
+          std::fill(sums.begin(), sums.end(), 0.f);
+          by_channel_row(taps.data(), wp, l, s.c, out_row, norm ? sums.data() : nullptr,
+                         stream);
+          if (norm) {
+            const float count = static_cast<float>(l.out_w);
+            for (int64_t ch = 0; ch < l.k; ++ch) {
+              const float s1 = sums[l.k + ch], s2 = sums[2 * l.k + ch];
+              row_mean[y * l.k + ch] = sums[ch] + s1 / count;
+              row_m2[y * l.k + ch] = std::max(0.f, s2 - s1 * s1 / count);
+            }
+          }
         }
-        if (norm)
-          row_statistics(out_row, l, l.by_pixel, out_plane, row_mean.data() + y * l.k,
-                         row_m2.data() + y * l.k);
       }
+#if defined(__AVX512F__)
+      if (stream) _mm_sfence();
+#endif
     });
     float* sc = scale.data_ptr<float>() + image * l.k;
     float* sh = shift.data_ptr<float>() + image * l.k;
