@@ -81,14 +81,14 @@ def test_fused_layer_equals_pytorch(ops, geometry):
     raw, out_scale, out_shift = ops.fused_conv(
         x, *(t if t is not None else EMPTY for t in (scale, shift)), affine,
         residual if residual is not None else EMPTY, weight, stride, up,
-        *(t if t is not None else EMPTY for t in (gamma, beta, bias)), 1e-5)
+        *(t if t is not None else EMPTY for t in (gamma, beta, bias)), 1e-5, EMPTY)
     assert raw.shape == expected.shape
     # by-channel layers (K % 16 == 0) write channels_last, by-pixel ones NCHW
     assert raw.is_contiguous() == (k % 16 != 0)
     got = raw * out_scale[:, :, None, None] + out_shift[:, :, None, None]
     assert float((got - expected).abs().max()) <= 2e-5 * max(1.0, float(expected.abs().max()))
     for act, fn in ((0, lambda v: v), (1, torch.relu), (2, torch.sigmoid)):
-        applied = ops.fused_apply(raw, out_scale, out_shift, act, EMPTY)
+        applied = ops.fused_apply(raw, out_scale, out_shift, act, EMPTY, EMPTY)
         torch.testing.assert_close(applied, fn(got), rtol=1e-5, atol=1e-5)
 
 
@@ -101,9 +101,21 @@ def test_statistics_do_not_cancel_on_a_large_offset(ops):
     expected = _reference(x.double(), None, None, False, None, weight.double(), 1, 1,
                           gamma.double(), beta.double(), None)
     raw, scale, shift = ops.fused_conv(x, EMPTY, EMPTY, False, EMPTY, weight, 1, 1, gamma,
-                                       beta, EMPTY, 1e-5)
+                                       beta, EMPTY, 1e-5, EMPTY)
     got = raw.double() * scale.double()[:, :, None, None] + shift.double()[:, :, None, None]
     assert float((got - expected).abs().max()) < 0.05
+
+
+def test_output_buffers_are_used_and_checked(ops):
+    x = torch.randn(1, 8, 12, 12)
+    weight = torch.randn(16, 8, 3, 3)
+    buffer = torch.empty(1, 16, 12, 12, memory_format=torch.channels_last)
+    raw = ops.fused_conv(x, EMPTY, EMPTY, False, EMPTY, weight, 1, 1, EMPTY, EMPTY, EMPTY,
+                         1e-5, buffer)[0]
+    assert raw.data_ptr() == buffer.data_ptr()
+    with pytest.raises(RuntimeError, match="buffer"):
+        ops.fused_conv(x, EMPTY, EMPTY, False, EMPTY, weight, 1, 1, EMPTY, EMPTY, EMPTY, 1e-5,
+                       torch.empty(1, 16, 12, 12))          # NCHW where channels_last is made
 
 
 def _small_cin() -> CINTransformer:
@@ -129,6 +141,11 @@ def test_optimized_cin_runs_fused_and_matches_the_plain_network():
         expected, got = plain(x, style), fast(x, style)
     assert fast.forward.calls == {"fused": 1, "eager": 0}
     assert float((got - expected).abs().max()) <= 1e-4
+    with torch.inference_mode():                 # pooled intermediates: the same bits again
+        again = [fast(x, style) for _ in range(2)]
+    assert fast.forward.pool.held > 0
+    assert all(torch.equal(result, got) for result in again)
+    assert again[0].data_ptr() != again[1].data_ptr()       # results are never pooled
     assert fast.state_dict().keys() == plain.state_dict().keys()
 
 

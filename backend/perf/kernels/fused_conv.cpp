@@ -318,13 +318,27 @@ Source source_of(const at::Tensor& x, const at::Tensor& scale, const at::Tensor&
                 has_res ? residual.data_ptr<float>() : nullptr};
 }
 
+// `buffer` when it has the shape and layout (a caller's reused tensor: no fresh pages to fault
+// in), else a new tensor.
+at::Tensor output_tensor(const at::Tensor& buffer, at::IntArrayRef sizes,
+                         at::MemoryFormat layout, const at::TensorOptions& options) {
+  if (buffer.defined() && buffer.numel() > 0) {
+    TORCH_CHECK(buffer.sizes() == sizes && buffer.scalar_type() == at::kFloat
+                    && buffer.device().is_cpu() && buffer.is_contiguous(layout),
+                "fused conv: the output buffer has another shape or layout");
+    return buffer;
+  }
+  return at::empty(sizes, options.memory_format(layout));
+}
+
 }  // namespace
 
 std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_scale,
                                    const at::Tensor& in_shift, bool in_relu,
                                    const at::Tensor& residual, const at::Tensor& weight,
                                    int64_t stride, int64_t upsample, const at::Tensor& gamma,
-                                   const at::Tensor& beta, const at::Tensor& bias, double eps) {
+                                   const at::Tensor& beta, const at::Tensor& bias, double eps,
+                                   const at::Tensor& buffer) {
   const Source s = source_of(x, in_scale, in_shift, in_relu, residual);
   const int64_t n = x.size(0);
   TORCH_CHECK(weight.dim() == 4 && weight.size(1) == s.c && weight.scalar_type() == at::kFloat,
@@ -356,10 +370,8 @@ std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_sca
   const at::Tensor packed = (l.by_pixel ? weight.permute({1, 2, 3, 0})
                                         : weight.permute({2, 3, 1, 0})).contiguous();
   const float* wp = packed.data_ptr<float>();
-  at::Tensor out = l.by_pixel
-      ? at::empty({n, l.k, l.out_h, l.out_w}, x.options())
-      : at::empty({n, l.k, l.out_h, l.out_w},
-                  x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const auto layout = l.by_pixel ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast;
+  at::Tensor out = output_tensor(buffer, {n, l.k, l.out_h, l.out_w}, layout, x.options());
   at::Tensor scale = at::empty({n, l.k}, x.options());
   at::Tensor shift = at::empty({n, l.k}, x.options());
   std::vector<float> row_mean(static_cast<size_t>(l.out_h * l.k));
@@ -450,11 +462,12 @@ std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_sca
 // value = act(raw * scale + shift) (+ residual), act: 0 none, 1 ReLU, 2 sigmoid; the layout of
 // raw (NCHW or channels_last) is kept.
 at::Tensor fused_apply(const at::Tensor& raw, const at::Tensor& scale, const at::Tensor& shift,
-                       int64_t act, const at::Tensor& residual) {
+                       int64_t act, const at::Tensor& residual, const at::Tensor& buffer) {
   const Source s = source_of(raw, scale, shift, act == 1, residual);
   const int64_t n = raw.size(0), c = s.c, pixels = s.h * s.w;
-  at::Tensor out = at::empty_like(raw, s.planar ? at::MemoryFormat::Contiguous
-                                                : at::MemoryFormat::ChannelsLast);
+  at::Tensor out = output_tensor(buffer, raw.sizes(), s.planar ? at::MemoryFormat::Contiguous
+                                                              : at::MemoryFormat::ChannelsLast,
+                                 raw.options());
   float* dst = out.data_ptr<float>();
   const bool sigmoid = act == 2;
   if (s.planar) {
