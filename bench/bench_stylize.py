@@ -32,11 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from _report import finish, load  # noqa: E402
 from bench_engines import write_checkpoints  # noqa: E402
-
-
-def load() -> str:
-    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def write_images(folder: Path, side: int, count: int) -> list[Path]:
@@ -129,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {engine} | {side}² | {cold:.2f} | {marginal:.2f} | "
                              f"{network:.2f} | {network / marginal:.0%} |")
                 print(lines[-1], flush=True)
-    lines += ["", f"- load average at the end (1/5/15 min): {load()}"]
-    print(lines[-1])
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return 0
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":
