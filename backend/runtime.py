@@ -246,11 +246,8 @@ class Runtime:
                                  f"{missing[0]}=PATH).")
             name = "file:" + "+".join(Path(paths[r]).name for r in roles)
             return ModelSource(engine, name, paths, {role: None for role in roles})
-        info = self._store_model(engine, model)
-        if info.engine != engine:
-            raise StyleTransferError(
-                BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
-                             f"--engine {info.engine}.")
+        from backend.modelstore.choice import model_for
+        info = model_for(engine, model, self.models_dir)
         declared = {f.role: f.arch for f in getattr(info, "files", ())}
         # the model's own `arch` names its main file's layout (AdaIN's "adain" names a family)
         main = registry.card(engine).main_role

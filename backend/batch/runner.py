@@ -40,6 +40,7 @@ from stclient.errors import (BAD_CHECKPOINT, BAD_REQUEST, INTERNAL, MODEL_MISSIN
 from stclient import registry
 from stclient.registry import resolve_options
 
+from backend.atomicfile import check_writable
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 
 from . import scan as scanning
@@ -87,9 +88,9 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
     registry.check_inputs(spec.engine, len(spec.styles), False, options)
     input_root, output_root = scanning.resolve_roots(spec)
     try:
-        output_root.mkdir(parents=True, exist_ok=True)
+        check_writable(output_root)     # a read-only destination fails now, not per image
     except OSError as error:
-        raise StyleTransferError(WRITE_FAILED, f"Cannot create OUTPUT_DIR {output_root}: "
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write to OUTPUT_DIR {output_root}: "
                                                f"{error.strerror or error}.") from None
     report = BatchReport(spec=spec, started=_dt.datetime.now(_dt.timezone.utc)
                          .isoformat(timespec="seconds"))

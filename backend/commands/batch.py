@@ -106,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                                                   "--device, --compile).")
         from backend.batch.scan import resolve_roots
         resolve_roots(spec)       # refused folders fail here, before a daemon is started
+        if not args.endpoint:     # a daemon elsewhere sees its own file system
+            _check_output_dir(spec.output_dir)
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR
@@ -129,6 +131,21 @@ def run(args: argparse.Namespace) -> int:
     if stop.requested:
         return INTERRUPTED
     return report.exit_status()
+
+
+def _check_output_dir(folder: str) -> None:
+    """OUTPUT_DIR can be created and written, found before any model loads."""
+    from pathlib import Path
+
+    from backend.atomicfile import check_writable
+    try:
+        check_writable(Path(folder))
+    except OSError as error:
+        blocker = next((p for p in Path(folder).parents if p.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and \
+            not blocker.is_dir() else error.strerror or str(error)
+        raise StyleTransferError(BAD_REQUEST, f"Cannot write to OUTPUT_DIR {folder}: {why}.") \
+            from None
 
 
 def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop",

@@ -45,6 +45,7 @@ class Job:
     text: str = "queued"
     _cancel: threading.Event = field(default_factory=threading.Event)
     reason: Optional[str] = None
+    urgent: bool = False               # a batch stops inside the image in hand, not after it
 
     @property
     def id(self) -> str:
@@ -57,6 +58,8 @@ class Job:
     def cancel(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+        elif reason in ("cancelled", "client_gone"):
+            self.urgent = True     # cancelled again, or nobody waits any more: stop at once
         self._cancel.set()
 
     def should_stop(self) -> bool:

@@ -180,7 +180,7 @@ class Worker(threading.Thread):
         progress, cancelled = self._callbacks(job)
 
         def abort() -> bool:
-            return job.should_stop() and job.reason in ABORT_REASONS
+            return job.should_stop() and (job.reason in ABORT_REASONS or job.urgent)
 
         def between_images() -> None:
             """Let waiting interactive jobs (a GIMP filter) run before the next image."""
