@@ -108,6 +108,13 @@ def run(args: argparse.Namespace) -> int:
         resolve_roots(spec)       # refused folders fail here, before a daemon is started
         if not args.endpoint:     # a daemon elsewhere sees its own file system
             _check_output_dir(spec.output_dir)
+            for style in spec.styles:
+                if not os.path.isfile(style):
+                    raise StyleTransferError(BAD_REQUEST, f"The style image {style} does not "
+                                                          "exist or is not a file.")
+        if args.in_process and not spec.checkpoints:
+            from backend.modelstore.choice import model_for
+            model_for(spec.engine, spec.model)     # before torch and the scan
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR
