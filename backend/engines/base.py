@@ -48,6 +48,7 @@ class EngineContext:
     style_cache: Any = None          # backend.runtime.StyleCache (AdaIN style statistics)
     model_key: str = ""              # identifies the loaded model (for cache keys)
     stats: dict[str, int] = field(default_factory=dict)
+    budget: Any = None               # backend.perf.MemoryBudget for engines that tile themselves
 
     def check_cancelled(self) -> None:
         if self.cancelled():
