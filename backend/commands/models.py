@@ -118,6 +118,10 @@ def run_install(args: argparse.Namespace) -> int:
     if report.failed:
         summary.append(f"FAILED: {', '.join(report.failed)}")
     print("; ".join(summary) or "nothing to do")
+    if report.installed or report.present:
+        from backend.commands.sheet import make_installed_sheets
+        make_installed_sheets(report.installed + report.present,
+                              log=lambda text: print(text, file=sys.stderr))
     if report.manual:
         print(report.manual_instructions(sorted({s.model for s in report.manual})),
               file=sys.stderr)

