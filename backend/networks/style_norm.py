@@ -66,7 +66,8 @@ class StyleMix:
         blocks of the layer's stride: exact for maps of 0s and 1s."""
         assert self.weights is not None
         h, w = self.weights.shape[-2:]
-        full_h, full_w = -(-h // self.multiple) * self.multiple, -(-w // self.multiple) * self.multiple
+        m = self.multiple
+        full_h, full_w = -(-h // m) * m, -(-w // m) * m
         stride = full_h // height
         if stride < 1 or stride * height != full_h or stride * width != full_w:
             raise ValueError(f"a {h}x{w} weight map does not fit a {height}x{width} layer of a "
