@@ -109,6 +109,8 @@ def style_input(image: torch.Tensor, size: int = STYLE_SIZE) -> torch.Tensor:
     if image.dim() != 4 or image.shape[1] != 3:
         raise ValueError(f"expected N x 3 x H x W, got {list(image.shape)}")
     height, width = image.shape[-2:]
+    if height == width == size:
+        return image
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
     square = image[:, :, top:top + side, left:left + side]

@@ -1,7 +1,7 @@
-"""Reference runs of the shipped Magenta ONNX graphs with onnxruntime: as shipped (int8), and as
-a float graph made from them here, independently of the converter: every weight
-DequantizeLinear replaced by a float initializer, every activation Quantize/DequantizeLinear
-removed (its consumers read the float tensor), inputs and outputs of any size.
+"""Reference runs of the shipped Magenta ONNX graphs with onnxruntime: as shipped (int8; any
+size with `free_dims`), and as a float graph made from them here, independently of the
+converter: every weight DequantizeLinear replaced by a float initializer, every activation
+Quantize/DequantizeLinear removed (its consumers read the float tensor), any input size.
 
 `same_upper=True` additionally replaces the fixed pads of the stride-2 convolutions (which the
 exporter computed for 256x256: one pixel bottom/right) by ONNX's SAME_UPPER, i.e. TensorFlow's
@@ -72,18 +72,25 @@ def float_graph(data: bytes, same_upper: bool = False) -> onnx.ModelProto:
     graph.node.extend(kept)
     del graph.initializer[:]
     graph.initializer.extend(floats + others)
-    del graph.value_info[:]
-    for value in list(graph.input) + list(graph.output):
-        for index, dim in enumerate(value.type.tensor_type.shape.dim):
-            dim.dim_param = f"{value.name.replace('/', '_')}_{index}"
+    free_dims(model)
     onnx.checker.check_model(model)
     return model
 
 
-def session(model: onnx.ModelProto | bytes) -> ort.InferenceSession:
+def free_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Inputs and outputs of any size (the graphs declare 256 or 384 px), in place."""
+    graph = model.graph
+    del graph.value_info[:]
+    for value in list(graph.input) + list(graph.output):
+        for index, dim in enumerate(value.type.tensor_type.shape.dim):
+            dim.dim_param = f"{value.name.replace('/', '_')}_{index}"
+    return model
+
+
+def session(model: onnx.ModelProto | bytes, threads: int = 2) -> ort.InferenceSession:
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = threads
     options.log_severity_level = 3
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
