@@ -1,5 +1,6 @@
-"""Seconds per image of Magenta arbitrary stylization: our float networks in plain PyTorch vs
-onnxruntime on the shipped int8 graphs and on their Q/DQ-stripped float versions.
+"""Seconds per image of Magenta arbitrary stylization: our float networks in plain PyTorch (and
+the transformer after the project's CPU transforms, perf.optimize) vs onnxruntime on the shipped
+int8 graphs and on their Q/DQ-stripped float versions.
 
     python bench/bench_magenta.py [--wheel PATH] [--sizes 512,1024] [--repeats 3] [--threads N]
                                   [--markdown bench/results/magenta-cpu.md]
@@ -12,6 +13,7 @@ the median of --repeats timed runs after one warm-up. The wheel defaults to the 
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import os
 import platform
@@ -30,6 +32,7 @@ import torch  # noqa: E402
 
 from backend.modelstore import onnx_magenta as om  # noqa: E402
 from backend.networks.magenta import MagentaStylePredictor, MagentaTransformer  # noqa: E402
+from backend.perf import optimize  # noqa: E402
 from tests.helpers import onnx_float  # noqa: E402
 from tests.helpers.stl_wheel import WHEEL_NAME, cache_dir  # noqa: E402
 
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             else onnx_float.free_dims(onnx.load_from_string(data))
         return onnx_float.session(model, args.threads)
 
+    fast = optimize(copy.deepcopy(transformer), "magenta", "cpu")   # Winograd, channels_last
     sessions = {"ort int8": (ort(predict, False), ort(transform, False)),
                 "ort float": (ort(predict, True), ort(transform, True))}
     rows: list[tuple[str, str, float]] = []
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
         with torch.inference_mode():
             rows.append((f"transformer {side}", "torch float", median_seconds(
                 lambda: transformer(content, embedding), args.repeats)))
+            rows.append((f"transformer {side}", "torch float, perf.optimize", median_seconds(
+                lambda: fast(content, embedding), args.repeats)))
         for name, (_, transform_sess) in sessions.items():
             rows.append((f"transformer {side}", name, median_seconds(
                 lambda: onnx_float.run_transformer(transform_sess, content, embedding),
