@@ -364,10 +364,13 @@ def _file_sha256(path: Path) -> str:
     return sha256_bytes(path.read_bytes())
 
 
-def convert_graphs(predict: bytes, transform: bytes, dest_dir: os.PathLike | str,
-                   source: dict[str, Any] | None = None) -> MagentaFiles:
-    """Convert the two graphs (file contents) into dest_dir/predictor.pth, transformer.pth and
-    provenance.json (`source`: what to record about where they came from)."""
+def convert_graphs(predict: bytes | os.PathLike | str, transform: bytes | os.PathLike | str,
+                   dest_dir: os.PathLike | str, source: dict[str, Any] | None = None
+                   ) -> MagentaFiles:
+    """Convert the two graphs (file contents or paths) into dest_dir/predictor.pth,
+    transformer.pth and provenance.json (`source`: what to record about where they came from)."""
+    predict, transform = (data if isinstance(data, bytes) else Path(data).read_bytes()
+                          for data in (predict, transform))
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     files = MagentaFiles(dest / PREDICTOR_FILE, dest / TRANSFORMER_FILE, dest / PROVENANCE_FILE)

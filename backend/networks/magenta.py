@@ -160,7 +160,8 @@ class MagentaTransformer(nn.Sequential):
     `transformer(content, embedding)`: embedding [N, 100], one per image. With `weights`, the
     embeddings are K styles ([K, 100]) mixed by weights [N, K] or by a per-pixel map
     [N, K, H, W] (see style_norm.StyleMix). `transformer(content)` alone runs with styles bound by
-    `bind_styles(transformer, ...)`: the form the memory guard and the tiler call.
+    `bind_styles(transformer, ...)`: the form the memory guard and the tiler call (the two-
+    argument call binds, then goes through that form, so a guarded transformer stays guarded).
     """
 
     multiple = 4
@@ -185,4 +186,5 @@ class MagentaTransformer(nn.Sequential):
         if embedding is None:
             return super().forward(content)
         with bind_styles(self, embedding, weights):
-            return super().forward(content)
+            # through the instance's forward: the memory guard installs one there
+            return self.forward(content)

