@@ -36,10 +36,13 @@ MAIN_FILE = PLUGIN_NAME + ".py"
 CONFIG_NAME = "config.json"
 RECORD_NAME = ".install-record.json"
 VENDOR_NAME = "vendor"
-NOT_COPIED = {CONFIG_NAME, RECORD_NAME, VENDOR_NAME, "__pycache__"}
+# The shared client package (protocol, options, engine cards, client) lives once, at the project
+# root; the installed plug-in gets a copy inside its folder (a link with --link).
+CLIENT_PACKAGE = "stclient"
+NOT_COPIED = {CONFIG_NAME, RECORD_NAME, VENDOR_NAME, CLIENT_PACKAGE, "__pycache__"}
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
 VENV_STAMP = ".style-transfer-requirements.sha256"
-VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest", "hypothesis")
+VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest")
 # Finding the packages (without importing torch: seconds) is enough for the idempotence check;
 # after an install they are imported for real, and --check imports them too.
 VENV_FIND = ("import importlib.util, sys; missing = [m for m in %r if importlib.util.find_spec(m) "
@@ -61,7 +64,7 @@ def warn(text: str) -> None:
 
 def project_version() -> str:
     """The toolkit's version, read from stclient without importing it (no third-party imports)."""
-    text = (PLUGIN_SRC / "stclient" / "__init__.py").read_text(encoding="utf-8")
+    text = (ROOT / CLIENT_PACKAGE / "__init__.py").read_text(encoding="utf-8")
     match = re.search(r'__version__\s*=\s*"([^"]+)"', text)
     return match.group(1) if match else "unknown"
 
@@ -275,16 +278,23 @@ def gimp_python_command(kind: str, override: Optional[str]) -> Optional[List[str
 
 # =============================================================================== plug-in files
 
+def client_src(src: Path = PLUGIN_SRC) -> Path:
+    """The shared client package of the project whose plug-in folder is `src`."""
+    return src.parent.parent / CLIENT_PACKAGE
+
+
 def plugin_files(src: Path = PLUGIN_SRC) -> Dict[str, Path]:
-    """relative path -> file, for everything that makes up the plug-in (no caches, no config)."""
+    """relative path -> file, for everything that makes up the installed plug-in: the plug-in
+    folder plus the shared client package as its `stclient/` (no caches, no config)."""
     files: Dict[str, Path] = {}
-    for path in sorted(src.rglob("*")):
-        relative = path.relative_to(src)
-        if relative.parts[0] in NOT_COPIED or "__pycache__" in relative.parts:
-            continue
-        if path.is_file() and not path.name.endswith((".pyc", ".pyo", "~")) \
-                and not path.name.startswith("."):
-            files[relative.as_posix()] = path
+    for base, prefix in ((src, ""), (client_src(src), CLIENT_PACKAGE + "/")):
+        for path in sorted(base.rglob("*")):
+            relative = path.relative_to(base)
+            if (not prefix and relative.parts[0] in NOT_COPIED) or "__pycache__" in relative.parts:
+                continue
+            if path.is_file() and not path.name.endswith((".pyc", ".pyo", "~")) \
+                    and not path.name.startswith("."):
+                files[prefix + relative.as_posix()] = path
     return files
 
 
@@ -385,7 +395,26 @@ def install_plugin(target: GimpTarget, backend_python: Path, *, link: bool = Fal
     return result
 
 
+def _link_client(src: Path, result: PluginResult) -> None:
+    """A linked plug-in folder is the source folder itself: give it the shared client package as
+    a (git-ignored) link, so GIMP imports the one copy."""
+    link, target = src / CLIENT_PACKAGE, client_src(src)
+    if link.is_symlink() and os.path.realpath(link) == os.path.realpath(target):
+        return
+    if link.is_symlink() or link.is_file():
+        link.unlink()
+    elif link.exists():
+        shutil.rmtree(link)
+    try:
+        os.symlink(os.path.relpath(target, src), link, target_is_directory=True)
+    except OSError as error:
+        raise InstallError(f"Cannot create the link {link} -> {target}: {error}. (On Windows "
+                           "links need developer mode; install without --link instead.)") from None
+    result.changed.append(f"linked {link} -> {target}")
+
+
 def _install_link(dest: Path, src: Path, result: PluginResult) -> None:
+    _link_client(src, result)
     if dest.is_symlink() and os.path.realpath(dest) == os.path.realpath(src):
         return
     if dest.exists() or dest.is_symlink():
@@ -472,6 +501,8 @@ def plugin_state(dest: Path, src: Path = PLUGIN_SRC) -> str:
     if not is_ours(dest, src):
         return "foreign (not installed by install.py)"
     if dest.is_symlink():
+        if not (src / CLIENT_PACKAGE / "__init__.py").is_file():
+            return f"outdated: the link {src / CLIENT_PACKAGE} is missing"
         return "linked (always current)"
     files = plugin_files(src)
     differ = [r for r, s in files.items()
@@ -678,15 +709,36 @@ DEMO_CONTENT = "examples/content"
 
 
 def demo_plan(models: List[dict]) -> List[dict]:
-    """One installed model per engine (recommended first); pix2pix is left out because its
-    models expect special inputs (edge maps, label maps) rather than photos."""
+    """One installed model per engine whose card has demo runs (its default model, then the
+    recommended ones first); engines without (pix2pix: its models expect edge or label maps,
+    not photos) are left out."""
+    from stclient import registry  # the project's own package: standard library only
+
     chosen: List[dict] = []
-    for engine in ("adain", "cyclegan", "mixgan"):
+    for engine, card in registry.cards().items():
+        if not card.demo_runs:
+            continue
         candidates = [m for m in models if m["engine"] == engine and m["installed"]]
-        candidates.sort(key=lambda m: (not m.get("recommended"), m.get("source") == "user"))
+        candidates.sort(key=lambda m: (m["name"] != card.default_model,
+                                       not m.get("recommended"), m.get("source") == "user"))
         if candidates:
             chosen.append(candidates[0])
     return chosen
+
+
+def demo_runs(engine: str, styles: List[Path]) -> List[List[str]]:
+    """The extra `stylize` arguments of each demo run of `engine` ("{style}": once per example
+    style image; no run when such an engine has no style image to use)."""
+    from stclient import registry
+
+    runs: List[List[str]] = []
+    for template in registry.card(engine).demo_runs:
+        if any("{style}" in word for word in template):
+            runs += [[word.replace("{style}", str(style)) for word in template]
+                     for style in styles]
+        else:
+            runs.append(list(template))
+    return runs
 
 
 def run_demo(python: Path, out_dir: Path) -> int:
@@ -711,21 +763,20 @@ def run_demo(python: Path, out_dir: Path) -> int:
     say("Demo: stylizing the example images with " + ", ".join(m["name"] for m in plan) + " ...")
     failures = 0
     for model in plan:
-        target = out_dir / model["name"]
-        args = ["stylize", *[str(p) for p in content], "-o", str(target),
-                "--engine", model["engine"], "--model", model["name"]]
-        if model["engine"] == "adain":
-            if not styles:
+        runs = demo_runs(model["engine"], styles)
+        for index, extra in enumerate(runs):
+            target = out_dir / model["name"] / (f"{index + 1}" if len(runs) > 1 else "")
+            args = ["stylize", *[str(p) for p in content], "-o", str(target) + os.sep,
+                    "--engine", model["engine"], "--model", model["name"], *extra]
+            started = time.monotonic()
+            result = backend_run(python, args, capture=True)
+            if result.returncode != 0:
+                failures += 1
+                warn(f"demo with {model['name']} failed:\n"
+                     f"{(result.stderr or result.stdout).strip()}")
                 continue
-            args += ["--style", str(styles[0])]
-        started = time.monotonic()
-        result = backend_run(python, args, capture=True)
-        if result.returncode != 0:
-            failures += 1
-            warn(f"demo with {model['name']} failed:\n{(result.stderr or result.stdout).strip()}")
-            continue
-        say(f"  {model['name']}: {len(content)} image(s) -> {target} "
-            f"({time.monotonic() - started:.1f} s)")
+            say(f"  {model['name']} {' '.join(Path(w).name for w in extra)}: {len(content)} "
+                f"image(s) -> {target} ({time.monotonic() - started:.1f} s)".replace("  :", ":"))
     if not failures:
         say(f"Demo results are in {out_dir}")
     if not any(m["source"] == "manifest" for m in plan):

@@ -1,20 +1,18 @@
 """Backend of the style-transfer toolkit: networks, engines, daemon, batch, training, CLI.
 
-The protocol, option definitions and client live once, in the plug-in folder's `stclient`
-package (it must run inside GIMP's Python); this puts that folder on sys.path so the backend
-imports the very same modules.
+The protocol, option definitions, engine cards and client live once, in the top-level `stclient`
+package (standard library + pyzmq, so it also runs inside GIMP's Python; install.py copies it into
+the plug-in folder). The backend imports it as a sibling package: run it from the project root
+(`python -m backend ...`), as the client and the tests do.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from stclient import PROTOCOL_VERSION, __version__
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PLUGIN_DIR = PROJECT_ROOT / "plugin" / "style_transfer"
-if str(PLUGIN_DIR) not in sys.path:
-    sys.path.insert(0, str(PLUGIN_DIR))
-
-from stclient import PROTOCOL_VERSION, __version__  # noqa: E402
 
 __all__ = ["PROJECT_ROOT", "PLUGIN_DIR", "PROTOCOL_VERSION", "__version__"]

@@ -30,9 +30,10 @@ from backend.engines.base import EngineContext
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
                              StyleTransferError)
-from stclient.options import resolve_options
+from backend.pixels import checked_pixels, from_float_rgb, mask_to_float, to_float_rgb
+from stclient import registry
+from stclient.registry import resolve_options
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # Rec. 601 (what Pillow's "L" uses)
 GIB = 1024 ** 3
 STATS_KEYS = ("runs", "model_loads", "model_cache_hits", "model_evictions", "style_encodes",
               "style_cache_hits")
@@ -70,74 +71,6 @@ def default_memory_budget(device: torch.device) -> int:
     except (ValueError, OSError, AttributeError):
         ram = 8 * GIB
     return int(min(4 * GIB, ram // 2))
-
-
-# ================================================================ pixels
-
-def to_float_rgb(pixels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    """H x W x C (C 1..4; uint8/uint16/float) -> (H x W x 3 float32 0..1, alpha H x W x 1 or None).
-
-    Grey is repeated into three channels; alpha is split off untouched."""
-    from backend.imageio import check_pixels
-
-    pixels = check_pixels(pixels)
-    channels = pixels.shape[2]
-    colour_count = 1 if channels in (1, 2) else 3
-    alpha = pixels[:, :, colour_count:] if channels in (2, 4) else None
-    colour = pixels[:, :, :colour_count]
-    if pixels.dtype == np.uint8:
-        rgb = colour.astype(np.float32) / 255.0
-    elif pixels.dtype == np.uint16:
-        rgb = colour.astype(np.float32) / 65535.0
-    else:
-        rgb = np.clip(np.nan_to_num(colour.astype(np.float32), nan=0.0), 0.0, 1.0)
-    if colour_count == 1:
-        rgb = np.repeat(rgb, 3, axis=2)
-    return np.ascontiguousarray(rgb), (None if alpha is None else alpha.copy())
-
-
-def from_float_rgb(rgb: np.ndarray, like: np.ndarray,
-                   alpha: Optional[np.ndarray], color_output: bool = False) -> np.ndarray:
-    """Back to `like`'s channel count and dtype (grey via Rec. 601 luma), rounding to nearest,
-    with the original alpha appended unchanged. `color_output`: a grey `like` gets RGB (+ its
-    alpha) instead, so the colour a style brings is not thrown away."""
-    from backend.imageio import check_pixels, to_uint16, to_uint8
-
-    like = check_pixels(like)
-    grey = like.shape[2] in (1, 2) and not color_output
-    colour = (rgb @ LUMA)[:, :, None] if grey else rgb
-    colour = np.clip(colour, 0.0, 1.0).astype(np.float32)
-    if like.dtype == np.uint8:
-        colour = to_uint8(colour)
-    elif like.dtype == np.uint16:
-        colour = to_uint16(colour)
-    else:
-        colour = colour.astype(like.dtype)
-    if alpha is not None:
-        colour = np.concatenate([colour, alpha.astype(colour.dtype)], axis=2)
-    return np.ascontiguousarray(colour)
-
-
-def mask_to_float(mask: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A mask (H x W or H x W x 1; bool, uint8, uint16 or float 0..1) as H x W float32 0..1."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[2] in (1, 2):  # grey (+ alpha: ignored)
-        mask = mask[:, :, 0]
-    elif mask.ndim == 3 and mask.shape[2] in (3, 4):
-        mask = mask[:, :, :3].astype(np.float32) @ LUMA
-    if mask.ndim != 2:
-        raise StyleTransferError(BAD_REQUEST, f"The mask must be H x W, not shape {mask.shape}.")
-    if mask.shape != (height, width):
-        raise StyleTransferError(
-            BAD_REQUEST, f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
-                         f"{width}x{height}; they must have the same size.")
-    if mask.dtype == np.bool_:
-        return mask.astype(np.float32)
-    if mask.dtype == np.uint8:
-        return mask.astype(np.float32) / 255.0
-    if mask.dtype == np.uint16:
-        return mask.astype(np.float32) / 65535.0
-    return np.clip(np.nan_to_num(mask.astype(np.float32), nan=0.0), 0.0, 1.0)
 
 
 # ================================================================ caches
@@ -236,7 +169,8 @@ class Runtime:
         self._lock = threading.RLock()       # the model cache
         self._run_lock = threading.Lock()    # one job at a time: engines set per-job modes
         if self.device.type == "cpu":
-            # the issue asks for all threads on the CPU; torch's default is the physical cores
+            # every logical CPU: torch defaults to the physical cores, which left the second
+            # hyper-thread idle
             wanted = threads or _available_cpus()
             if wanted and torch.get_num_threads() != wanted:
                 torch.set_num_threads(wanted)
@@ -254,10 +188,13 @@ class Runtime:
                     BAD_REQUEST, f"Unknown checkpoint role(s) {', '.join(unknown)} for {engine}; "
                                  f"its roles are {', '.join(roles)}.")
             paths = {role: os.fspath(path) for role, path in checkpoints.items()}
+            card = registry.card(engine)
+            for role in [r for r in card.roles if r.name not in paths and r.shared_from]:
+                # e.g. a user's AdaIN decoder with the official VGG encoder
+                paths[role.name] = str(self._store_model(engine, role.shared_from)
+                                       .paths[role.name])
             missing = [role for role in roles if role not in paths]
-            if missing == ["vgg"] and engine == "adain":  # a user decoder with the official VGG
-                paths["vgg"] = str(self._store_model("adain").paths["vgg"])
-            elif missing:
+            if missing:
                 raise StyleTransferError(
                     BAD_REQUEST, f"{engine} needs checkpoint file(s) for {', '.join(roles)}; "
                                  f"missing {', '.join(missing)} (e.g. --checkpoint "
@@ -270,7 +207,10 @@ class Runtime:
                 BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
                              f"--engine {info.engine}.")
         declared = {f.role: f.arch for f in getattr(info, "files", ())}
-        archs = {role: declared.get(role) or (info.arch if role == "generator" else None)
+        # the model's own `arch` names its main file's layout (AdaIN's "adain" names a family)
+        main = registry.card(engine).main_role
+        own_arch = info.arch if info.arch in main.arch_names else None
+        archs = {role: declared.get(role) or (own_arch if role == main.name else None)
                  for role in roles}
         paths = {role: str(info.paths[role]) for role in roles if role in info.paths}
         if len(paths) != len(roles):
@@ -332,13 +272,6 @@ class Runtime:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def unload_all(self) -> None:
-        with self._lock:
-            self._models.clear()
-            self.style_cache.clear()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-
     # ------------------------------------------------------------------ jobs
     def stylize(self, job: StylizeJob, progress: ProgressFn = no_progress,
                 cancelled: CancelledFn = never_cancelled) -> np.ndarray:
@@ -348,13 +281,13 @@ class Runtime:
         cancelled = cancelled or never_cancelled
         engine = get_engine(job.engine)
         options = resolve_options(job.engine, job.options)
-        content = _checked_content(job.content)
+        content = checked_pixels(job.content)
         height, width = content.shape[:2]
         job = dataclasses.replace(
             job, content=content,
             mask=None if job.mask is None else mask_to_float(job.mask, height, width))
         for index, style in enumerate(job.styles):
-            _checked_content(style, f"Style image {index + 1}")
+            checked_pixels(style, f"Style image {index + 1}")
         engine.validate(job, options)
         if cancelled():
             raise Cancelled()
@@ -367,7 +300,7 @@ class Runtime:
             device=self.device,
             progress=lambda frac, text: progress(0.05 + 0.9 * frac, text),
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
-            stats=self.stats)
+            stats=self.stats, budget=self.activation_budget)
         try:
             with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)
@@ -390,24 +323,27 @@ class Runtime:
     def sample(self, model: Optional[str] = None, count: int = 1, seed: int = 0,
                options: Optional[Mapping[str, Any]] = None, progress: ProgressFn = no_progress,
                cancelled: CancelledFn = never_cancelled,
-               checkpoints: Optional[Mapping[str, str]] = None) -> list[np.ndarray]:
-        """MIXGAN: `count` new images (H x W x 3 uint8) from the prior of `model`, seeded."""
+               checkpoints: Optional[Mapping[str, str]] = None,
+               engine: Optional[str] = None) -> list[np.ndarray]:
+        """`count` new images (H x W x 3 uint8) from the prior of `model`, seeded; for engines
+        whose card can sample (`engine` None: the one that can)."""
         progress = progress or no_progress
         cancelled = cancelled or never_cancelled
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise StyleTransferError(BAD_REQUEST, f"'count' must be a positive whole number, "
                                                   f"not {count!r}.")
-        options = resolve_options("mixgan", {**dict(options or {}), "seed": seed})
-        engine = get_engine("mixgan")
+        name = registry.sampling_engine(engine)
+        options = resolve_options(name, {**dict(options or {}), "seed": seed})
+        implementation = get_engine(name)
         progress(0.0, "loading model")
-        loaded = self.load_model("mixgan", model, checkpoints)
+        loaded = self.load_model(name, model, checkpoints)
         if cancelled():
             raise Cancelled()
         ctx = EngineContext(
             device=self.device, progress=lambda frac, text: progress(0.05 + 0.95 * frac, text),
             cancelled=cancelled, model_key=loaded.key, stats=self.stats)
         with torch.inference_mode():
-            images = engine.sample(loaded.model, count, options["seed"], options, ctx)
+            images = implementation.sample(loaded.model, count, options["seed"], options, ctx)
         self.stats["runs"] += 1
         return images
 
@@ -433,17 +369,6 @@ class Runtime:
             info["cuda_allocated"] = int(torch.cuda.memory_allocated(self.device))
             info["cuda_reserved"] = int(torch.cuda.memory_reserved(self.device))
         return info
-
-
-def _checked_content(pixels: Any, what: str = "The image") -> np.ndarray:
-    from backend.imageio import check_pixels
-
-    if not isinstance(pixels, np.ndarray):
-        raise StyleTransferError(BAD_IMAGE, f"{what} must be a numpy array of pixels.")
-    pixels = check_pixels(pixels)
-    if pixels.dtype.kind == "f" and pixels.dtype != np.float32:
-        pixels = pixels.astype(np.float32)
-    return pixels
 
 
 def _available_cpus() -> int:

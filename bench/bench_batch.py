@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import backend  # noqa: E402,F401  (stclient on sys.path)
+
 
 SIZE_SETS = {
     "mixed": [(512, 512), (384, 512), (512, 384), (640, 480), (256, 256)],

@@ -132,7 +132,7 @@ def bench_transport(sizes: list[int], repeat: int) -> list[str]:
 def bench_real(sizes: list[int], repeat: int) -> list[str]:
     from backend.engines.job import StylizeJob
     from backend.runtime import Runtime
-    from stclient.options import resolve_options
+    from stclient.registry import resolve_options
     from tests.helpers.checkpoints import make_models_dir
     from tests.helpers.daemon import start_daemon
     models = make_models_dir(tempfile.mkdtemp(prefix="st-bench-models-"))

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import backend  # noqa: E402,F401  (stclient on sys.path)
+
 import numpy as np  # noqa: E402
 
 from tests.gimp.harness import GimpSession, ImageSpec  # noqa: E402

@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-import backend  # noqa: E402,F401  (puts stclient on sys.path)
+
 from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import FastOptions, MemoryBudget, guard, guard_of, optimize  # noqa: E402

@@ -37,7 +37,8 @@ from typing import Any, Callable, Iterator, Optional
 
 from stclient.errors import (BAD_CHECKPOINT, BAD_REQUEST, INTERNAL, MODEL_MISSING, UNKNOWN_MODEL,
                              BUSY, UNREADABLE, WRITE_FAILED, Cancelled, StyleTransferError)
-from stclient.options import resolve_options
+from stclient import registry
+from stclient.registry import resolve_options
 
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 
@@ -82,8 +83,8 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
     started = time.monotonic()
     spec.validate()
     options = resolve_options(spec.engine, spec.options)
-    if spec.engine == "adain" and not spec.styles:
-        raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image (--style).")
+    # every image gets the same styles and no mask
+    registry.check_inputs(spec.engine, len(spec.styles), False, options)
     input_root, output_root = scanning.resolve_roots(spec)
     try:
         output_root.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any, Optional
 
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from stclient.options import ENGINES
+from stclient import registry
 
 REPORT_VERSION = 1
 
@@ -126,8 +126,9 @@ class BatchSpec:
                 raise _bad(f"{name} must be a folder path.")
             if not os.path.isabs(value):
                 raise _bad(f"{name} must be an absolute path, not {value!r}.")
-        if self.engine not in ENGINES:
-            raise _bad(f"Unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}.")
+        if self.engine not in registry.engine_names():
+            raise _bad(f"Unknown engine {self.engine!r}; choose one of "
+                       f"{', '.join(registry.engine_names())}.")
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
             raise _bad("model must be a model name.")
         if not isinstance(self.options, dict) or not all(isinstance(k, str) for k in self.options):

@@ -1,11 +1,11 @@
-"""Command-line flags for engines and their options, built from stclient.options (one definition).
+"""Command-line flags for engines and their options, built from the engine cards (one definition).
 
 Every command that runs an engine (stylize, batch) adds the same flags with
 `add_engine_arguments(parser)`: --engine, --model, --style, --checkpoint and one flag per engine
 option (--alpha, --preserve-color, --working-size, ...; an option several engines share, such as
 --seed, is one flag). Option flags default to None so `options_from_args` passes on only what the
-user typed; defaults and ranges are applied by stclient.options.resolve_options, the same code the
-daemon uses.
+user typed; defaults and ranges are applied by stclient.registry.resolve_options, the same code
+the daemon uses.
 """
 
 from __future__ import annotations
@@ -15,23 +15,32 @@ import os
 from typing import Any
 
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from stclient.options import ENGINE_OPTIONS, ENGINES, OptionSpec
+from stclient import registry
+from stclient.options import OptionSpec
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+DEFAULT_ROLE = "generator"     # what a bare --checkpoint PATH is when the engine is not known
+
+
+def _number_list(cast):
+    """argparse type for 'X,Y,...' lists (floats or whole numbers)."""
+    def parse(text: str) -> list:
+        try:
+            values = [cast(part) for part in text.replace(" ", "").split(",") if part]
+        except ValueError:
+            kind = "whole numbers" if cast is int else "numbers"
+            raise argparse.ArgumentTypeError(f"expected {kind} separated by commas, not "
+                                             f"{text!r}")
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one number")
+        return values
+    return parse
 
 
 def _engines_by_option() -> dict[str, list[tuple[str, OptionSpec]]]:
     table: dict[str, list[tuple[str, OptionSpec]]] = {}
-    for engine in ENGINES:
-        for spec in ENGINE_OPTIONS[engine]:
+    for engine, card in registry.cards().items():
+        for spec in card.options:
             table.setdefault(spec.name, []).append((engine, spec))
     return table
 
@@ -39,7 +48,7 @@ def _engines_by_option() -> dict[str, list[tuple[str, OptionSpec]]]:
 def _help(name: str, uses: list[tuple[str, OptionSpec]]) -> str:
     spec = uses[0][1]
     engines = [engine for engine, _ in uses]
-    scope = "all engines" if len(engines) == len(ENGINES) else ", ".join(engines)
+    scope = "all engines" if len(engines) == len(registry.cards()) else ", ".join(engines)
     defaults = {repr(s.default) for _, s in uses}
     default = f"default {spec.default}" if len(defaults) == 1 else "default per engine"
     text = spec.help.replace("%", "%%")
@@ -48,15 +57,21 @@ def _help(name: str, uses: list[tuple[str, OptionSpec]]) -> str:
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     """--engine, --model, --style, --checkpoint and every engine option as a flag."""
-    parser.add_argument("--engine", required=True, choices=ENGINES, help="which network family")
+    cards = registry.cards()
+    parser.add_argument("--engine", required=True, choices=tuple(cards),
+                        help="which network family: " + "; ".join(
+                            f"{name} = {card.title}" for name, card in cards.items()))
     parser.add_argument("--model", metavar="NAME",
                         help="installed model name (see `python -m backend models`); default: "
                              "the engine's default model")
+    stylers = [name for name, card in cards.items() if card.styles.takes_images]
     parser.add_argument("--style", action="append", metavar="IMAGE",
-                        help="AdaIN style image (repeat for several styles)")
+                        help=f"style image ({', '.join(stylers)}; repeat for several styles)")
     parser.add_argument("--checkpoint", action="append", metavar="[ROLE=]PATH",
-                        help="use this checkpoint file instead of --model; AdaIN needs "
-                             "vgg=PATH and decoder=PATH, the GANs one generator file")
+                        help="use this checkpoint file instead of --model (ROLE=PATH per file; a "
+                             f"bare PATH is the {DEFAULT_ROLE}): " + "; ".join(
+                                 f"{name} {', '.join(card.role_names)}"
+                                 for name, card in cards.items()))
     group = parser.add_argument_group("engine options")
     for name, uses in _engines_by_option().items():
         spec = uses[0][1]
@@ -68,9 +83,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
             choices = sorted({c for _, s in uses for c in s.choices})
             group.add_argument(flag, dest=name, choices=choices, default=None,
                                help=_help(name, uses))
-        elif spec.kind == "floats":
-            group.add_argument(flag, dest=name, type=_float_list, default=None,
-                               metavar="X,Y,...", help=_help(name, uses))
+        elif spec.kind in ("floats", "ints"):
+            group.add_argument(flag, dest=name, default=None,
+                               type=_number_list(float if spec.kind == "floats" else int),
+                               metavar="X,Y,..." if spec.kind == "floats" else "N,M,...",
+                               help=_help(name, uses))
         else:
             group.add_argument(flag, dest=name, type=int if spec.kind == "int" else float,
                                default=None, metavar="N" if spec.kind == "int" else "X",
@@ -81,7 +98,7 @@ def options_from_args(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     """The option values typed on the command line for `engine` (a bad_request for flags that
     belong to other engines, so a typo'd combination is not silently ignored)."""
     given: dict[str, Any] = {}
-    own = {spec.name for spec in ENGINE_OPTIONS.get(engine, ())}
+    own = {spec.name for spec in registry.card(engine).options}
     for name, uses in _engines_by_option().items():
         value = getattr(args, name, None)
         if value is None:
@@ -95,12 +112,15 @@ def options_from_args(args: argparse.Namespace, engine: str) -> dict[str, Any]:
 
 
 def checkpoints_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """--checkpoint ROLE=PATH (or a bare PATH for the GANs' generator) -> {role: absolute path}."""
+    """--checkpoint ROLE=PATH (or a bare PATH: the engine's main file, e.g. a GAN's generator)
+    -> {role: absolute path}."""
     checkpoints: dict[str, str] = {}
+    engine = getattr(args, "engine", None)
+    bare_role = registry.card(engine).main_role.name if engine else DEFAULT_ROLE
     for text in getattr(args, "checkpoint", None) or []:
         role, sep, path = text.partition("=")
         if not sep or os.path.sep in role or not role:
-            role, path = "generator", text
+            role, path = bare_role, text
         if role in checkpoints:
             raise StyleTransferError(BAD_REQUEST, f"--checkpoint {role}= was given twice.")
         checkpoints[role] = os.path.abspath(path)

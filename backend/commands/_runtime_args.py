@@ -12,6 +12,7 @@ def add_compile_argument(parser: argparse.ArgumentParser, scope: str = "") -> No
     prefixes the help, e.g. "with --in-process: "."""
     parser.add_argument(
         "--compile", action="store_true", default=None,
-        help=f"{scope}torch.compile the networks: 1.3-1.7x faster on CPU, same pixels, but the "
-             "first image per model waits ~30-70 s for the compiler (same as "
-             "STYLE_TRANSFER_COMPILE=1)")
+        help=f"{scope}torch.compile the networks (same as STYLE_TRANSFER_COMPILE=1): for CUDA, "
+             "or a CPU where the native kernels cannot be built; on the CPU the default path "
+             "with the native kernels is faster. The first image per model waits ~30-70 s for "
+             "the compiler")

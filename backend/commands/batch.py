@@ -94,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         spec = build_spec(args)
-        from stclient.options import resolve_options
-        resolve_options(spec.engine, spec.options)
+        from stclient import registry
+        registry.check_inputs(spec.engine, len(spec.styles), False,
+                              registry.resolve_options(spec.engine, spec.options))
         if args.threads is not None and args.threads < 1:
             raise StyleTransferError(BAD_REQUEST, "--threads must be at least 1.")
         if not args.in_process and (args.threads is not None or args.device != "auto"

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from stclient import registry
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -59,7 +61,7 @@ def register(subparsers) -> None:
 def _add_list_flags(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("--json", action="store_true", default=default,
                         help="machine-readable output")
-    parser.add_argument("--engine", choices=("adain", "cyclegan", "pix2pix", "mixgan"),
+    parser.add_argument("--engine", choices=registry.engine_names(),
                         default=default, help="only this engine's models")
     parser.add_argument("--installed", dest="installed_only", action="store_true",
                         default=default, help="only installed models")
@@ -90,7 +92,8 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"\n{installed} installed, {len(models) - installed} missing "
           f"(* = recommended). Models folder: {registry.models_dir}")
     missing_recommended = [m.name for m in models
-                           if m.recommended and not m.installed and m.source == "manifest"]
+                           if m.recommended and not m.installed
+                           and m.source in ("manifest", "package")]
     if missing_recommended:
         print(f"Install the recommended ones: {install_command('recommended')}")
     print(f"Install any other: {install_command('NAME[,NAME...]')}  (or --models all)")

@@ -1,6 +1,7 @@
-"""`python -m backend sample`: new images from a MIXGAN model's prior (reproducible with a seed).
+"""`python -m backend sample`: new images from a model's prior (reproducible with a seed), for the
+engines whose card can sample (MIXGAN).
 
-    python -m backend sample [--model NAME | --checkpoint PATH] -n 16 --seed 7 -o DIR
+    python -m backend sample [--engine E] [--model NAME | --checkpoint PATH] -n 16 --seed 7 -o DIR
     python -m backend sample -n 64 --sheet sheet.png          # one PNG grid instead of files
 
 Files are named sample_<seed>_<index>.png; image i of a seed is the same whatever -n is.
@@ -19,10 +20,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "sample", help="generate new images with a MIXGAN model",
         description="Draw new images from a MIXGAN model's prior: content from its content "
                     "domain, style from its style domain.")
+    from stclient import registry
+
+    able = registry.sampling_engines()
+    parser.add_argument("--engine", choices=able, default=None,
+                        help=f"which engine draws the images (default: {able[0]})" if len(able) == 1
+                        else "which engine draws the images")
     parser.add_argument("--model", metavar="NAME",
-                        help="MIXGAN model name (default: the default MIXGAN model)")
+                        help="model name (default: the engine's default model)")
     parser.add_argument("--checkpoint", metavar="PATH",
-                        help="a MIXGAN .pth file instead of --model")
+                        help="a checkpoint file (the engine's main file) instead of --model")
     parser.add_argument("-n", "--count", type=int, default=16, help="how many images (default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--size", type=int, default=0,
@@ -53,11 +60,15 @@ def run(args: argparse.Namespace) -> int:
     from backend.imageio import write_image
     from backend.runtime import Runtime
 
+    from stclient import registry
+
+    engine = registry.sampling_engine(args.engine)
     runtime = Runtime(device=args.device, models_dir=args.models_dir)
-    checkpoints = {"generator": args.checkpoint} if args.checkpoint else None
+    checkpoints = {registry.card(engine).main_role.name: args.checkpoint} \
+        if args.checkpoint else None
     images = runtime.sample(args.model, count=args.count, seed=args.seed,
                             options={"working_size": args.size}, progress=_progress,
-                            checkpoints=checkpoints)
+                            checkpoints=checkpoints, engine=engine)
     print(file=sys.stderr)
     if args.sheet:
         path = write_image(args.sheet, _sheet(images, args.scale))

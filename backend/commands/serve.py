@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from stclient import paths
+from stclient import paths, settings
 from stclient.errors import StyleTransferError
 
 from backend import PROJECT_ROOT, __version__, PROTOCOL_VERSION
@@ -88,7 +88,7 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
     try:
         if args.models_dir is not None:
             models_dir = args.models_dir.expanduser().resolve()
-            os.environ["STYLE_TRANSFER_MODELS_DIR"] = str(models_dir)
+            settings.override(models_dir=str(models_dir))
         else:
             models_dir = None
         config = DaemonConfig(
@@ -165,7 +165,7 @@ def launch_detached(args: argparse.Namespace, directory: Path, endpoint: str) ->
                                    | subprocess.CREATE_NEW_PROCESS_GROUP)
     else:
         kwargs["start_new_session"] = True
-    env = dict(os.environ)
+    env = settings.child_env()
     env[paths.RUNTIME_DIR_ENV] = str(directory)
     with open(out_file, "wb") as out:
         child = subprocess.Popen(command, cwd=str(PROJECT_ROOT), env=env,

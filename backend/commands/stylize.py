@@ -97,12 +97,11 @@ def output_paths(inputs: list[str], output: str, fmt: Optional[str]) -> list[Pat
 def run(args: argparse.Namespace) -> int:
     try:
         options = _engine_args.options_from_args(args, args.engine)
-        from stclient.options import resolve_options
+        from stclient import registry
 
-        resolve_options(args.engine, options)
+        resolved = registry.resolve_options(args.engine, options)
         checkpoints = _engine_args.checkpoints_from_args(args)
-        if args.mask and args.engine != "adain":
-            raise StyleTransferError(BAD_REQUEST, "--mask is an AdaIN option.")
+        registry.check_inputs(args.engine, len(args.style or []), bool(args.mask), resolved)
         if not 1 <= args.quality <= 100:
             raise StyleTransferError(BAD_REQUEST, "--quality must be between 1 and 100.")
         if args.threads is not None and args.threads < 1:
@@ -119,7 +118,8 @@ def _stylize_all(args: argparse.Namespace, options: dict[str, Any], checkpoints:
     from backend.batch.progressbar import ProgressBar
     from backend.engines.job import StylizeJob
     from backend.imageio import read_image, write_image
-    from backend.runtime import Runtime, mask_to_float
+    from backend.pixels import mask_to_float
+    from backend.runtime import Runtime
 
     bar = ProgressBar(sys.stderr, enabled=not args.quiet)
     try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from stclient.errors import CANCELLED, TIMEOUT, Cancelled, StyleTransferError
+from stclient.status import JobInfo
 
 INTERACTIVE = 0
 BATCH = 1
@@ -67,17 +68,17 @@ class Job:
         code, message = REASONS.get(self.reason or "cancelled", REASONS["cancelled"])
         return Cancelled(message) if code == CANCELLED else StyleTransferError(code, message)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> JobInfo:
         now = time.monotonic()
-        info = {"id": self.id, "op": self.op, "priority": "interactive" if self.priority ==
-                INTERACTIVE else "batch", "waiting_s": round(now - self.received, 3)}
-        for key in ("engine", "model"):
-            value = getattr(self.request, key, None)
-            if value:
-                info[key] = value
+        info = JobInfo(id=self.id, op=self.op,
+                       priority="interactive" if self.priority == INTERACTIVE else "batch",
+                       waiting_s=round(now - self.received, 3),
+                       engine=getattr(self.request, "engine", None) or "",
+                       model=getattr(self.request, "model", None) or "")
         if self.started is not None:
-            info.update(running_s=round(now - self.started, 3), fraction=round(self.fraction, 4),
-                        text=self.text)
+            info.running_s = round(now - self.started, 3)
+            info.fraction = round(self.fraction, 4)
+            info.text = self.text
         return info
 
 

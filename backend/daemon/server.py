@@ -27,7 +27,8 @@ import zmq
 
 from backend import PROTOCOL_VERSION, __version__
 from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
-from stclient.options import ENGINE_OPTIONS
+from stclient import registry
+from stclient.status import DaemonStatus
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
                                SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
@@ -323,22 +324,21 @@ class DaemonServer:
                 runtime_status = dict(runtime.status())
             except Exception as error:      # status must answer even if the runtime is busy
                 runtime_status = {"error": str(error)}
-        return {
-            "version": __version__, "protocol": PROTOCOL_VERSION, "pid": os.getpid(),
-            "endpoint": self.bound_endpoint, "uptime_s": round(time.time() - self.started, 1),
-            "ready": runtime is not None, "device": runtime_status.get(
-                "device", str(getattr(runtime, "device", "starting"))),
-            "runtime": runtime_status, "rss_bytes": rss_bytes(),
-            "running": running.describe() if running is not None else None,
-            "queue": [job.describe() for job in self.queue.snapshot()],
-            "jobs_done": self.worker.jobs_done, "max_pixels": self.config.max_pixels,
-            "stopping": self.stopping.is_set(),
-        }
+        return DaemonStatus(
+            version=__version__, protocol=PROTOCOL_VERSION, pid=os.getpid(),
+            endpoint=self.bound_endpoint, uptime_s=round(time.time() - self.started, 1),
+            ready=runtime is not None,
+            device=runtime_status.get("device", str(getattr(runtime, "device", "starting"))),
+            runtime=runtime_status, rss_bytes=rss_bytes(),
+            running=running.describe() if running is not None else None,
+            queue=[job.describe() for job in self.queue.snapshot()],
+            jobs_done=self.worker.jobs_done, max_pixels=self.config.max_pixels,
+            stopping=self.stopping.is_set()).to_json()
 
     def models(self) -> dict[str, Any]:
         from backend.modelstore.registry import list_models
-        engines = {engine: [spec.to_json() for spec in specs]
-                   for engine, specs in ENGINE_OPTIONS.items()}
+        engines = {name: [spec.to_json() for spec in card.options]
+                   for name, card in registry.cards().items()}
         models = []
         for info in list_models(self.config.models_dir):
             entry = info.to_json()

@@ -15,7 +15,8 @@ from typing import Any, Optional
 import numpy as np
 
 from stclient.errors import BAD_REQUEST, TOO_LARGE, UNKNOWN_MODEL, StyleTransferError
-from stclient.options import ENGINES, resolve_options
+from stclient import registry
+from stclient.registry import resolve_options
 from stclient.protocol import BatchRequest, ImageFrame, SampleRequest, StylizeRequest
 
 from .config import DaemonConfig
@@ -35,6 +36,7 @@ class StylizePayload:
 
 @dataclass
 class SamplePayload:
+    engine: str
     model: str
     count: int
     seed: int
@@ -53,9 +55,7 @@ def check_pixels(frame: ImageFrame, what: str, config: DaemonConfig) -> None:
 def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> str:
     """The installed model's name for `engine` (the engine's default when `model` is None)."""
     from backend.modelstore.registry import default_model, get_model
-    if engine not in ENGINES:
-        raise StyleTransferError(BAD_REQUEST, f"Unknown engine {engine!r}; choose one of "
-                                              f"{', '.join(ENGINES)}.")
+    registry.card(engine)           # an unknown engine is a bad_request naming the known ones
     if model is None:
         return default_model(engine, config.models_dir).name
     info = get_model(model, config.models_dir)
@@ -68,9 +68,6 @@ def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> st
 
 def validate_stylize(request: StylizeRequest, config: DaemonConfig) -> StylizePayload:
     engine = request.engine
-    if engine not in ENGINES:
-        raise StyleTransferError(BAD_REQUEST, f"Unknown engine {engine!r}; choose one of "
-                                              f"{', '.join(ENGINES)}.")
     options = resolve_options(engine, request.options)
     assert request.content is not None
     check_pixels(request.content, "content image", config)
@@ -83,19 +80,8 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig) -> StylizePa
         if not os.path.isfile(path):
             raise StyleTransferError(BAD_REQUEST, f"The style file {path} does not exist (as "
                                                   "seen by the daemon).")
-    style_count = len(request.styles) + len(request.style_paths)
-    if engine == "adain":
-        if style_count == 0:
-            raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image.")
-        weights = options.get("style_weights")
-        if style_count > 1 and weights and len(weights) not in (1, style_count):
-            raise StyleTransferError(BAD_REQUEST, f"{len(weights)} style weights were given for "
-                                                  f"{style_count} style images.")
-    elif style_count:
-        raise StyleTransferError(BAD_REQUEST, f"The {engine} engine takes no style image; its "
-                                              "style is the model itself.")
-    if request.mask is not None and engine != "adain":
-        raise StyleTransferError(BAD_REQUEST, "A mask is only used by AdaIN.")
+    registry.check_inputs(engine, len(request.styles) + len(request.style_paths),
+                          request.mask is not None, options)
     model = resolve_model(engine, request.model, config)
     content = frame_to_array(request.content, "content image")
     mask = (mask_to_array(request.mask, request.content.height, request.content.width)
@@ -118,6 +104,7 @@ def validate_batch(request: BatchRequest, config: DaemonConfig) -> Any:
 
 
 def validate_sample(request: SampleRequest, config: DaemonConfig) -> SamplePayload:
-    options = resolve_options("mixgan", {**request.options, "seed": request.seed})
-    model = resolve_model("mixgan", request.model, config)
-    return SamplePayload(model, request.count, request.seed, options)
+    engine = registry.sampling_engine(request.engine)
+    options = resolve_options(engine, {**request.options, "seed": request.seed})
+    model = resolve_model(engine, request.model, config)
+    return SamplePayload(engine, model, request.count, request.seed, options)

@@ -203,14 +203,11 @@ class Worker(threading.Thread):
 
     def _sample(self, job: Job) -> Result:
         payload: SamplePayload = job.payload
-        sample = getattr(self.runtime, "sample", None)
-        if sample is None:
-            raise StyleTransferError(UNAVAILABLE, "This backend cannot sample MIXGAN images yet; "
-                                                  "update it.")
         progress, cancelled = self._callbacks(job)
         started = time.monotonic()
-        images = sample(payload.model, count=payload.count, seed=payload.seed,
-                        options=dict(payload.options), progress=progress, cancelled=cancelled)
+        images = self.runtime.sample(payload.model, count=payload.count, seed=payload.seed,
+                                     options=dict(payload.options), progress=progress,
+                                     cancelled=cancelled, engine=payload.engine)
         arrays = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 \
             else [images]
         frames = [array_to_frame(np.asarray(a)) for a in arrays]

@@ -11,7 +11,6 @@ Patch ``i`` of a set with seed ``s`` depends only on (s, i, size).
 from __future__ import annotations
 
 import colorsys
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -109,15 +108,3 @@ def render_textures(count: int, size: int = 64, seed: int = 0) -> np.ndarray:
     for index in range(count):
         patches[index] = render_texture(np.random.default_rng([seed, index]), size)
     return patches
-
-
-def save_textures(directory: str | Path, count: int, size: int = 64, seed: int = 0) -> list[Path]:
-    """Write a texture set as PNG files for training from a folder."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, patch in enumerate(render_textures(count, size, seed)):
-        path = directory / f"{index:06d}.png"
-        Image.fromarray(patch).save(path)
-        paths.append(path)
-    return paths

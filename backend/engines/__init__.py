@@ -1,7 +1,8 @@
-"""Engine registry: job.engine name -> Engine class (see base.py for the interface).
+"""Engine implementations, one module per card: `backend/engines/<name>.py` defines `ENGINE`
+(an Engine subclass) for the card `stclient/cards/<name>.py`.
 
-Classes are named as "module:Class" strings and imported on first use, so listing engines costs
-nothing and one engine's imports never slow down another. Adding an engine is one line here.
+Modules are imported on first use, so listing engines costs nothing and one engine's imports
+never slow down another. The card, not this package, says which engines exist.
 """
 
 from __future__ import annotations
@@ -9,31 +10,21 @@ from __future__ import annotations
 import importlib
 
 from backend.engines.base import Engine
-from stclient.errors import BAD_REQUEST, StyleTransferError
-
-ENGINE_CLASSES: dict[str, str] = {
-    "adain": "backend.engines.adain:AdaINEngine",
-    "cyclegan": "backend.engines.cyclegan:CycleGANEngine",
-    "pix2pix": "backend.engines.pix2pix:Pix2PixEngine",
-    "mixgan": "backend.engines.mixgan:MixganEngine",
-}
+from stclient import registry
 
 _INSTANCES: dict[str, Engine] = {}
 
 
-def engine_names() -> tuple[str, ...]:
-    return tuple(ENGINE_CLASSES)
-
-
 def get_engine(name: str) -> Engine:
     """The engine called `name` (bad_request naming the known ones otherwise)."""
-    if name not in ENGINE_CLASSES:
-        raise StyleTransferError(
-            BAD_REQUEST, f"Unknown engine {name!r}; known: {', '.join(ENGINE_CLASSES)}.")
+    card = registry.card(name)
     if name not in _INSTANCES:
-        module_name, class_name = ENGINE_CLASSES[name].split(":")
-        _INSTANCES[name] = getattr(importlib.import_module(module_name), class_name)()
+        module = importlib.import_module(f"{__name__}.{name}")
+        engine_class = getattr(module, "ENGINE", None)
+        if not (isinstance(engine_class, type) and issubclass(engine_class, Engine)):
+            raise RuntimeError(f"{module.__file__} must define ENGINE = <an Engine subclass>")
+        _INSTANCES[name] = engine_class(card)
     return _INSTANCES[name]
 
 
-__all__ = ["ENGINE_CLASSES", "Engine", "engine_names", "get_engine"]
+__all__ = ["Engine", "get_engine"]

@@ -22,14 +22,14 @@ from torch import nn
 from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
     working_shape
 from backend.engines.job import StylizeJob
-from backend.engines.padding import crop, pad_to_multiple, reflect_pad
+from backend.networks.padding import crop, pad_to_multiple, reflect_pad
 from backend.networks import adain as net
 from backend.networks.checkpoints import load_network
-from stclient.errors import BAD_REQUEST, StyleTransferError
+from backend.pixels import to_float_rgb
+from stclient.registry import style_weights
 
 MULTIPLE = 8          # three 2x poolings in the encoder, three 2x upsamplings in the decoder
 MIN_SIDE = 16         # relu4_1 needs >= 2 positions per side (reflection padding, std)
-MAX_STYLES = 16
 
 
 @dataclass
@@ -40,27 +40,12 @@ class AdaINModel:
 
 
 class AdaINEngine(Engine):
-    name = "adain"
-    roles = ("vgg", "decoder")
-
     def load(self, paths: Mapping[str, Path], device: torch.device,
              archs: Mapping[str, Optional[str]]) -> AdaINModel:
         _, vgg = load_network("adain", "vgg", paths["vgg"], archs.get("vgg"))
         _, decoder = load_network("adain", "decoder", paths["decoder"], archs.get("decoder"))
         encoder = vgg[:net.RELU4_1 + 1]  # relu4_1 is all inference needs: drop the rest
         return AdaINModel(encoder.to(device).eval(), decoder.to(device).eval(), device)
-
-    def validate(self, job: StylizeJob, options: dict[str, Any]) -> None:
-        count = len(job.styles)
-        if count == 0:
-            raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image.")
-        if count > MAX_STYLES:
-            raise StyleTransferError(BAD_REQUEST, f"At most {MAX_STYLES} styles can be blended.")
-        if job.mask is not None and count > 2:
-            raise StyleTransferError(
-                BAD_REQUEST, "A mask combines at most two styles (style 1 where the mask is "
-                             "white, style 2 or the unchanged content where it is black).")
-        style_weights(options, count)  # raises on a bad list
 
     def stylize(self, model: AdaINModel, rgb: np.ndarray, job: StylizeJob,
                 options: dict[str, Any], ctx: EngineContext) -> np.ndarray:
@@ -151,24 +136,8 @@ def _run(network: nn.Sequential, x: torch.Tensor, ctx: EngineContext, start: flo
     return x
 
 
-def style_weights(options: dict[str, Any], count: int) -> list[float]:
-    """The style weights to use: equal ones when the default [1.0] is left with several styles."""
-    weights = [float(w) for w in options.get("style_weights") or [1.0]]
-    if len(weights) == 1 and count > 1 and weights == [1.0]:
-        weights = [1.0] * count
-    if len(weights) != count:
-        raise StyleTransferError(
-            BAD_REQUEST, f"{len(weights)} style weight(s) given for {count} style image(s); "
-                         "give one weight per style.")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise StyleTransferError(BAD_REQUEST, "Style weights must be >= 0 and not all zero.")
-    return weights
-
-
 def style_rgb(style: np.ndarray) -> np.ndarray:
     """A style image (any channel count/dtype) as H x W x 3 float32 RGB; alpha is ignored."""
-    from backend.runtime import to_float_rgb
-
     return to_float_rgb(style)[0]
 
 
@@ -191,3 +160,6 @@ def pixels_digest(pixels: np.ndarray) -> str:
 
 def tensor_digest(tensor: torch.Tensor) -> str:
     return pixels_digest(tensor.detach().float().cpu().numpy())
+
+
+ENGINE = AdaINEngine

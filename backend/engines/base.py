@@ -1,24 +1,23 @@
-"""The Engine interface: what one model family (AdaIN, CycleGAN, pix2pix, MIXGAN) provides to the
-Runtime.
+"""The Engine interface: what one model family provides to the Runtime.
 
-The Runtime owns everything that is the same for all families — validating the job and options,
-finding the checkpoint files, the model cache, grey/alpha/dtype conversion, progress and
-cancellation plumbing — and calls an engine for the two things that differ:
+The engine's card (stclient/cards/<name>.py) declares everything that is not maths: options,
+checkpoint roles and architectures, style inputs, perf policy, GIMP arguments. The Runtime owns
+what is the same for every engine (validating the job against the card, finding the checkpoint
+files, the model cache, grey/alpha/dtype conversion, progress and cancellation) and calls an
+engine for what differs:
 
     class MyEngine(Engine):
-        name = "myengine"                  # the job's `engine` value
-        roles = ("generator",)             # checkpoint files a model is made of (model store roles)
-
         def load(self, paths, device, archs) -> object:
             # paths: role -> checkpoint file; archs: role -> declared architecture or None.
             # Return the loaded model (any object; nn.Modules found on it are sized for the cache).
         def stylize(self, model, rgb, job, options, ctx) -> np.ndarray:
             # rgb: H x W x 3 float32 in 0..1 (content; grey already expanded, alpha removed).
-            # options: resolved by stclient.options.resolve_options(name, job.options).
+            # options: resolved against the card's options.
             # Return H x W x 3 float32 in 0..1, same H and W. Call ctx.step(frac, text) between
             # network stages (it reports progress and raises Cancelled when asked to stop).
+        # engines whose card has `sample`: def sample(self, model, count, seed, options, ctx)
 
-Register a new engine with one line in backend/engines/__init__.py (ENGINE_CLASSES).
+    ENGINE = MyEngine          # in backend/engines/<card name>.py
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
@@ -34,7 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.engines.job import StylizeJob
-from stclient.errors import BAD_REQUEST, Cancelled, StyleTransferError
+from stclient import registry
+from stclient.card import EngineCard
+from stclient.errors import Cancelled
 
 
 @dataclass
@@ -47,6 +48,7 @@ class EngineContext:
     style_cache: Any = None          # backend.runtime.StyleCache (AdaIN style statistics)
     model_key: str = ""              # identifies the loaded model (for cache keys)
     stats: dict[str, int] = field(default_factory=dict)
+    budget: Any = None               # backend.perf.MemoryBudget for engines that tile themselves
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -61,8 +63,16 @@ class EngineContext:
 class Engine(ABC):
     """One model family. Instances are stateless; loaded models are returned by `load`."""
 
-    name: ClassVar[str]
-    roles: ClassVar[tuple[str, ...]]
+    def __init__(self, card: EngineCard) -> None:
+        self.card = card
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.card.role_names
 
     @abstractmethod
     def load(self, paths: Mapping[str, Path], device: torch.device,
@@ -75,12 +85,9 @@ class Engine(ABC):
         """H x W x 3 float32 0..1 in, same size out."""
 
     def validate(self, job: StylizeJob, options: dict[str, Any]) -> None:
-        """Refuse a job this engine cannot run (before any model is loaded). Default: no extra
-        inputs allowed."""
-        if job.styles:
-            raise StyleTransferError(BAD_REQUEST, f"The {self.name} engine takes no style images.")
-        if job.mask is not None:
-            raise StyleTransferError(BAD_REQUEST, f"The {self.name} engine takes no mask.")
+        """Refuse a job this engine cannot run (before any model is loaded): the card's input
+        rules, the same check the daemon, the CLI and the batch runner make."""
+        registry.check_inputs(self.name, len(job.styles), job.mask is not None, options)
 
     def model_bytes(self, model: Any) -> int:
         """Memory a loaded model holds (parameters and buffers of its nn.Modules)."""

@@ -6,5 +6,7 @@ from backend.engines.generator import GeneratorEngine
 
 
 class CycleGANEngine(GeneratorEngine):
-    name = "cyclegan"
     min_side = 8   # two stride-2 stages, then 3x3 reflection padding needs >= 2 px
+
+
+ENGINE = CycleGANEngine

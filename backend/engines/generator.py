@@ -18,15 +18,14 @@ from torch import nn
 from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
     working_shape
 from backend.engines.job import StylizeJob
-from backend.engines.padding import crop, pad_to_multiple
+from backend.networks.padding import crop, pad_to_multiple
 from backend.networks.checkpoints import load_network
 from backend.perf.fast import is_compiled
 
 
 class GeneratorEngine(Engine):
-    """An engine whose model is a single generator network."""
+    """An engine whose model is a single generator network (the card's role "generator")."""
 
-    roles = ("generator",)
     min_side = 8
 
     def load(self, paths: Mapping[str, Path], device: torch.device,

@@ -159,9 +159,6 @@ def _check(cancelled: CancelledFn) -> None:
 class MixganEngine(Engine):
     """The Runtime's view of MIXGAN: one generator file holding E, Gc and Gm."""
 
-    name = "mixgan"
-    roles = ("generator",)
-
     def load(self, paths: Mapping[str, Path], device: torch.device,
              archs: Mapping[str, Optional[str]]) -> MixganModel:
         path = Path(paths["generator"])
@@ -185,3 +182,6 @@ class MixganEngine(Engine):
         """New images from the prior (H x W x 3 uint8 each); see MixganModel.sample."""
         return model.sample(count, seed, options, progress=ctx.progress,
                             cancelled=ctx.cancelled)
+
+
+ENGINE = MixganEngine

@@ -18,8 +18,6 @@ from backend.networks.pix2pix import UnetGenerator
 
 
 class Pix2PixEngine(GeneratorEngine):
-    name = "pix2pix"
-
     def multiple(self, network: nn.Module) -> int:
         return int(network.multiple)  # 256 or 128: every level halves the sides
 
@@ -38,3 +36,6 @@ class Pix2PixEngine(GeneratorEngine):
                                    if device.type in ("cuda", "mps") else "cuda"):
             torch.manual_seed(seed)
             return network(x)
+
+
+ENGINE = Pix2PixEngine

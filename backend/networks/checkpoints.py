@@ -7,25 +7,30 @@ validation and the engines.
 - `detect_architecture(engine, role, state_dict)`: which known layout the keys and shapes match
   exactly, or a bad_checkpoint error saying what was expected and what differs.
 - `build_network(engine, arch)`: a fresh module with that layout; `load_network` does all three.
+- `file_architecture(path, engine, role)` / `identify_file(path)`: the same for any file, also in
+  formats a network module reads itself (MIXGAN's meta + state dict).
 
-New architectures (e.g. MIXGAN's) are added with `register_architecture`.
+The layouts are the ones the engine cards name (stclient/cards/<engine>.py, each role's
+`archs`); their builders are `BUILDERS[arch]` in the role's network module
+(backend/networks/<network>.py), and a role with another `format` is read by that module's
+`CHECKPOINT_FORMATS[format]`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import zipfile
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from types import ModuleType
+from typing import Callable, Mapping, Optional
 
 import torch
 from torch import nn
 
+from stclient import registry
+from stclient.card import STATE_DICT, EngineCard, RoleSpec
 from stclient.errors import BAD_CHECKPOINT, MODEL_MISSING, StyleTransferError
-
-from .adain import AdaINDecoder, VggEncoder
-from .cyclegan import ResnetGenerator
-from .pix2pix import UnetGenerator
 
 StateDict = dict[str, torch.Tensor]
 _IN_STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -42,37 +47,38 @@ class ArchSpec:
     description: str
 
 
-ARCHITECTURES: dict[str, ArchSpec] = {}
+_ARCHITECTURES: Optional[dict[str, ArchSpec]] = None
 _SHAPES: dict[str, dict[str, tuple[int, ...]]] = {}
 
 
-def register_architecture(spec: ArchSpec) -> None:
-    """Make a layout known to detection and building (one line per new architecture)."""
-    ARCHITECTURES[spec.name] = spec
-    _SHAPES.pop(spec.name, None)
+def network_module(card: EngineCard, role: RoleSpec) -> ModuleType:
+    return importlib.import_module(f"backend.networks.{role.network or card.name}")
 
 
-for _spec in (
-    ArchSpec("vgg_normalised", "adain", "vgg", VggEncoder,
-             "AdaIN's normalised VGG-19 (vgg_normalised.pth, 53 modules)"),
-    ArchSpec("adain_decoder", "adain", "decoder", AdaINDecoder,
-             "AdaIN decoder (decoder.pth, 29 modules)"),
-    ArchSpec("resnet_9blocks", "cyclegan", "generator", lambda: ResnetGenerator(9),
-             "CycleGAN ResNet generator with 9 blocks"),
-    ArchSpec("resnet_6blocks", "cyclegan", "generator", lambda: ResnetGenerator(6),
-             "CycleGAN ResNet generator with 6 blocks"),
-    ArchSpec("resnet_9blocks_dropout", "cyclegan", "generator",
-             lambda: ResnetGenerator(9, dropout=True),
-             "CycleGAN ResNet generator with 9 blocks trained with dropout"),
-    ArchSpec("resnet_6blocks_dropout", "cyclegan", "generator",
-             lambda: ResnetGenerator(6, dropout=True),
-             "CycleGAN ResNet generator with 6 blocks trained with dropout"),
-    ArchSpec("unet_256", "pix2pix", "generator", lambda: UnetGenerator("unet_256"),
-             "pix2pix U-Net generator for 256 px (8 levels)"),
-    ArchSpec("unet_128", "pix2pix", "generator", lambda: UnetGenerator("unet_128"),
-             "pix2pix U-Net generator for 128 px (7 levels)"),
-):
-    register_architecture(_spec)
+def architectures() -> dict[str, ArchSpec]:
+    """Every state-dict layout the cards name (an architecture shared by several engines, such
+    as AdaIN's VGG, is listed under the first card that names it)."""
+    global _ARCHITECTURES
+    if _ARCHITECTURES is None:
+        found: dict[str, ArchSpec] = {}
+        for card in registry.cards().values():
+            for role in card.roles:
+                if role.format != STATE_DICT:
+                    continue
+                builders = network_module(card, role).BUILDERS
+                for arch in role.archs:
+                    found.setdefault(arch.name, ArchSpec(arch.name, card.name, role.name,
+                                                         builders[arch.name], arch.description))
+        _ARCHITECTURES = found
+    return _ARCHITECTURES
+
+
+def _role(engine: str, role: str) -> RoleSpec:
+    spec = registry.card(engine).role(role)
+    if spec is None:
+        raise StyleTransferError(
+            BAD_CHECKPOINT, f"No known checkpoint layout for engine {engine!r} role {role!r}.")
+    return spec
 
 
 # ---------------------------------------------------------------- loading
@@ -145,7 +151,7 @@ def _expected_shapes(arch: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of an architecture (built once on the meta device: no memory, no time)."""
     if arch not in _SHAPES:
         with torch.device("meta"):
-            module = ARCHITECTURES[arch].build()
+            module = architectures()[arch].build()
         _SHAPES[arch] = {key: tuple(value.shape) for key, value in module.state_dict().items()}
     return _SHAPES[arch]
 
@@ -166,8 +172,11 @@ def _optional(key: str, expected: Mapping[str, tuple[int, ...]]) -> bool:
 
 
 def candidates(engine: str, role: str) -> list[str]:
-    return [name for name, spec in ARCHITECTURES.items()
-            if spec.engine == engine and spec.role == role]
+    """The state-dict layouts the engine's card names for `role`."""
+    spec = registry.card(engine).role(role)
+    if spec is None or spec.format != STATE_DICT:
+        return []
+    return list(spec.arch_names)
 
 
 def detect_architecture(engine: str, role: str, state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -185,7 +194,7 @@ def detect_architecture(engine: str, role: str, state_dict: Mapping[str, torch.T
         if best is None or score < best[0]:
             best = (score, arch, diff)
     assert best is not None
-    expected = " or ".join(f"{ARCHITECTURES[n].description} ({n})" for n in names)
+    expected = " or ".join(f"{architectures()[n].description} ({n})" for n in names)
     raise StyleTransferError(
         BAD_CHECKPOINT,
         f"The {role} checkpoint does not match a known {engine} layout: expected {expected}; "
@@ -210,14 +219,44 @@ def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str, str]:
     """(engine, role, arch) of a state dict that matches any known layout, else bad_checkpoint.
 
     Used for user models whose engine is not declared."""
-    for name in ARCHITECTURES:
+    for name, spec in architectures().items():
         if not any(_differences(name, state_dict)):
-            spec = ARCHITECTURES[name]
             return spec.engine, spec.role, name
     raise StyleTransferError(
         BAD_CHECKPOINT,
         f"The checkpoint ({len(state_dict)} tensors) matches no known layout; expected one of: "
-        + ", ".join(sorted(ARCHITECTURES)) + ".")
+        + ", ".join(sorted(architectures())) + ".")
+
+
+def _formatted_roles() -> list[tuple[EngineCard, RoleSpec]]:
+    return [(card, role) for card in registry.cards().values() for role in card.roles
+            if role.format != STATE_DICT]
+
+
+def _format_reader(card: EngineCard, role: RoleSpec):
+    return network_module(card, role).CHECKPOINT_FORMATS[role.format]
+
+
+def file_architecture(path: str | os.PathLike, engine: str, role: str) -> str:
+    """The architecture of the `engine`/`role` checkpoint at `path` (read safely), in whatever
+    format the card gives that role; bad_checkpoint saying what is wrong otherwise."""
+    spec = _role(engine, role)
+    if spec.format != STATE_DICT:
+        return _format_reader(registry.card(engine), spec).architecture(path)
+    return detect_architecture(engine, role, load_state_dict(path))
+
+
+def identify_file(path: str | os.PathLike) -> tuple[str, str, str]:
+    """(engine, role, arch) of a checkpoint nobody declared (user models), in any format."""
+    try:
+        return identify(load_state_dict(path))
+    except StyleTransferError as error:
+        for card, role in _formatted_roles():
+            try:
+                return card.name, role.name, _format_reader(card, role).architecture(path)
+            except StyleTransferError:
+                continue
+        raise error from None
 
 
 # ---------------------------------------------------------------- building
@@ -225,9 +264,9 @@ def identify(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str, str]:
 def build_network(engine: str, arch: str, device: str | torch.device = "cpu") -> nn.Module:
     """A freshly initialised network with the given layout, in eval mode (for training; loading
     goes through load_network)."""
-    spec = ARCHITECTURES.get(arch)
-    if spec is None or spec.engine != engine:
-        known = ", ".join(n for n, s in ARCHITECTURES.items() if s.engine == engine) or "none"
+    spec = architectures().get(arch)
+    if spec is None or arch not in [a for r in registry.card(engine).roles for a in r.arch_names]:
+        known = ", ".join(a for r in registry.card(engine).roles for a in r.arch_names) or "none"
         raise StyleTransferError(
             BAD_CHECKPOINT, f"Unknown architecture {arch!r} for engine {engine!r} "
                             f"(known: {known}).")

@@ -64,3 +64,12 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+# The layouts the CycleGAN card names (stclient/cards/cyclegan.py), by architecture name.
+BUILDERS = {
+    "resnet_9blocks": lambda: ResnetGenerator(9),
+    "resnet_6blocks": lambda: ResnetGenerator(6),
+    "resnet_9blocks_dropout": lambda: ResnetGenerator(9, dropout=True),
+    "resnet_6blocks_dropout": lambda: ResnetGenerator(6, dropout=True),
+}

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stclient.errors import BAD_CHECKPOINT, StyleTransferError
+
 ARCHS = ("paper", "conv")
 PRIORS = ("gaussian",)
 FORMAT = "mixgan"
@@ -263,13 +265,6 @@ class MixGAN(nn.Module):
         self.content_decoder = ContentDecoder(config)
         self.mixture_decoder = MixtureDecoder(config)
 
-    def sample_prior(self, count: int, generator: torch.Generator | None = None,
-                     height: int | None = None, width: int | None = None) -> torch.Tensor:
-        shape = (count, *self.config.latent_shape(height, width))
-        device = next(self.parameters()).device
-        z = torch.randn(shape, generator=generator, dtype=torch.float32)
-        return z.to(device)
-
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z -> (grey content image, RGB mixture), both in [-1, 1]."""
         content, features = self.content_decoder(z)
@@ -340,3 +335,20 @@ def detect_arch(data: dict[str, Any]) -> str:
     if has_fc != (arch == "paper"):
         raise ValueError(f"MIXGAN checkpoint says arch {arch!r} but its weights say otherwise")
     return arch
+
+
+class MixganCheckpointFormat:
+    """MIXGAN files carry {'meta', 'state_dict'}: the architecture comes from the meta, checked
+    against the keys (registered for the card's role format "mixgan")."""
+
+    def architecture(self, path: str | Path) -> str:
+        try:
+            return detect_arch(read_checkpoint(path))
+        except Exception as error:  # ValueError/KeyError/UnpicklingError from a foreign file
+            lines = str(error).strip().splitlines()
+            raise StyleTransferError(
+                BAD_CHECKPOINT, f"{Path(path).name} is not a MIXGAN checkpoint: "
+                                f"{lines[0][:200] if lines else type(error).__name__}") from None
+
+
+CHECKPOINT_FORMATS = {FORMAT: MixganCheckpointFormat()}

@@ -118,3 +118,7 @@ class UnetGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+# The layouts the pix2pix card names (stclient/cards/pix2pix.py), by architecture name.
+BUILDERS = {name: (lambda name=name: UnetGenerator(name)) for name in UNET_DOWNS}

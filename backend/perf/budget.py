@@ -9,16 +9,17 @@ arithmetic) records every layer's output size while tracking which tensors stay 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
+
+from stclient import settings
 from torch import nn
 from torch.func import functional_call
 
-BUDGET_ENV = "STYLE_TRANSFER_MEMORY_BUDGET"
+BUDGET_ENV = settings.ENV["memory_budget"]
 CPU_SHARE = 0.6        # of MemAvailable: other processes (GIMP) live on the same RAM
 CUDA_SHARE = 0.8       # of free device memory: cuDNN workspaces and the allocator's slack
 # Peak / (largest live input+output) measured for these networks: oneDNN reorders NCHW tensors
@@ -57,8 +58,8 @@ class MemoryBudget:
     @classmethod
     def for_device(cls, device: torch.device | str, fixed: int | str | None = None
                    ) -> "MemoryBudget":
-        if fixed is None and os.environ.get(BUDGET_ENV):
-            fixed = os.environ[BUDGET_ENV]
+        if fixed is None and settings.current().memory_budget:
+            fixed = settings.current().memory_budget
         if isinstance(fixed, str):
             fixed = parse_bytes(fixed)
         return cls(torch.device(device), fixed)

@@ -41,7 +41,6 @@ networks run eagerly, with a warning.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -49,13 +48,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stclient import registry, settings
+
 from . import native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
-PLAIN_ENV = "STYLE_TRANSFER_PLAIN"          # "1": run the networks exactly as loaded
-PRECISION_ENV = "STYLE_TRANSFER_PRECISION"  # fp32 (default) | bf16 | fp16 (CUDA only)
-COMPILE_ENV = "STYLE_TRANSFER_COMPILE"      # "1": torch.compile the forward passes
+PLAIN_ENV = settings.ENV["plain"]           # "1": run the networks exactly as loaded
+COMPILE_ENV = settings.ENV["compile"]       # "1": torch.compile the forward passes
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,12 @@ class FastOptions:
     winograd: Optional[bool] = None         # None: on the CPU unless $STYLE_TRANSFER_NATIVE=0
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def plain_requested() -> bool:
-    return _env_flag(PLAIN_ENV)
+    return settings.current().plain
 
 
 def compile_requested() -> bool:
-    return _env_flag(COMPILE_ENV)
+    return settings.current().compile
 
 
 # ----------------------------------------------------------------------------- conv modules
@@ -255,11 +251,13 @@ class OptimizeReport:
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
 
 
-# Measured on the CPU machine (bench/bench_suite.py); on CUDA channels_last is cuDNN's fast
-# layout. channels_last paid for the AdaIN
-# networks (1.2-1.5x); for CycleGAN it did not (0.98-1.04x with FastInstanceNorm2d, 0.88x
-# without, vs 1.08x for NCHW + sub-pixel transposed convs); it slowed pix2pix.
-_CHANNELS_LAST_CPU = {"adain": True, "cyclegan": False, "pix2pix": False, "mixgan": False}
+# Whether channels_last pays on the CPU without the native kernel is the engine card's
+# `perf.channels_last_cpu` (measured with bench/bench_suite.py: 1.2-1.5x for the AdaIN networks;
+# 0.98-1.04x for CycleGAN with FastInstanceNorm2d, 0.88x without, vs 1.08x for NCHW + sub-pixel
+# transposed convs; it slowed pix2pix). On CUDA channels_last is cuDNN's fast layout.
+def _channels_last_cpu(engine: str) -> bool:
+    return engine in registry.engine_names() and registry.card(engine).perf.channels_last_cpu
+
 
 
 def optimize(network: nn.Module, engine: str, device: torch.device | str,
@@ -275,7 +273,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     device = torch.device(device)
     if plain is None:
         plain = plain_requested()
-    options = options or FastOptions(precision=os.environ.get(PRECISION_ENV, "fp32") or "fp32")
+    options = options or FastOptions(precision=settings.current().precision)
     report = OptimizeReport(engine, str(device), bool(plain))
     network._perf_report = report  # type: ignore[attr-defined]
     if plain:
@@ -298,7 +296,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     use_cl = options.channels_last
     if use_cl is None:
         # the Winograd kernel reads and writes channels_last: keep the whole network in it
-        use_cl = device.type == "cuda" or _CHANNELS_LAST_CPU.get(engine, False) \
+        use_cl = device.type == "cuda" or _channels_last_cpu(engine) \
             or report.winograd_convs > 0
     # Under torch.compile Inductor fuses activations itself, and the sub-pixel module's weight
     # cache check (data_ptr/_version) would break the graph: measured, a second compiled network

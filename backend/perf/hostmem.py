@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-SPILL_ENV = "STYLE_TRANSFER_SPILL_DIR"
+from stclient import settings
+
+SPILL_ENV = settings.ENV["spill_dir"]
 
 
 def spill_dir() -> str:
-    return os.environ.get(SPILL_ENV) or tempfile.gettempdir()
+    return settings.current().spill_dir or tempfile.gettempdir()
 
 
 @dataclass

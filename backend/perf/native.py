@@ -44,10 +44,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
-from stclient import paths
+from stclient import paths, settings
 
-NATIVE_ENV = "STYLE_TRANSFER_NATIVE"      # "0": never build or load native kernels
-CACHE_ENV = "STYLE_TRANSFER_CACHE"        # cache folder (default ~/.cache/style-transfer)
+NATIVE_ENV = settings.ENV["native"]       # "0": never build or load native kernels
+CACHE_ENV = settings.ENV["cache_dir"]     # cache folder (default ~/.cache/style-transfer)
 
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 CPU_LIBRARY = "cpu"          # the one library: Winograd convolution + instance norm
@@ -63,11 +63,11 @@ log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
-    return os.environ.get(NATIVE_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+    return settings.current().native
 
 
 def cache_dir() -> Path:
-    value = os.environ.get(CACHE_ENV)
+    value = settings.current().cache_dir
     base = Path(value).expanduser() if value else Path.home() / ".cache" / "style-transfer"
     return base / "kernels"
 

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from backend.atomicfile import atomic_write  # noqa: F401  (used here and by register.py)
 from stclient.errors import BAD_REQUEST, INTERNAL, UNAVAILABLE, StyleTransferError
 
 from .data import RunDataset, RunSampler, WarnFn, fixed_examples, from_tensor, warn_to_stderr
@@ -378,18 +379,6 @@ def _ignore_sigint(worker_id: int) -> None:
 
 
 # ---------------------------------------------------------------------------- files
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
 
 def save_grid(path: Path, rows: list[list[torch.Tensor]], signed: bool, gap: int = 2) -> None:
     """Rows of 3 x H x W images -> one PNG (white gaps between cells)."""

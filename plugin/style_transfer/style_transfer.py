@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
-"""Style Transfer for GIMP 3: AdaIN, CycleGAN, Pix2Pix and MIXGAN filters backed by a local daemon.
+"""Style Transfer for GIMP 3: one filter per engine card (stclient/cards/), backed by a local daemon.
 
 Procedures (names and argument names are the public scripting API):
-  python-fu-style-transfer-adain     style-file, style-layer, style2-file, style-weight, alpha,
-                                     preserve-color, use-selection, model, endpoint
-  python-fu-style-transfer-cyclegan  model, endpoint
-  python-fu-style-transfer-pix2pix   model, norm (image|running), endpoint
-  python-fu-style-transfer-mixgan    model, endpoint
-  (every filter also takes working-size: 0 = full size, else the network's longest side, and
-   color-output: a grey image is converted to RGB and gets a colour result; default on for
-   MIXGAN, off for the others)
-  python-fu-style-transfer-mixgan-sample  model, count, seed, endpoint (new image)
+  python-fu-style-transfer-<engine>  one per engine card: the card's `gimp_arguments` in order
+                                     (adain: style-file, style-layer, style2-file, style-weight,
+                                     alpha, preserve-color, use-selection, model, working-size,
+                                     color-output; cyclegan, mixgan: model, working-size,
+                                     color-output; pix2pix: model, norm, working-size,
+                                     color-output), then endpoint
+  python-fu-style-transfer-<engine>-sample  engines that draw new images (mixgan): model, count,
+                                     seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
-                                     preserve-color, recursive, overwrite, endpoint
+                                     preserve-color, recursive, overwrite, endpoint, working-size
   python-fu-style-transfer-status    endpoint
-Each filter returns the new layer. Failures return EXECUTION_ERROR with a sentence to act on.
+Ranges, defaults and help of option arguments are the card's OptionSpecs. Each filter returns the
+new layer. Failures return EXECUTION_ERROR with a sentence to act on.
 
 GIMP's Python only: standard library, PyGObject and pyzmq (never torch or numpy); the heavy work
 happens in the daemon (`python -m backend serve`), which the client starts when it is not running.
@@ -22,40 +22,28 @@ happens in the daemon (`python -m backend serve`), which the client starts when 
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# GIMP runs this file as a script, so its folder (with stclient/ and stgimp/) is sys.path[0].
 import gi  # noqa: E402
 
 gi.require_version("Gimp", "3.0")
 gi.require_version("Gegl", "0.4")
 from gi.repository import Gegl, Gimp, GLib, GObject  # noqa: E402
 
+from stclient import registry  # noqa: E402
 from stclient.errors import BAD_IMAGE, CANCELLED, StyleTransferError  # noqa: E402
-from stclient.options import option_specs  # noqa: E402
-from stgimp import zmqsetup  # noqa: E402
+from stgimp import arguments, zmqsetup  # noqa: E402
+from stgimp.arguments import RW  # noqa: E402
 from stgimp.timing import Timer  # noqa: E402
 
-PREFIX = "python-fu-style-transfer-"
 MENU = "<Image>/Filters/Style Transfer"
-RW = GObject.ParamFlags.READWRITE
-FILTERS = {
-    PREFIX + "adain": ("adain", "Arbitrary Style (AdaIN)...",
-                       "Paint the layer in the style of any image (AdaIN, Huang & Belongie 2017)"),
-    PREFIX + "cyclegan": ("cyclegan", "Domain Transfer (CycleGAN)...",
-                          "Translate the layer to another domain with a CycleGAN generator"),
-    PREFIX + "pix2pix": ("pix2pix", "Image to Image (Pix2Pix)...",
-                         "Translate the layer with a pix2pix generator (labels/edges to photo...)"),
-    PREFIX + "mixgan": ("mixgan", "Mix Content and Style (MIXGAN)...",
-                        "Keep the layer's content and take the style from a MIXGAN model"),
-}
-SAMPLE = PREFIX + "mixgan-sample"
-BATCH = PREFIX + "batch"
-STATUS = PREFIX + "status"
-ENGINE_CHOICES = ("adain", "cyclegan", "pix2pix", "mixgan")
+FILTERS = {card.procedure: card for card in registry.cards().values()}
+SAMPLERS = {card.sample_procedure: card for card in registry.cards().values()
+            if card.sample is not None}
+BATCH = "python-fu-style-transfer-batch"
+STATUS = "python-fu-style-transfer-status"
 
 
 # ------------------------------------------------------------------------------- results
@@ -106,7 +94,7 @@ def _guarded(body):
 @_guarded
 def _run_filter(procedure, run_mode, image, drawables, config):
     from stgimp import dialog, filters, requests
-    engine = FILTERS[procedure.get_name()][0]
+    engine = FILTERS[procedure.get_name()].name
     if run_mode == Gimp.RunMode.INTERACTIVE:
         if not dialog.filter_dialog(procedure, config, engine, image):
             return _cancelled(procedure)
@@ -122,50 +110,6 @@ def _run_filter(procedure, run_mode, image, drawables, config):
 
 def _filter_entry(procedure, run_mode, image, drawables, config, data):
     return _run_filter(procedure, run_mode, image, list(drawables), config)
-
-
-def _add_filter_arguments(procedure: Gimp.ImageProcedure, engine: str) -> None:
-    if engine == "adain":
-        procedure.add_file_argument("style-file", "Style _image",
-                                    "Image file whose style is applied",
-                                    Gimp.FileChooserAction.OPEN, True, None, RW)
-        procedure.add_layer_argument("style-layer", "Or style _layer",
-                                     "An open layer used as the style instead of style-file",
-                                     True, RW)
-        procedure.add_file_argument("style2-file", "Second st_yle (optional)",
-                                    "A second style image: mixed by style-weight, or placed "
-                                    "outside the selection with use-selection",
-                                    Gimp.FileChooserAction.OPEN, True, None, RW)
-        procedure.add_double_argument("style-weight", "Weight of style _1",
-                                      "Share of the first style when two are given (0..1)",
-                                      0.0, 1.0, 0.5, RW)
-        procedure.add_double_argument("alpha", "Style _strength",
-                                      "0 keeps the content, 1 is full style", 0.0, 1.0, 1.0, RW)
-        procedure.add_boolean_argument("preserve-color", "_Keep colours",
-                                       "Keep the layer's own colours", False, RW)
-        procedure.add_boolean_argument("use-selection", "Use the _selection",
-                                       "One style: stylize only the selection. Two styles: "
-                                       "style 1 inside the selection, style 2 outside",
-                                       True, RW)
-    procedure.add_string_argument("model", "_Model",
-                                  "Model name as listed by `python -m backend models` "
-                                  "(empty = the engine's default installed model)", "", RW)
-    if engine == "pix2pix":
-        norm = Gimp.Choice.new()
-        norm.add("image", 0, "The image's own statistics (as the reference test)", "")
-        norm.add("running", 1, "Stored training statistics", "")
-        procedure.add_choice_argument("norm", "_Normalisation",
-                                      "Batch-norm statistics used by the generator", norm,
-                                      "image", RW)
-    procedure.add_int_argument("working-size", "_Working size",
-                               "Longest side the network runs at (0 = the layer's own size); the "
-                               "result is scaled back. Smaller is faster on big layers.",
-                               0, 16384, 0, RW)
-    colour = next(spec for spec in option_specs(engine) if spec.name == "color_output")
-    procedure.add_boolean_argument("color-output", "_Colour result on grey images", colour.help,
-                                   bool(colour.default), RW)
-    _add_endpoint(procedure)
-    procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False, RW)
 
 
 def _add_endpoint(procedure: Gimp.Procedure) -> None:
@@ -209,9 +153,11 @@ def _run_status(procedure, run_mode, config):
 @_guarded
 def _run_sample(procedure, run_mode, config):
     from stgimp import dialog, sample
-    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.sample_dialog(procedure, config):
+    card = SAMPLERS[procedure.get_name()]
+    if run_mode == Gimp.RunMode.INTERACTIVE and not dialog.sample_dialog(procedure, config,
+                                                                         card.name):
         return _cancelled(procedure)
-    image = sample.sample_image(config)
+    image = sample.sample_image(config, card.name)
     if run_mode == Gimp.RunMode.INTERACTIVE:
         Gimp.Display.new(image)
         Gimp.displays_flush()
@@ -231,7 +177,7 @@ class StyleTransfer(Gimp.PlugIn):
         return False
 
     def do_query_procedures(self):
-        return [*FILTERS, SAMPLE, BATCH, STATUS]
+        return [*FILTERS, *SAMPLERS, BATCH, STATUS]
 
     def do_create_procedure(self, name):
         Gegl.init(None)
@@ -241,24 +187,28 @@ class StyleTransfer(Gimp.PlugIn):
             return self._batch_procedure(name)
         if name == STATUS:
             return self._status_procedure(name)
-        if name == SAMPLE:
+        if name in SAMPLERS:
             return self._sample_procedure(name)
         return None
 
     def _filter_procedure(self, name: str) -> Gimp.ImageProcedure:
-        engine, label, blurb = FILTERS[name]
+        card = FILTERS[name]
         procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN,
                                             _filter_entry, None)
         procedure.set_image_types("*")
         procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
-        procedure.set_menu_label(label)
+        procedure.set_menu_label(card.menu_label)
         procedure.add_menu_path(MENU)
         procedure.set_documentation(
-            blurb, f"{blurb}. The result is a new layer above the source layer (same offsets, "
-                   "the source's alpha kept, only the selection when there is one). The daemon "
-                   "is started automatically when it is not running.", name)
+            card.description,
+            f"{card.description}. The result is a new layer above the source layer (same "
+            "offsets, the source's alpha kept, only the selection when there is one). The "
+            "daemon is started automatically when it is not running.", name)
         procedure.set_attribution("Style Transfer for GIMP", "GPL-3.0-or-later", "2026")
-        _add_filter_arguments(procedure, engine)
+        arguments.add_filter_arguments(procedure, card)
+        _add_endpoint(procedure)
+        procedure.add_layer_return_value("layer", "Layer", "The new stylized layer", False,
+                                         RW)
         return procedure
 
     def _plain_procedure(self, name: str, entry, label: str, blurb: str) -> Gimp.Procedure:
@@ -284,25 +234,23 @@ class StyleTransfer(Gimp.PlugIn):
         procedure.add_file_argument("output-folder", "_Output folder",
                                     "Where the results are written (created when missing)",
                                     Gimp.FileChooserAction.CREATE_FOLDER, True, None, RW)
-        engines = Gimp.Choice.new()
-        for index, engine in enumerate(ENGINE_CHOICES):
-            engines.add(engine, index, engine, "")
-        procedure.add_choice_argument("engine", "_Engine", "adain, cyclegan, pix2pix or mixgan",
-                                      engines, "adain", RW)
+        arguments.add_engine_choice(procedure)
         procedure.add_string_argument("model", "_Model", "Model name (empty = engine default)",
                                       "", RW)
-        procedure.add_file_argument("style-file", "_Style image", "AdaIN style image",
+        procedure.add_file_argument("style-file", "_Style image",
+                                    "Style image, for engines that take one ("
+                                    + ", ".join(arguments.style_engines()) + ")",
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
-        procedure.add_double_argument("alpha", "Style _strength", "AdaIN style strength 0..1",
-                                      0.0, 1.0, 1.0, RW)
-        procedure.add_boolean_argument("preserve-color", "_Keep colours",
-                                       "AdaIN: keep each image's colours", False, RW)
+        for option in arguments.BATCH_OPTIONS:
+            arguments.add_option_argument(procedure, registry.shared_option(option))
         procedure.add_boolean_argument("recursive", "_Recursive", "Include sub-folders", False,
                                        RW)
         procedure.add_boolean_argument("overwrite", "O_verwrite",
                                        "Redo images whose output exists (default: skip them)",
                                        False, RW)
         _add_endpoint(procedure)
+        for option in arguments.BATCH_LATER_OPTIONS:   # added later: after the first ones
+            arguments.add_option_argument(procedure, registry.shared_option(option))
         procedure.add_int_return_value("ok", "Done", "Images written", 0, 2**31 - 1, 0, RW)
         procedure.add_int_return_value("skipped", "Skipped", "Outputs that already existed",
                                        0, 2**31 - 1, 0, RW)
@@ -322,14 +270,14 @@ class StyleTransfer(Gimp.PlugIn):
         return procedure
 
     def _sample_procedure(self, name: str) -> Gimp.Procedure:
-        procedure = self._plain_procedure(
-            name, _run_sample, "New Images from MIXGAN...",
-            "Sample new images from a MIXGAN model into a new image (one layer per sample)")
-        procedure.add_string_argument("model", "_Model", "MIXGAN model (empty = default)", "",
-                                      RW)
-        procedure.add_int_argument("count", "_Count", "How many images", 1, 64, 4, RW)
-        procedure.add_int_argument("seed", "S_eed", "Same seed, same images", 0, 2**31 - 1, 0,
-                                   RW)
+        card = SAMPLERS[name]
+        procedure = self._plain_procedure(name, _run_sample, card.sample.menu_label,
+                                          card.sample.description)
+        procedure.add_string_argument("model", "_Model", f"{card.title} model (empty = default)",
+                                      "", RW)
+        procedure.add_int_argument("count", "_Count", "How many images", 1,
+                                   card.sample.max_count, 4, RW)
+        arguments.add_option_argument(procedure, card.option("seed"))
         _add_endpoint(procedure)
         procedure.add_image_return_value("image", "Image", "The new image", False, RW)
         return procedure

@@ -18,7 +18,7 @@ from backend import PROJECT_ROOT
 from backend.daemon.images import array_to_frame, frame_to_array
 from backend.engines.job import StylizeJob
 from stclient.errors import Cancelled, StyleTransferError
-from stclient.options import resolve_options
+from stclient.registry import resolve_options
 
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
@@ -348,11 +348,12 @@ def test_status_reports_device_memory_queue_and_runtime(daemon):
     assert status["queue"] == [] and status["running"] is None
     assert status["protocol"] == 1 and status["endpoint"] == daemon.endpoint
     assert isinstance(status["runtime"], dict)
-    from backend.commands.status import format_status
+    from stclient.status import DaemonStatus, format_status
     assert status["runtime"]["compile"] is False          # the default: eager networks
-    assert "runtime    compile: False" in format_status(status).splitlines()
+    shown = format_status(DaemonStatus.from_json(status)).splitlines()
+    assert "runtime    compile: False" in shown
     # the native kernels: built for the tests (install.py), so in use; else the reason
     native = status["runtime"]["native_kernels"]
     assert native == "ready" or native.startswith(("unavailable", "not built", "disabled",
                                                    "building")), native
-    assert f"runtime    native kernels: {native}" in format_status(status).splitlines()
+    assert f"runtime    native kernels: {native}" in shown

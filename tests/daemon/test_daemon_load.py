@@ -9,7 +9,7 @@ import pytest
 
 from backend.daemon.images import array_to_frame, frame_to_array
 from backend.engines.job import StylizeJob
-from stclient.options import resolve_options
+from stclient.registry import resolve_options
 
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon

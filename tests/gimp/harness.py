@@ -105,9 +105,10 @@ class ImageSpec:
 class GimpSession:
     """A chroot with GIMP and our plug-in, for one test module (unpacked once, ~3 s)."""
 
-    def __init__(self) -> None:
+    def __init__(self, project_root: Optional[Path] = None) -> None:
         self.gimp = GimpChroot()
         self.plugin_dir: Optional[Path] = None
+        self.project_root = project_root        # another checkout's plug-in (default: this)
         self._counter = 0
 
     @property
@@ -117,7 +118,8 @@ class GimpSession:
     def __enter__(self) -> "GimpSession":
         try:
             self.gimp.__enter__()
-            self.plugin_dir = install(self.gimp)
+            self.plugin_dir = install(self.gimp, **({"project_root": self.project_root}
+                                                    if self.project_root else {}))
         except BaseException:
             self.gimp.close()
             raise

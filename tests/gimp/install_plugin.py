@@ -24,8 +24,10 @@ def plugins_dir(gimp: GimpChroot) -> Path:
     return gimp.inside(f"{GIMP_CONFIG}/plug-ins")
 
 
-def install(gimp: GimpChroot, host_python: str = sys.executable) -> Path:
-    """Install the plug-in with install.py; returns the installed folder (host path).
+def install(gimp: GimpChroot, host_python: str = sys.executable,
+            project_root: Path = PROJECT_ROOT) -> Path:
+    """Install the plug-in of `project_root` (default: this checkout) with its install.py; returns
+    the installed folder (host path).
 
     The launcher lives in the shared folder, which has the same path on both sides, so the path
     install.py writes into config.json as the backend's Python is valid inside the chroot.
@@ -33,9 +35,9 @@ def install(gimp: GimpChroot, host_python: str = sys.executable) -> Path:
     launcher = write_launcher(gimp, host_python)
     target_root = plugins_dir(gimp)
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "install.py"), "--python", str(launcher),
+        [sys.executable, str(project_root / "install.py"), "--python", str(launcher),
          "--gimp-plugins-dir", str(target_root), "--skip-zmq-check", "--no-demo"],
-        capture_output=True, text=True, cwd=str(PROJECT_ROOT), timeout=300)
+        capture_output=True, text=True, cwd=str(project_root), timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"install.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     folder = target_root / "style_transfer"
@@ -43,7 +45,7 @@ def install(gimp: GimpChroot, host_python: str = sys.executable) -> Path:
     if config.get("python") != str(launcher):
         raise RuntimeError(f"install.py wrote {config} instead of python={launcher}")
     # The client starts the daemon with cwd=project_root: that folder must exist in the chroot.
-    gimp.inside(config.get("project_root") or str(PROJECT_ROOT)).mkdir(parents=True,
+    gimp.inside(config.get("project_root") or str(project_root)).mkdir(parents=True,
                                                                          exist_ok=True)
     main = folder / "style_transfer.py"
     if not os.access(main, os.X_OK):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -446,6 +447,11 @@ def test_status_procedure(main_run, daemon):
     result = ok(main_run["status"])
     text = result.raw["returned"][0]
     assert daemon.endpoint in text and CYCLEGAN in text and PIX2PIX in text
+    # the daemon's own report, readable: the models loaded by the filters above, with their
+    # engine and size, and the queue as a count (not a raw list)
+    models = next(line for line in text.splitlines() if line.startswith("models "))
+    assert re.search(r"\(\w+, \d+ MiB\)", models), text
+    assert "queue      0 job(s)" in text and "[]" not in text, text
 
 
 def test_batch_procedure_over_a_folder(main_run, daemon, assets):

@@ -1,6 +1,6 @@
 """Random-weight checkpoints in the released file layouts, for every test suite.
 
-The key lists and shapes are written out here from the release facts (issue 3), independently of
+The key lists and shapes are written out here from the released files' facts, independently of
 backend/networks, so loading these files through the user code path checks our modules' layout.
 Weights are scaled so that the networks give non-constant, unsaturated images:
 - AdaIN: He-normal convs (activations keep their scale through VGG), decoder output ~0.5 ± 0.2;

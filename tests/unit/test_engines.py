@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from backend.engines import ENGINE_CLASSES, get_engine
+from backend.engines import get_engine
+from stclient.registry import engine_names
 from backend.engines.job import StylizeJob
-from backend.engines.padding import crop, pad_to_multiple, padding_for, reflect_pad
+from backend.networks.padding import crop, pad_to_multiple, padding_for, reflect_pad
 from backend.networks import adain as adain_net
-from backend.runtime import Runtime, from_float_rgb, to_float_rgb
+from backend.pixels import from_float_rgb, to_float_rgb
+from backend.runtime import Runtime
 from stclient.errors import (BAD_CHECKPOINT, BAD_IMAGE, BAD_REQUEST, MODEL_MISSING, UNKNOWN_MODEL,
                              Cancelled, StyleTransferError)
 from tests.helpers import checkpoints as helpers
@@ -388,6 +390,6 @@ def test_reflect_padding_mirror_tiles_small_images():
 
 
 def test_engine_registry():
-    assert set(ENGINE_CLASSES) >= {"adain", "cyclegan", "pix2pix"}
+    assert set(engine_names()) >= {"adain", "cyclegan", "pix2pix"}
     assert get_engine("adain").roles == ("vgg", "decoder")
     assert get_engine("pix2pix") is get_engine("pix2pix")

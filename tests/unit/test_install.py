@@ -59,6 +59,8 @@ def repo(tmp_path) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "config.json", "vendor"))
     shutil.copytree(PROJECT_ROOT / "backend", root / "backend",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(PROJECT_ROOT / "stclient", root / "stclient",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     (root / "models").mkdir()
     shutil.copy2(PROJECT_ROOT / "models" / "manifest.json", root / "models" / "manifest.json")
     shutil.copy2(PROJECT_ROOT / "install.py", root / "install.py")
@@ -114,9 +116,12 @@ def test_plugin_installs_into_every_gimp3_folder(repo, home):
     started = time.time()
     result = run_install(repo, home)
     assert result.returncode == 0, result.stdout + result.stderr
-    src = repo / "plugin" / PLUGIN
-    expected = sorted(str(p.relative_to(src)) for p in src.rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts)
+    # the plug-in folder plus the project's one copy of the client package, as its stclient/
+    sources = {}
+    for base, prefix in ((repo / "plugin" / PLUGIN, ""), (repo / "stclient", "stclient/")):
+        sources.update({prefix + p.relative_to(base).as_posix(): p for p in base.rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts})
+    expected = sorted(sources)
     for dest in _targets(home):
         main = dest / f"{PLUGIN}.py"
         assert main.is_file() and os.access(main, os.X_OK)             # the run bit
@@ -125,7 +130,7 @@ def test_plugin_installs_into_every_gimp3_folder(repo, home):
                         and p.name not in ("config.json", ".install-record.json"))
         assert copied == expected                                      # no __pycache__, no extras
         for relative in expected:
-            assert (dest / relative).read_bytes() == (src / relative).read_bytes()
+            assert (dest / relative).read_bytes() == sources[relative].read_bytes()
         config = json.loads((dest / "config.json").read_text())
         assert config["python"] == sys.executable
         assert config["project_root"] == str(repo)
@@ -151,16 +156,15 @@ def test_changed_source_is_updated_and_touched(repo, home):
     dest = _targets(home)[0]
     main = dest / f"{PLUGIN}.py"
     os.utime(main, (OLD, OLD))
-    src = repo / "plugin" / PLUGIN
-    (src / "stclient" / "added.py").write_text("VALUE = 1\n")
-    (src / "stclient" / "errors.py").write_text(
-        (src / "stclient" / "errors.py").read_text() + "\n# changed\n")
+    client = repo / "stclient"                     # installed as the plug-in's stclient/
+    (client / "added.py").write_text("VALUE = 1\n")
+    (client / "errors.py").write_text((client / "errors.py").read_text() + "\n# changed\n")
     result = run_install(repo, home, "--gimp-plugins-dir", str(dest.parent))
     assert result.returncode == 0, result.stderr
     assert (dest / "stclient" / "added.py").read_text() == "VALUE = 1\n"
     assert (dest / "stclient" / "errors.py").read_text().endswith("# changed\n")
     assert main.stat().st_mtime > OLD + 1000                         # touched again
-    (src / "stclient" / "added.py").unlink()
+    (client / "added.py").unlink()
     assert run_install(repo, home, "--gimp-plugins-dir", str(dest.parent)).returncode == 0
     assert not (dest / "stclient" / "added.py").exists()            # removed files go too
 
@@ -173,7 +177,7 @@ def test_an_interrupted_install_is_completed(repo, home):
     result = run_install(repo, home)
     assert result.returncode == 0, result.stderr
     assert (dest / "stclient" / "errors.py").read_bytes() == \
-        (repo / "plugin" / PLUGIN / "stclient" / "errors.py").read_bytes()
+        (repo / "stclient" / "errors.py").read_bytes()
     assert json.loads((dest / "config.json").read_text())["installed_by"] == "install.py"
 
 
@@ -355,13 +359,13 @@ def test_check_reports_the_plugin_state_truthfully(repo, home):
     assert "daemon" in check.stdout
     assert check.returncode == 0, check.stdout + check.stderr
     src = repo / "plugin" / PLUGIN
-    (src / "stclient" / "errors.py").write_text("# edited\n")
+    (repo / "stclient" / "errors.py").write_text("# edited\n")
     install = _load_install_module(repo / "install.py")      # the same function --check uses
     for dest in _targets(home):
         assert install.plugin_state(dest, src) == \
             "outdated: 1 file(s) differ (stclient/errors.py)"
     (dest / f"{PLUGIN}.py").chmod(0o644)
-    (src / "stclient" / "errors.py").write_bytes((dest / "stclient" / "errors.py").read_bytes())
+    (repo / "stclient" / "errors.py").write_bytes((dest / "stclient" / "errors.py").read_bytes())
     assert install.plugin_state(dest, src) == f"outdated: {PLUGIN}.py is not executable"
 
 

@@ -18,6 +18,9 @@ from gi.repository import Gimp  # noqa: E402
 
 from stclient.errors import BAD_REQUEST, StyleTransferError  # noqa: E402
 
+from stclient import registry  # noqa: E402
+
+from .arguments import BATCH_LATER_OPTIONS, BATCH_OPTIONS  # noqa: E402
 from .filters import make_client  # noqa: E402
 from .requests import file_path  # noqa: E402
 
@@ -53,14 +56,19 @@ def batch_spec(config: Any) -> dict[str, Any]:
     model = (config.get_property("model") or "").strip()
     if model:
         spec["model"] = model
-    if engine == "adain":
+    card = registry.card(engine)
+    if card.styles.takes_images:
         style = file_path(config, "style-file")
         if not style:
-            raise StyleTransferError(BAD_REQUEST, "AdaIN batch jobs need a style image "
+            raise StyleTransferError(BAD_REQUEST, f"{card.title} batch jobs need a style image "
                                                   "(style-file).")
         spec["styles"] = [style]
-        spec["options"] = {"alpha": float(config.get_property("alpha")),
-                           "preserve_color": bool(config.get_property("preserve-color"))}
+    for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS:   # the chosen engine's among them
+        option = card.option(name)
+        if option is not None:
+            value = config.get_property(option.gimp_name)
+            if value != option.default:
+                spec["options"][name] = value
     return spec
 
 

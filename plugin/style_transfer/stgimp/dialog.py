@@ -9,7 +9,6 @@ the command that installs them) and writes the chosen name into the `model` argu
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any, Optional
 
@@ -20,21 +19,18 @@ gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
 from gi.repository import Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
+from stclient import registry, settings  # noqa: E402
 from stclient.errors import StyleTransferError  # noqa: E402
 
-from .filters import ENGINE_TITLES, make_client  # noqa: E402
+from .filters import make_client  # noqa: E402
 
 # Automated UI tests (tests/gimp, under Xvfb) cannot click: with this variable set to "ok" or
 # "cancel", a dialog describes itself on stderr and answers itself once it is on screen.
-AUTORESPOND_ENV = "STYLE_TRANSFER_TEST_DIALOG_RESPONSE"
+AUTORESPOND_ENV = settings.ENV["test_dialog_response"]
 
-FILTER_FIELDS = {
-    "adain": ["style-file", "style-layer", "style2-file", "style-weight", "alpha",
-              "preserve-color", "use-selection"],
-    "cyclegan": [],
-    "pix2pix": ["norm"],
-    "mixgan": [],
-}
+# Arguments a filter dialog never shows as fields: the model has its own box (a typed name only
+# when nothing is installed), the colour choice appears on grey images only.
+NOT_FIELDS = ("model", "working-size", "color-output")
 
 
 def _fetch_models(endpoint: str) -> tuple[list[dict[str, Any]], Optional[str]]:
@@ -71,7 +67,7 @@ def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
                       lambda widget: config.set_property("model", widget.get_active_id() or ""))
         box.pack_start(combo, False, False, 0)
     else:
-        text = problem or f"No {ENGINE_TITLES[engine]} model is installed."
+        text = problem or f"No {registry.card(engine).title} model is installed."
         box.pack_start(_label(text + " Type a model name below or install one."), False, False, 0)
     if missing:
         lines = [f"{m.get('display_name') or m['name']}: "
@@ -102,12 +98,14 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     """True when the user pressed OK."""
     GimpUi.init(procedure.get_name())
     models, problem = _fetch_models(config.get_property("endpoint") or "")
-    dialog = GimpUi.ProcedureDialog.new(procedure, config,
-                                        f"Style Transfer: {ENGINE_TITLES[engine]}")
+    card = registry.card(engine)
+    dialog = GimpUi.ProcedureDialog.new(procedure, config, f"Style Transfer: {card.title}")
     box, has_combo, shown = _model_box(config, engine, models, problem)
     grey = image is not None and image.get_base_type() == Gimp.ImageBaseType.GRAY
-    fields = list(FILTER_FIELDS[engine]) + ["working-size"] + (["color-output"] if grey else []) \
-        + ([] if has_combo else ["model"])
+    fields = [name for name in card.gimp_arguments if name not in NOT_FIELDS]
+    fields += [name for name in ("working-size",) if name in card.gimp_arguments]
+    fields += ["color-output"] if grey and "color-output" in card.gimp_arguments else []
+    fields += [] if has_combo else ["model"]
     dialog.fill(fields)
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)
@@ -119,16 +117,17 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
     fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-              "preserve-color", "recursive", "overwrite"]
+              "preserve-color", "working-size", "recursive", "overwrite"]
     dialog.fill(fields)
     return _run(dialog, {"fields": fields})
 
 
-def sample_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
+def sample_dialog(procedure: Gimp.Procedure, config: Any, engine: str) -> bool:
     GimpUi.init(procedure.get_name())
-    dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: MIXGAN Samples")
+    dialog = GimpUi.ProcedureDialog.new(procedure, config,
+                                        f"Style Transfer: {registry.card(engine).title} Samples")
     models, problem = _fetch_models(config.get_property("endpoint") or "")
-    box, has_combo, shown = _model_box(config, "mixgan", models, problem)
+    box, has_combo, shown = _model_box(config, engine, models, problem)
     fields = ["count", "seed"] + ([] if has_combo else ["model"])
     dialog.fill(fields)
     content = dialog.get_content_area()
@@ -139,7 +138,7 @@ def sample_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
 
 def _run(dialog: Any, shown: dict[str, Any]) -> bool:
     """Run a ProcedureDialog: True for OK. See AUTORESPOND_ENV for the automated tests."""
-    answer = os.environ.get(AUTORESPOND_ENV, "")
+    answer = settings.current().test_dialog_response
     if answer:
         def respond() -> bool:
             print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": dialog.get_title(), **shown}),
@@ -168,7 +167,7 @@ def show_text(procedure: Gimp.Procedure, title: str, text: str) -> None:
     scrolled.add(view)
     dialog.get_content_area().pack_start(scrolled, True, True, 0)
     dialog.show_all()
-    if os.environ.get(AUTORESPOND_ENV):
+    if settings.current().test_dialog_response:
         print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": title, "text": text}),
               file=sys.stderr, flush=True)
         GLib.timeout_add(200, lambda: dialog.response(Gtk.ResponseType.CLOSE) and False)

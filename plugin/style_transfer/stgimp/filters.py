@@ -23,10 +23,6 @@ from stclient.protocol import ImageFrame  # noqa: E402
 from . import pixels  # noqa: E402
 from .timing import Timer  # noqa: E402
 
-ENGINE_TITLES = {"adain": "AdaIN", "cyclegan": "CycleGAN", "pix2pix": "Pix2Pix",
-                 "mixgan": "MIXGAN"}
-
-
 @dataclass
 class FilterRequest:
     """Everything one filter run needs besides the image and the layer."""

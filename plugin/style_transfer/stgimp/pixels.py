@@ -27,7 +27,6 @@ from stclient.protocol import ImageFrame  # noqa: E402
 _U8 = {"U8_LINEAR", "U8_NON_LINEAR", "U8_PERCEPTUAL"}
 _U16 = {"U16_LINEAR", "U16_NON_LINEAR", "U16_PERCEPTUAL"}
 _BABL_TYPE = {"uint8": "u8", "uint16": "u16", "float32": "float"}
-_ITEM_SIZE = {"uint8": 1, "uint16": 2, "float32": 4}
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,3 @@ def selection_rect(image: Gimp.Image, drawable: Gimp.Drawable) -> Optional[Rect]
                        "remove the selection (Select > None) to stylize all of it.")
     return x, y, width, height
 
-
-def item_size(dtype: str) -> int:
-    return _ITEM_SIZE[dtype]

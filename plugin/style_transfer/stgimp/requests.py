@@ -1,6 +1,6 @@
 """Procedure arguments (a GimpProcedureConfig) -> a FilterRequest for the daemon.
 
-The option names sent are stclient.options' names, so the daemon validates them with the same
+The option names sent are the card's option names, so the daemon validates them with the same
 specs as the CLI and the batch runner.
 """
 
@@ -9,10 +9,13 @@ from __future__ import annotations
 import os
 from typing import Any, Optional
 
+from stclient import registry
+from stclient.card import EngineCard
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from . import pixels
-from .filters import ENGINE_TITLES, FilterRequest
+from .arguments import option_values
+from .filters import FilterRequest
 
 
 def file_path(config: Any, name: str) -> Optional[str]:
@@ -41,32 +44,33 @@ def _model(config: Any) -> Optional[str]:
 def filter_request(engine: str, config: Any) -> FilterRequest:
     endpoint = (config.get_property("endpoint") or "").strip()
     model = _model(config)
-    title = ENGINE_TITLES[engine]
-    if engine == "adain":
-        request = _adain_request(config, model, endpoint)
+    card = registry.card(engine)
+    options = option_values(config, card)
+    if card.styles.takes_images:
+        request = _style_request(card, config, model, endpoint, options)
     else:
-        request = _engine_request(engine, title, config, model, endpoint)
-    working_size = int(config.get_property("working-size"))
-    if working_size > 0:
-        request.options["working_size"] = working_size
-        request.label += f" @{working_size}px"
-    request.options["color_output"] = bool(config.get_property("color-output"))
+        request = FilterRequest(engine=engine, model=model,
+                                label=f"{card.title}: {model or 'default model'}",
+                                options=options, endpoint=endpoint)
+    request.label += _changed_options(card, options)
+    if options.get("working_size"):
+        request.label += f" @{options['working_size']}px"
     return request
 
 
-def _engine_request(engine: str, title: str, config: Any, model: Optional[str],
-                    endpoint: str) -> FilterRequest:
-    options: dict[str, Any] = {}
-    label = f"{title}: {model or 'default model'}"
-    if engine == "pix2pix":
-        options["norm"] = config.get_property("norm")
-        if options["norm"] == "running":
-            label += " (running stats)"
-    return FilterRequest(engine=engine, model=model, label=label, options=options,
-                         endpoint=endpoint)
+def _changed_options(card: EngineCard, options: dict[str, Any]) -> str:
+    """What the layer name says about choices left away from their defaults (e.g. pix2pix's
+    running statistics)."""
+    words = [f" ({value} {spec.name.replace('_', ' ')})" for spec in card.options
+             if spec.kind == "choice" and (value := options.get(spec.name)) is not None
+             and value != spec.default]
+    return "".join(words)
 
 
-def _adain_request(config: Any, model: Optional[str], endpoint: str) -> FilterRequest:
+def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint: str,
+                   options: dict[str, Any]) -> FilterRequest:
+    """Engines that take style images: a layer or a file, an optional second style mixed by
+    weight or (with the selection as a mask) placed inside/outside."""
     style_layer = config.get_property("style-layer")
     style_file = file_path(config, "style-file")
     style2_file = file_path(config, "style2-file")
@@ -78,32 +82,31 @@ def _adain_request(config: Any, model: Optional[str], endpoint: str) -> FilterRe
         style_paths.append(style_file)
         names.append(_stem(style_file))
     else:
-        raise StyleTransferError(BAD_REQUEST, "AdaIN needs a style: choose a style image "
+        raise StyleTransferError(BAD_REQUEST, f"{card.title} needs a style: choose a style image "
                                               "(style-file) or an open layer (style-layer).")
     if style2_file:
         style_paths.append(style2_file)       # frames are style 1, paths follow: style 2
         names.append(_stem(style2_file))
-    alpha = float(config.get_property("alpha"))
     weight = float(config.get_property("style-weight"))
     use_selection = bool(config.get_property("use-selection"))
-    options: dict[str, Any] = {"alpha": alpha,
-                               "preserve_color": bool(config.get_property("preserve-color"))}
     two = len(names) == 2
-    if two and not use_selection:
+    as_mask = two and use_selection and card.styles.mask
+    if two and not as_mask:
         options["style_weights"] = [weight, 1.0 - weight]
-        label = f"AdaIN: {names[0]} {weight:.0%} + {names[1]} {1 - weight:.0%}"
+        label = f"{card.title}: {names[0]} {weight:.0%} + {names[1]} {1 - weight:.0%}"
     elif two:
-        label = f"AdaIN: {names[0]} inside, {names[1]} outside the selection"
+        label = f"{card.title}: {names[0]} inside, {names[1]} outside the selection"
     else:
-        label = f"AdaIN: {names[0]}"
-    label += f" α={alpha:g}"
-    if options["preserve_color"]:
+        label = f"{card.title}: {names[0]}"
+    if "alpha" in options:
+        label += f" α={options['alpha']:g}"
+    if options.get("preserve_color"):
         label += ", colours kept"
-    return FilterRequest(engine="adain", model=model, label=label, options=options,
+    return FilterRequest(engine=card.name, model=model, label=label, options=options,
                          styles=styles, style_paths=style_paths,
-                         restrict_to_selection=use_selection and not two,
-                         selection_is_mask=use_selection and two,
-                         weights_without_mask=[weight, 1.0 - weight] if two else None,
+                         restrict_to_selection=use_selection and not as_mask,
+                         selection_is_mask=as_mask,
+                         weights_without_mask=[weight, 1.0 - weight] if as_mask else None,
                          endpoint=endpoint)
 
 

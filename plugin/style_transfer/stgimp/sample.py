@@ -1,4 +1,5 @@
-"""MIXGAN sampling: new images from a model's prior, as layers of a new GIMP image."""
+"""Sampling (engines whose card can draw new images, e.g. MIXGAN): new images from a model's
+prior, as layers of a new GIMP image."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp  # noqa: E402
 
+from stclient import registry  # noqa: E402
 from stclient.errors import INTERNAL, StyleTransferError  # noqa: E402
 
 from . import pixels  # noqa: E402
@@ -20,15 +22,16 @@ _PRECISIONS = {"uint8": Gimp.Precision.U8_NON_LINEAR, "uint16": Gimp.Precision.U
                "float32": Gimp.Precision.FLOAT_NON_LINEAR}
 
 
-def sample_image(config: Any) -> Gimp.Image:
+def sample_image(config: Any, engine: str) -> Gimp.Image:
+    title = registry.card(engine).title
     model = (config.get_property("model") or "").strip() or None
     count = int(config.get_property("count"))
     seed = int(config.get_property("seed"))
-    Gimp.progress_init("MIXGAN: sampling…")
+    Gimp.progress_init(f"{title}: sampling…")
     client = make_client((config.get_property("endpoint") or "").strip())
     try:
         frames, data = client.sample(model=model, count=count, seed=seed,
-                                     on_progress=_progress)
+                                     on_progress=_progress, engine=engine)
     finally:
         client.close()
     if not frames:
@@ -37,9 +40,9 @@ def sample_image(config: Any) -> Gimp.Image:
     base = Gimp.ImageBaseType.GRAY if first.channels in (1, 2) else Gimp.ImageBaseType.RGB
     image = Gimp.Image.new_with_precision(first.width, first.height, base,
                                           _PRECISIONS[first.dtype])
-    name = data.get("model") or model or "MIXGAN"
+    name = data.get("model") or model or title
     for index, frame in enumerate(frames):
-        layer = Gimp.Layer.new(image, f"MIXGAN: {name} seed {seed} #{index + 1}", frame.width,
+        layer = Gimp.Layer.new(image, f"{title}: {name} seed {seed} #{index + 1}", frame.width,
                                frame.height, _LAYER_TYPES[frame.channels], 100.0,
                                Gimp.LayerMode.NORMAL)
         image.insert_layer(layer, None, 0)

@@ -1,8 +1,11 @@
-"""Backend Status: the daemon's state and models in words, with the command for missing models."""
+"""Backend Status: the daemon's state (the same text as `python -m backend status`) and its
+models, with the command that installs the missing ones."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from stclient.status import DaemonStatus, format_status
 
 from .filters import make_client
 
@@ -15,20 +18,11 @@ def status_text(endpoint: str) -> str:
         listing = client.models()
     finally:
         client.close()
-    return format_status(client.endpoint, state, listing)
+    return format_report(state, listing)
 
 
-def format_status(endpoint: str, state: dict[str, Any], listing: dict[str, Any]) -> str:
-    lines = [f"Daemon: running at {endpoint}"]
-    for key, title in (("version", "Version"), ("device", "Device"), ("pid", "Process")):
-        if key in state:
-            lines.append(f"{title}: {state[key]}")
-    loaded = state.get("loaded_models") or state.get("loaded") or []
-    if loaded:
-        lines.append("Loaded: " + ", ".join(str(name) for name in loaded))
-    queue = state.get("queue")
-    if queue is not None:
-        lines.append(f"Queue: {queue}")
+def format_report(state: dict[str, Any], listing: dict[str, Any]) -> str:
+    lines = [format_status(DaemonStatus.from_json(state))]
     models = listing.get("models", [])
     installed = [m for m in models if m.get("installed")]
     missing = [m for m in models if not m.get("installed")]

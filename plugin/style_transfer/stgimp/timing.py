@@ -7,13 +7,13 @@ compute. Off by default: nothing is printed and the cost is a few monotonic() ca
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-ENV = "STYLE_TRANSFER_TIMING"
+from stclient import settings
+
 PREFIX = "STYLE_TRANSFER_TIMING "
 
 
@@ -34,7 +34,7 @@ class Timer:
             self.stages[name] = self.stages.get(name, 0.0) + time.monotonic() - started
 
     def emit(self, procedure: str) -> None:
-        if os.environ.get(ENV, "") in ("", "0"):
+        if not settings.current().timing:
             return
         line = {"procedure": procedure, "total_s": round(time.monotonic() - self._started, 4)}
         line.update({f"{name}_s": round(value, 4) for name, value in self.stages.items()})

@@ -15,11 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
+from . import settings
 from .errors import UNAVAILABLE, StyleTransferError
 
-RUNTIME_DIR_ENV = "STYLE_TRANSFER_RUNTIME_DIR"
-ENDPOINT_ENV = "STYLE_TRANSFER_ENDPOINT"
-TOKEN_ENV = "STYLE_TRANSFER_TOKEN"
+RUNTIME_DIR_ENV = settings.ENV["runtime_dir"]
 DEFAULT_TCP_PORT = 47621
 IPC_PATH_LIMIT = 100          # sockaddr_un.sun_path is 104-108 bytes depending on the system
 
@@ -35,7 +34,7 @@ IS_WINDOWS = sys.platform.startswith("win")
 
 def runtime_dir() -> Path:
     """The per-user directory for the socket and state (not created here)."""
-    override = os.environ.get(RUNTIME_DIR_ENV)
+    override = settings.current().runtime_dir
     if override:
         return Path(override)
     if IS_WINDOWS:
@@ -114,11 +113,11 @@ def read_state(directory: Optional[Path] = None) -> Optional[dict[str, Any]]:
 
 
 def resolve_endpoint(endpoint: Optional[str] = None, directory: Optional[Path] = None) -> str:
-    """Explicit > $STYLE_TRANSFER_ENDPOINT > the running daemon's state file > the default."""
+    """Explicit > the `endpoint` setting > the running daemon's state file > the default."""
     if endpoint:
         return endpoint
-    if os.environ.get(ENDPOINT_ENV):
-        return os.environ[ENDPOINT_ENV]
+    if settings.current().endpoint:
+        return settings.current().endpoint
     state = read_state(directory)
     if state and isinstance(state.get("endpoint"), str) and pid_alive(state.get("pid")):
         return state["endpoint"]
@@ -126,9 +125,9 @@ def resolve_endpoint(endpoint: Optional[str] = None, directory: Optional[Path] =
 
 
 def read_token(directory: Optional[Path] = None) -> Optional[str]:
-    """The per-user TCP token ($STYLE_TRANSFER_TOKEN wins), or None when there is none yet."""
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV].strip()
+    """The per-user TCP token (the `token` setting wins), or None when there is none yet."""
+    if settings.current().token:
+        return settings.current().token
     try:
         return token_path(directory).read_text(encoding="ascii").strip() or None
     except (OSError, UnicodeDecodeError):

@@ -361,7 +361,8 @@ class BatchRequest(Request):
 
 @dataclass
 class SampleRequest(Request):
-    """MIXGAN: `count` new images from the prior of `model`, reproducible with `seed`."""
+    """`count` new images from the prior of `model`, reproducible with `seed`, for an engine whose
+    card can sample (`engine` None: the one engine that can, e.g. MIXGAN)."""
 
     OP: ClassVar[str] = "sample"
     model: Optional[str] = None
@@ -369,10 +370,12 @@ class SampleRequest(Request):
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     deadline_s: Optional[float] = None
+    engine: Optional[str] = None
 
     def to_frames(self) -> list[Buffer]:
         return [encode_header(self._header(model=self.model, count=self.count, seed=self.seed,
-                                           options=self.options, deadline_s=self.deadline_s))]
+                                           options=self.options, deadline_s=self.deadline_s,
+                                           engine=self.engine))]
 
     @classmethod
     def parse(cls, header: dict, frames: Sequence[Buffer]) -> "SampleRequest":
@@ -386,7 +389,8 @@ class SampleRequest(Request):
             raise ProtocolError(BAD_REQUEST, "'seed' must be 0 to 2147483647.", _rid(header))
         return cls._from(header, frames, model=_get(header, "model", (str,), None), count=count,
                          seed=seed, options=_get(header, "options", (dict,), {}),
-                         deadline_s=_deadline(header))
+                         deadline_s=_deadline(header),
+                         engine=_get(header, "engine", (str,), None))
 
 
 REQUEST_TYPES: dict[str, type[Request]] = {

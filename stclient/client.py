@@ -33,8 +33,10 @@ from .protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatR
 ProgressCallback = Callable[[float, str], None]
 HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats, both directions (see docs/protocol.md)
 CANCEL_GRACE = 5.0           # how long to wait for the daemon to confirm a cancel
-PLUGIN_DIR = Path(__file__).resolve().parent.parent
-CONFIG_FILE = PLUGIN_DIR / "config.json"
+# The folder that holds this package: the installed plug-in folder (which has config.json), or the
+# project root when the backend imports it from the repository.
+PACKAGE_HOME = Path(__file__).resolve().parent.parent
+CONFIG_FILE = PACKAGE_HOME / "config.json"
 
 _AUTH_EVENTS = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
                 | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0))
@@ -127,10 +129,12 @@ class Client:
                on_progress: Optional[ProgressCallback] = None,
                cancel_event: Optional[threading.Event] = None,
                should_cancel: Optional[Callable[[], bool]] = None,
-               deadline_s: Optional[float] = None) -> tuple[list[ImageFrame], dict[str, Any]]:
-        """MIXGAN: `count` new images from the model's prior, reproducible with `seed`."""
+               deadline_s: Optional[float] = None,
+               engine: Optional[str] = None) -> tuple[list[ImageFrame], dict[str, Any]]:
+        """`count` new images from the model's prior, reproducible with `seed` (engines whose
+        card can sample; `engine` None: the one that can)."""
         request = SampleRequest(model=model, count=count, seed=seed, options=dict(options or {}),
-                                deadline_s=deadline_s)
+                                deadline_s=deadline_s, engine=engine)
         result = self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel))
         return result.images, result.data
 
@@ -376,8 +380,12 @@ class Client:
     def _project_root(self) -> Optional[str]:
         if self.project_root:
             return self.project_root
-        candidate = PLUGIN_DIR.parent.parent      # <root>/plugin/style_transfer
-        return str(candidate) if (candidate / "backend" / "__init__.py").is_file() else None
+        # <root>/stclient (the backend's own copy) or <root>/plugin/style_transfer/stclient (a
+        # plug-in installed with --link)
+        for candidate in (PACKAGE_HOME, PACKAGE_HOME.parent.parent):
+            if (candidate / "backend" / "__init__.py").is_file():
+                return str(candidate)
+        return None
 
     def _start_daemon(self) -> None:
         root = self._project_root()
