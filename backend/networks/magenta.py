@@ -188,3 +188,7 @@ class MagentaTransformer(nn.Sequential):
         with bind_styles(self, embedding, weights):
             # through the instance's forward: the memory guard installs one there
             return self.forward(content)
+
+
+# The layouts the Magenta card names (stclient/cards/magenta.py), by architecture name.
+BUILDERS = {"magenta_predictor": MagentaStylePredictor, "magenta_transformer": MagentaTransformer}

