@@ -128,3 +128,14 @@ def option_values(config: object, card: EngineCard) -> dict[str, object]:
             values[spec.name] = {"bool": bool, "int": int, "float": float}.get(
                 spec.kind, str)(value)
     return values
+
+
+def add_batch_style_index(procedure: Gimp.Procedure) -> None:
+    """The batch procedure's built-in style number (engines with built-in styles, e.g. CIN)."""
+    builtin = [card for card in registry.cards().values() if card.styles.builtin_styles]
+    if builtin:
+        most = max(card.styles.builtin for card in builtin)
+        procedure.add_int_argument("style-index", "Built-in st_yle",
+                                   "Style number for engines with built-in styles ("
+                                   + ", ".join(card.name for card in builtin) + ")",
+                                   0, most - 1, 0, RW)

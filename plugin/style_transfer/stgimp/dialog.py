@@ -141,8 +141,8 @@ def _style_sheet(card: Any, config: Any, models: list[dict[str, Any]]) -> Option
 def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
-    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-              "preserve-color", "working-size", "recursive", "overwrite"]
+    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "style-index",
+              "alpha", "preserve-color", "working-size", "recursive", "overwrite"]
     dialog.fill(fields)
     return _run(dialog, {"fields": fields})
 
