@@ -120,6 +120,26 @@ WORKING_SIZE = OptionSpec(
     minimum=0, maximum=16384, label="_Working size")
 
 
+FINER_STROKES = " Larger than the image gives finer strokes."
+WORKING_SIZE_FINER = OptionSpec(          # for fully convolutional style networks
+    WORKING_SIZE.name, WORKING_SIZE.kind, WORKING_SIZE.default, WORKING_SIZE.help + FINER_STROKES,
+    WORKING_SIZE.minimum, WORKING_SIZE.maximum, label=WORKING_SIZE.label)
+
+STYLE_WEIGHTS = OptionSpec(
+    "style_weights", "floats", [1.0], "Weights of several styles (normalised to sum 1).",
+    0.0, 1e6)
+
+
+def style_strength(help_text: str = "Style strength: 0 keeps the content, 1 is full style."
+                   ) -> OptionSpec:
+    return OptionSpec("alpha", "float", 1.0, help_text, 0.0, 1.0, label="Style _strength")
+
+
+def preserve_color(help_text: str = "Keep the content's colours (stylize the luminance only)."
+                   ) -> OptionSpec:
+    return OptionSpec("preserve_color", "bool", False, help_text, label="_Keep colours")
+
+
 def color_output(default: bool) -> OptionSpec:
     """Colour results on grey images (on by default where the style's colour is the point)."""
     return OptionSpec(

@@ -16,8 +16,8 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
-    working_shape
+from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
+    to_tensor, working_shape
 from backend.engines.job import StylizeJob
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
@@ -51,15 +51,9 @@ class CINEngine(Engine):
         content = resize(to_tensor(rgb, device), working_shape(height, width,
                                                                int(options["working_size"])))
         luminance = bool(options["preserve_color"])
-        if luminance:
-            content_yiq = colour.rgb_to_yiq(content)
-            network_in = content_yiq[:, :1].expand(-1, 3, -1, -1)
-        else:
-            network_in = content
-        mask = None
-        if job.mask is not None:
-            mask = torch.from_numpy(np.ascontiguousarray(job.mask, dtype=np.float32))
-            mask = resize(mask[None, None].to(device), tuple(content.shape[-2:])).clamp(0, 1)
+        network_in, chroma = colour.luminance_input(content) if luminance else (content, None)
+        mask = None if job.mask is None else \
+            mask_tensor(job.mask, tuple(content.shape[-2:]), device)
         if mask is not None and outside is not None:
             style = inside[None, :, None, None] * mask + outside[None, :, None, None] * (1 - mask)
         else:
@@ -67,8 +61,7 @@ class CINEngine(Engine):
         ctx.step(0.05, "running the CIN transformer")
         result = self._run(model, network_in, style, ctx)
         if luminance:
-            result = colour.yiq_to_rgb(torch.cat([colour.rgb_to_yiq(result)[:, :1],
-                                                  content_yiq[:, 1:]], 1))
+            result = colour.with_chroma(result, chroma)
         alpha = float(options["alpha"])
         result = alpha * result + (1.0 - alpha) * content
         if mask is not None and outside is None:       # outside: the unchanged content

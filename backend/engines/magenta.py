@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from backend.engines.adain import pixels_digest, style_rgb, tensor_digest
-from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
-    working_shape
+from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
+    to_tensor, working_shape
 from backend.engines.job import StylizeJob
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
@@ -57,11 +57,8 @@ class MagentaEngine(Engine):
         def strength(embedding: torch.Tensor) -> torch.Tensor:
             return embedding if own is None else alpha * embedding + (1 - alpha) * own
 
-        mask = None
-        if job.mask is not None:
-            mask = torch.from_numpy(np.ascontiguousarray(job.mask, dtype=np.float32))
-            mask = resize(mask[None, None].to(model.device), tuple(content.shape[-2:]))
-            mask = mask.clamp(0, 1)
+        mask = None if job.mask is None else \
+            mask_tensor(job.mask, tuple(content.shape[-2:]), model.device)
         if mask is not None and len(embeddings) == 2:
             styles = torch.cat([strength(e) for e in embeddings])           # [2, 100]
             weights = torch.cat([mask, 1 - mask], 1)                         # [1, 2, H, W]
@@ -71,19 +68,14 @@ class MagentaEngine(Engine):
             mixed = sum(w / total * e for w, e in zip(shares, embeddings))
             styles, weights = strength(mixed), None
         luminance = bool(options["preserve_color"])
-        if luminance:
-            content_yiq = colour.rgb_to_yiq(content)
-            network_in = content_yiq[:, :1].expand(-1, 3, -1, -1)
-        else:
-            network_in = content
+        network_in, chroma = colour.luminance_input(content) if luminance else (content, None)
         ctx.step(0.1, "running the transformer")
         padded, padding = pad_to_multiple(network_in, model.transformer.multiple, MIN_SIDE)
         if weights is not None and not padding.is_zero:
             weights = reflect_pad(weights, padding)
         result = crop(model.transformer(padded, styles, weights), padding)
         if luminance:
-            result = colour.yiq_to_rgb(torch.cat([colour.rgb_to_yiq(result)[:, :1],
-                                                  content_yiq[:, 1:]], 1))
+            result = colour.with_chroma(result, chroma)
         if mask is not None and len(embeddings) == 1:     # outside: the unchanged content
             result = mask * result + (1 - mask) * content
         return to_numpy(resize(result.clamp(0, 1), (height, width)))

@@ -2,7 +2,8 @@
 
 from stclient.card import (ArchInfo, EngineCard, PerfPolicy, RoleSpec, StyleInputs,
                            STYLE_BUILTIN)
-from stclient.options import WORKING_SIZE, OptionSpec, color_output
+from stclient.options import (STYLE_WEIGHTS, WORKING_SIZE_FINER, OptionSpec, color_output,
+                              preserve_color, style_strength)
 
 CARD = EngineCard(
     name="cin",
@@ -20,22 +21,15 @@ CARD = EngineCard(
                    "Built-in style(s) by number (see `python -m backend sheet IMAGE`); several "
                    "are blended by --style-weights. With --mask: the style(s) inside the mask.",
                    0, 255, label="_Style"),
-        OptionSpec("style_weights", "floats", [1.0],
-                   "Weights of several styles (normalised to sum 1).", 0.0, 1e6),
+        STYLE_WEIGHTS,
         OptionSpec("outside_style_index", "ints", [],
                    "With --mask: the built-in style(s) outside the mask (default: the content "
                    "stays unchanged there).", 0, 255),
         OptionSpec("outside_style_weights", "floats", [1.0],
                    "Weights of several outside styles (normalised to sum 1).", 0.0, 1e6),
-        OptionSpec("alpha", "float", 1.0,
-                   "Style strength: 0 keeps the content, 1 is full style.", 0.0, 1.0,
-                   label="Style _strength"),
-        OptionSpec("preserve_color", "bool", False,
-                   "Keep the content's colours (stylize the luminance only).",
-                   label="_Keep colours"),
-        OptionSpec(WORKING_SIZE.name, WORKING_SIZE.kind, WORKING_SIZE.default,
-                   WORKING_SIZE.help + " Larger than the image gives finer strokes.",
-                   WORKING_SIZE.minimum, WORKING_SIZE.maximum, label=WORKING_SIZE.label),
+        style_strength(),
+        preserve_color(),
+        WORKING_SIZE_FINER,
         color_output(False),
     ),
     styles=StyleInputs(kind=STYLE_BUILTIN, minimum=1, maximum=26, mask=True, builtin=26),

@@ -1,7 +1,8 @@
 """Magenta: any style image through a style-prediction network, one fast pass (Ghiasi et al.)."""
 
 from stclient.card import ArchInfo, EngineCard, PerfPolicy, RoleSpec, StyleInputs, STYLE_IMAGES
-from stclient.options import WORKING_SIZE, OptionSpec, color_output
+from stclient.options import (STYLE_WEIGHTS, WORKING_SIZE_FINER, color_output,
+                              preserve_color, style_strength)
 
 CARD = EngineCard(
     name="magenta",
@@ -20,18 +21,11 @@ CARD = EngineCard(
                                           "norms from the embedding)"),)),
     ),
     options=(
-        OptionSpec("alpha", "float", 1.0,
-                   "Style strength: the style's embedding mixed with the content's own (0 keeps "
-                   "the content's own look, 1 is full style).", 0.0, 1.0,
-                   label="Style _strength"),
-        OptionSpec("style_weights", "floats", [1.0],
-                   "Weights of several styles (normalised to sum 1).", 0.0, 1e6),
-        OptionSpec("preserve_color", "bool", False,
-                   "Keep the content's colours (stylize the luminance only).",
-                   label="_Keep colours"),
-        OptionSpec(WORKING_SIZE.name, WORKING_SIZE.kind, WORKING_SIZE.default,
-                   WORKING_SIZE.help + " Larger than the image gives finer strokes.",
-                   WORKING_SIZE.minimum, WORKING_SIZE.maximum, label=WORKING_SIZE.label),
+        style_strength("Style strength: the style's embedding mixed with the content's own (0 "
+                       "keeps the content's own look, 1 is full style)."),
+        STYLE_WEIGHTS,
+        preserve_color(),
+        WORKING_SIZE_FINER,
         color_output(False),
     ),
     styles=StyleInputs(kind=STYLE_IMAGES, minimum=1, maximum=16, mask=True, mask_max=2),

