@@ -741,6 +741,12 @@ def demo_runs(engine: str, styles: List[Path]) -> List[List[str]]:
     return runs
 
 
+def _run_label(extra: List[str]) -> str:
+    """A folder name that says what a demo run did, e.g. style_mosaic or style-index_6."""
+    words = [Path(word).stem if os.sep in word else word.lstrip("-") for word in extra]
+    return "_".join(words) or "default"
+
+
 def run_demo(python: Path, out_dir: Path) -> int:
     """Stylize the example images with the installed models; say where the results are."""
     content = sorted(p for p in (ROOT / DEMO_CONTENT).glob("*") if p.suffix.lower() in
@@ -764,8 +770,8 @@ def run_demo(python: Path, out_dir: Path) -> int:
     failures = 0
     for model in plan:
         runs = demo_runs(model["engine"], styles)
-        for index, extra in enumerate(runs):
-            target = out_dir / model["name"] / (f"{index + 1}" if len(runs) > 1 else "")
+        for extra in runs:
+            target = out_dir / model["name"] / (_run_label(extra) if len(runs) > 1 else "")
             args = ["stylize", *[str(p) for p in content], "-o", str(target) + os.sep,
                     "--engine", model["engine"], "--model", model["name"], *extra]
             started = time.monotonic()
