@@ -17,7 +17,7 @@ import torch
 from backend.modelstore import ModelRegistry, default_models_dir
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .common import Export, atomic_write
+from .export import Export, atomic_write
 from .options import TrainOptions
 
 
@@ -48,8 +48,8 @@ def register_exports(exports: list[Export], options: TrainOptions, run_dir: Path
     folder = models_dir(options)
     written: list[Path] = []
     for export in exports:
-        weights = {k: v.detach().cpu().contiguous() for k, v in export.state_dict.items()}
-        atomic_write(run_dir / export.run_file, lambda tmp: torch.save(weights, tmp))
+        content = export.file_content()
+        atomic_write(run_dir / export.run_file, lambda tmp: torch.save(content, tmp))
         if not export.registrable:
             if export.unregistered_reason:
                 print(f"note: {export.stem} is not registered: {export.unregistered_reason}; "
@@ -59,7 +59,7 @@ def register_exports(exports: list[Export], options: TrainOptions, run_dir: Path
         sidecar = {"engine": export.engine, "display_name": export.display_name,
                    "arch": export.arch, "description": export.description,
                    "license": "trained by the user", **export.sidecar_extra}
-        atomic_write(target, lambda tmp: torch.save(weights, tmp))
+        atomic_write(target, lambda tmp: torch.save(content, tmp))
         atomic_write(folder / f"{export.stem}.json",
                      lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1) + "\n",
                                                 encoding="utf-8"))
