@@ -304,6 +304,13 @@ class Progress:
         self.step = start
         self.phase = ""                      # shown before the losses when a recipe has phases
 
+    def set_phase(self, name: str) -> None:
+        """Losses are averaged within one phase: the ending phase's line is drawn first."""
+        if name != self.phase:
+            if self.count:
+                self.flush()
+            self.phase = name
+
     def update(self, step: int, losses: dict[str, torch.Tensor]) -> None:
         now = time.monotonic()
         if self.first_time is None:          # speed is measured after the first (warm-up) step
@@ -559,8 +566,9 @@ def _loader(dataset: RunDataset, options: TrainOptions, accel: Accelerator, step
 def _start_note(label: str, total: int, accel: Accelerator, options: TrainOptions,
                 dataset: RunDataset, phases: list[Phase], run_dir: Path) -> str:
     amp = f" with {str(accel.amp_dtype).replace('torch.', '')}" if accel.amp_dtype else ""
-    split = "" if len(phases) < 2 else " (" + ", then ".join(
-        f"{phase.stop - phase.start} {phase.name}" for phase in phases) + ")"
+    parts = [f"{phase.stop - phase.start} {phase.name}" for phase in phases
+             if phase.stop > phase.start]
+    split = f" ({', then '.join(parts)})" if len(parts) > 1 else ""
     return (f"{label}: {total} steps{split} on {accel.device}{amp}, batch {options.batch}, "
             f"{dataset.epoch_length} images per epoch; run folder {run_dir}")
 
@@ -628,7 +636,7 @@ def run_training(recipe_cls: type[Recipe], options: TrainOptions, given: set[str
     with StopRequest() as stop:
         for batch in loader:
             if len(phases) > 1:
-                progress.phase = phase_at(phases, step).name
+                progress.set_phase(phase_at(phases, step).name)
             losses = recipe.train_step(accel.batch(batch), step)
             step += 1
             progress.update(step, losses)

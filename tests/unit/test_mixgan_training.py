@@ -4,7 +4,9 @@ finished model is registered; its command line has the shared flags and the old 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +14,20 @@ import pytest
 import torch
 from PIL import Image
 
+from backend.commands import train as train_command
 from backend.data.domains import load_domain
+from backend.engines.job import StylizeJob
+from backend.modelstore import list_models
 from backend.networks.mixgan import load_model
+from backend.runtime import Runtime
 from backend.training import mixgan as training
 from backend.training.common import TrainResult, load_checkpoint, run_training
 from backend.training.mixgan_model import MixganRecipe, structure_correlation
-from backend.training.options import TrainOptions, engine_options, options_from_args
+from backend.training.options import (TrainOptions, add_common_arguments, engine_options,
+                                      options_from_args)
 from stclient.errors import StyleTransferError
 from tests.helpers.mixgan import MixganSteps, one_torch_thread
+from tests.helpers.training import assert_same_state, train_cli
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -198,3 +206,175 @@ def test_moving_average_of_the_mixture_decoder_is_registered_and_resumes(tmp_pat
     plain = load_model(_model_path(train(_options(tmp_path / "c", steps=6, mix_fraction=0.5))))
     assert any(not torch.allclose(plain.state_dict()[k], v) for k, v in reference.state_dict()
                .items() if k.startswith("mixture_decoder."))
+
+
+# ---------------------------------------------------------------------------- the shared stack
+
+def _parse_train(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m backend")
+    train_command.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["train", *argv])
+
+
+def _visible_flags(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions if action.help != argparse.SUPPRESS
+            for flag in action.option_strings}
+
+
+def _train_subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = argparse.ArgumentParser(prog="python -m backend")
+    train_command.register(parser.add_subparsers(dest="command"))
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = commands.choices["train"]
+    engines = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(engines.choices)
+
+
+def test_train_mixgan_has_the_shared_flags_and_hides_the_old_spellings(capsys):
+    shared = argparse.ArgumentParser()
+    add_common_arguments(shared, {})
+    common = _visible_flags(shared) - {"-h", "--help"}
+    trainers = _train_subparsers()
+    for engine, parser in trainers.items():         # one set of flag names for every trainer
+        assert common - {"--load-size"} <= _visible_flags(parser), engine
+    with pytest.raises(SystemExit):
+        _parse_train("mixgan", "--help")
+    text = capsys.readouterr().out
+    for flag in ("--runs-dir", "--resume", "--overwrite", "--epochs", "--quiet", "--amp",
+                 "--ngf", "--restart-mixture"):
+        assert flag in text
+    for old in ("--width", "--out", "--restart"):
+        assert not re.search(re.escape(old) + r"(?![\w-])", text), old
+    assert "--load-size" not in text                  # MIXGAN's domains scale themselves
+    with pytest.raises(SystemExit):
+        _parse_train("mixgan", "--name", "n", "--load-size", "80")
+
+
+def test_old_flag_spellings_set_the_shared_options():
+    base = ("mixgan", "--content", "builtin:glyphs", "--style", "builtin:textures", "--name", "n")
+    old, old_given = options_from_args("mixgan", _parse_train(
+        *base, "--width", "8", "--out", "runs/x", "--restart"), training.DEFAULTS)
+    new, new_given = options_from_args("mixgan", _parse_train(
+        *base, "--ngf", "8", "--overwrite"), training.DEFAULTS)
+    assert (old.ngf, old.overwrite, old.run_folder) == (8, True, "runs/x")
+    assert (new.ngf, new.overwrite, new.run_folder) == (8, True, "")
+    assert old.run_dir == Path("runs/x") and new.run_dir.name == "n"
+    assert old_given - {"run_folder"} == new_given
+    restart = options_from_args("mixgan", _parse_train(*base, "--restart-mixture"),
+                                training.DEFAULTS)[0]
+    assert restart.restart_phase == "mixture"
+
+
+def test_resume_through_the_shared_loop_restores_every_state(tmp_path):
+    """Stopped in the autoencoder phase and again in the mixture phase, then finished: the
+    checkpoint equals an uninterrupted run's to the bit (networks, the average, optimizers,
+    random states)."""
+    changes = dict(steps=6, mix_fraction=0.5, ema=0.9, content_weight=1.0, sample_every=0)
+    straight = train(_options(tmp_path / "a", **changes))
+    assert (straight.step, straight.stopped) == (6, False)
+    assert train(_options(tmp_path / "b", **changes), stop_after=2).stopped      # autoencoder
+    second = train(_options(tmp_path / "b", **changes, resume=True), given={"resume"},
+                   stop_after=4)                                                  # mixture
+    assert (second.step, second.stopped) == (4, True)
+    assert load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")["step"] == 4
+    assert train(_options(tmp_path / "b", **changes, resume=True), given={"resume"}).step == 6
+    a = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "checkpoint.pt")
+    assert set(a["recipe"]["networks"]) == {"E", "Gc", "Gm", "Dz", "Dp", "Gm_ema"}
+    assert set(a["recipe"]["optimizers"]) == {"ae", "dz", "gm", "dp"}
+    assert_same_state(a["recipe"], b["recipe"], "recipe")
+    assert_same_state(a["rng"], b["rng"], "rng")
+
+
+def test_a_resumed_run_refuses_other_networks_and_restarts_only_the_mixture(tmp_path):
+    train(_options(tmp_path, steps=4, mix_fraction=0.5, sample_every=0))
+    wider = _options(tmp_path, steps=4, mix_fraction=0.5, latent=16, resume=True)
+    with pytest.raises(StyleTransferError, match="--latent 16 \\(the run used 8\\)"):
+        train(wider, given={"resume", "latent"})
+    # the mixture phase's own options may change when it restarts; the autoencoder's may not
+    restarted = _options(tmp_path, steps=4, mix_fraction=0.5, ema=0.9, content_weight=2.0,
+                         restart_phase="mixture", sample_every=0)
+    result = train(restarted, given={"restart_phase", "ema", "content_weight"})
+    stored = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["options"]
+    assert (stored["ema"], stored["content_weight"], stored["restart_phase"]) == (0.9, 2.0, "")
+    assert "Gm_ema" in result.recipe.networks
+    again = _options(tmp_path, steps=4, mix_fraction=0.5, n_res=2, restart_phase="mixture")
+    with pytest.raises(StyleTransferError, match="--n-res 2"):
+        train(again, given={"restart_phase", "n_res"})
+    other = _options(tmp_path, restart_phase="autoencoder")
+    with pytest.raises(StyleTransferError, match="restartable: mixture"):
+        train(other, given={"restart_phase"})
+
+
+def test_progress_is_the_shared_bar_with_the_phase(tmp_path):
+    stream = io.StringIO()
+    train(_options(tmp_path, steps=4, mix_fraction=0.5, sample_every=0, quiet=False),
+          stream=stream)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("mixgan tiny: 4 steps (2 autoencoder, then 2 mixture) on cpu")
+    bars = [line for line in lines if line.startswith("mixgan tiny [")]
+    assert re.search(r"\] 1/4 +25% autoencoder rec [\d.]+ adv_z [\d.]+ d_z [\d.]+ \| ", bars[0])
+    # a line where the autoencoder phase ends: the mixture's lines average its own losses only
+    assert any(re.search(r"\] 2/4 +50% autoencoder rec ", line) for line in bars)
+    assert re.search(r"\] 4/4 100% mixture g_p [\d.]+ d_p [\d.]+ \| .* ETA ", bars[-1])
+    assert lines[-1].startswith("Registered tiny in ")
+
+
+def test_registered_model_has_its_sidecar_is_listed_and_runs(tmp_path):
+    result = train(_options(tmp_path, steps=2, mix_fraction=0.5, sample_every=0))
+    models = tmp_path / "models"
+    sidecar = json.loads((models / "tiny.json").read_text())
+    assert {k: sidecar[k] for k in ("engine", "arch", "display_name", "trained_steps",
+                                    "content", "style", "license")} == {
+        "engine": "mixgan", "arch": "conv", "display_name": "tiny (MIXGAN)",
+        "trained_steps": 2, "content": "builtin:glyphs", "style": "builtin:textures",
+        "license": "trained by the user"}
+    listed = {m.name: m for m in list_models(models) if m.source == "user"}
+    assert listed["tiny"].engine == "mixgan" and listed["tiny"].installed
+    copy = load_model(tmp_path / "run" / "generator.pth")       # the run folder's copy
+    registered = load_model(models / "tiny.pth")
+    assert_same_state(copy.state_dict(), registered.state_dict())
+    glyph = load_domain("builtin:glyphs", 32, True, 4, 9).batch(1, np.random.default_rng(0))
+    image = np.repeat(((glyph[0, 0].numpy() + 1) / 2)[..., None], 3, axis=2).astype(np.float32)
+    out = Runtime(device="cpu", models_dir=models).stylize(
+        StylizeJob(engine="mixgan", content=image, model="tiny"))
+    with torch.no_grad():
+        _, mixture = result.recipe.generator().eval()(glyph)
+    expected = ((mixture[0].clamp(-1, 1) + 1) / 2).numpy().transpose(1, 2, 0)
+    assert out.shape == (32, 32, 3) and np.abs(out - expected).max() < 2e-3
+
+
+def test_mixed_precision_and_channels_last_train_mixgan(tmp_path):
+    """--amp on and --channels-last on (bfloat16 on the CPU): finite losses in both phases,
+    float32 weights, sheets written."""
+    result = train(_options(tmp_path, steps=4, mix_fraction=0.5, amp="on", channels_last="on",
+                            sample_every=2))
+    assert result.recipe.accel.amp_dtype == torch.bfloat16
+    assert {"g_p", "d_p"} <= set(result.last_losses)
+    assert all(np.isfinite(v) for v in result.last_losses.values())
+    for net in result.recipe.networks.values():
+        assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert (tmp_path / "run" / "samples" / "step_0000004.png").is_file()
+
+
+def test_command_line_with_the_shared_flags_and_the_old_spellings(tmp_path):
+    tiny = ["--content", "builtin:glyphs", "--style", "builtin:textures", "--size", "32",
+            "--batch", "4", "--latent", "8", "--n-res", "1", "--pool", "8", "--threads", "1",
+            "--models-dir", str(tmp_path / "models")]
+    runs = ["--runs-dir", str(tmp_path / "runs")]
+    done = train_cli("mixgan", *tiny, *runs, "--name", "cli_mix", "--ngf", "4", "--steps", "2",
+                     "--sample-every", "1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2/2" in done.stderr and "mixture g_p" in done.stderr
+    assert "Registered: cli_mix" in done.stderr
+    assert (tmp_path / "runs" / "cli_mix" / "samples" / "step_0000002.png").is_file()
+    resumed = train_cli("mixgan", "--name", "cli_mix", "--resume", "--steps", "3", *runs,
+                        "--models-dir", str(tmp_path / "models"), "--threads", "1",
+                        cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3/3" in resumed.stderr
+    old = train_cli("mixgan", *tiny, "--name", "old_mix", "--width", "4", "--steps", "1",
+                    "--out", "old_run", "--restart", cwd=tmp_path)
+    assert old.returncode == 0, old.stderr
+    assert (tmp_path / "old_run" / "checkpoint.pt").is_file()
+    assert load_model(tmp_path / "models" / "old_mix.pth").config.width == 4
