@@ -9,8 +9,9 @@ scratch on a finished run (`restart_phase`), keeping what the earlier phases tra
 
 Exact resume: a checkpoint holds every network, optimiser, scheduler, gradient scaler, image
 pool and the Python, NumPy and torch (CPU and CUDA) random states. Data do not depend on any of
-them (see data.py: items follow from the seed and the sample number) and the data loader draws
-from its own generator, so N steps, or N/2 + resume + N/2, give the same weights.
+them (see data.py: items follow from the seed and the sample number, a StepDataset's batches
+from the seed and the step) and the data loader draws from its own generator, so N steps, or
+N/2 + resume + N/2, give the same weights.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from . import register
 from .data import (RunDataset, RunSampler, StepDataset, StepSampler, WarnFn, fixed_examples,
                    from_tensor, warn_to_stderr)
 from .export import Export, atomic_write
-from .options import RESUMABLE_CHANGES, TrainOptions
+from .options import RESUMABLE_CHANGES, TrainOptions, change_text
 
 CHECKPOINT_FORMAT = 1
 SAMPLE_ROWS = 4
@@ -332,7 +333,7 @@ class Progress:
             if bad:
                 raise StyleTransferError(
                     INTERNAL, f"Training diverged at step {self.step}: loss {', '.join(bad)} is "
-                              "not finite. Resume from the last checkpoint with a lower --lr.")
+                              "not finite. Train again with a lower --lr and --overwrite.")
         self.last_print = now
         if not self.quiet:
             self._draw(now)
@@ -470,7 +471,7 @@ def merge_resumed(stored: dict[str, Any], given: TrainOptions, given_names: set[
         if name in RESUMABLE_CHANGES or name in restarted_options:
             setattr(options, name, new)
         elif new != old:
-            conflicts.append(f"--{name.replace('_', '-')} {new} (the run used {old})")
+            conflicts.append(change_text(name, new, old))
     if conflicts:
         raise StyleTransferError(
             BAD_REQUEST, "A resumed run keeps its recipe, but these options differ: "

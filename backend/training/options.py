@@ -142,8 +142,10 @@ class TrainOptions:
             fail("--sample-every and --checkpoint-every must be 0 (off) or positive.")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             fail(f"--device must be auto, cpu or cuda, not {self.device!r}.")
-        if self.ngf < 1 or self.ndf < 1:
-            fail("--ngf and --ndf must be positive.")
+        if self.ngf < 1:
+            fail(f"--ngf must be positive, not {self.ngf}.")
+        if self.ndf < 1:
+            fail(f"--ndf must be positive, not {self.ndf}.")
         if self.content_weight < 0:
             fail(f"--content-weight must be 0 or more, not {self.content_weight}.")
         if not 0.0 <= self.mix_fraction <= 1.0:
@@ -252,6 +254,25 @@ def add_gan_arguments(group: argparse._ArgumentGroup) -> None:
 
 # argparse destination -> option field, for flags whose meaning is inverted
 _INVERTED = {"no_flip": "flip", "no_dropout": "dropout"}
+
+
+def _flag_text(name: str, value: Any) -> str:
+    """Option `name` set to `value` as the command line spells it: inverted flags (--no-flip)
+    and the settings kept in `extra` (--reverse-name) included."""
+    inverted = {option: flag for flag, option in _INVERTED.items()}
+    if name in inverted:
+        flag = "--" + inverted[name].replace("_", "-")
+        return flag if not value else f"no {flag}"
+    if name == "extra":
+        return " ".join(_flag_text(key, item) for key, item in value.items()) or "no extra flag"
+    return f"--{name.replace('_', '-')} {value}"
+
+
+def change_text(name: str, new: Any, old: Any) -> str:
+    """A recipe option a resumed run may not change, in flags: '--lr 0.001 (the run used
+    0.0002)', '--no-flip (the run used no --no-flip)'."""
+    plain = name not in _INVERTED.values() and name != "extra"
+    return f"{_flag_text(name, new)} (the run used {old if plain else _flag_text(name, old)})"
 
 
 def options_from_args(engine: str, args: argparse.Namespace,

@@ -1,9 +1,11 @@
 """Put a finished generator where the model store finds it: `<models dir>/<name>.pth` (official
-key layout, weights only) plus the sidecar `<name>.json` {engine, display_name, arch, ...}. The
-daemon's model list, the CLI and the GIMP dialogs then offer it with no further step.
+key layout, weights only; MIXGAN's {meta, state_dict} format) plus the sidecar `<name>.json`
+{engine, display_name, arch, ...}. The daemon's model list, the CLI and the GIMP dialogs then
+offer it with no further step.
 
 A copy of every exported network also stays in the run folder under the reference's file name
-(latest_net_G_A.pth, latest_net_G.pth, decoder.pth), so it loads in the reference code as well.
+(latest_net_G_A.pth, latest_net_G.pth, decoder.pth; MIXGAN's generator.pth), so it loads in the
+reference code as well.
 """
 
 from __future__ import annotations
