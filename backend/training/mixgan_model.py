@@ -200,15 +200,21 @@ class MixganRecipe(Recipe):
             return self._autoencoder_step(batch)
         return self._mixture_step(batch, step - self.ae_steps)
 
+    def _discriminator_step(self, net: nn.Module, optimizer: torch.optim.Optimizer,
+                            real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One LSGAN step of a discriminator: real vs. the (detached) fakes, loss halved."""
+        optimizer.zero_grad(set_to_none=True)
+        with self.accel.autocast():
+            loss = 0.5 * (lsgan(net(real), True) + lsgan(net(fake.detach()), False))
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        return loss
+
     def _autoencoder_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x, z_real = batch["content"], batch["z"]
-        self.opt_dz.zero_grad(set_to_none=True)
         with self.accel.autocast():
             z_fake = self.model.encoder(x)
-            d_loss = 0.5 * (lsgan(self.latent_d(z_real), True)
-                            + lsgan(self.latent_d(z_fake.detach()), False))
-        self.scaler.scale(d_loss).backward()
-        self.scaler.step(self.opt_dz)
+        d_loss = self._discriminator_step(self.latent_d, self.opt_dz, z_real, z_fake)
 
         self.opt_ae.zero_grad(set_to_none=True)
         with self.accel.autocast():
@@ -223,16 +229,12 @@ class MixganRecipe(Recipe):
     def _mixture_step(self, batch: dict[str, torch.Tensor], mix_step: int
                       ) -> dict[str, torch.Tensor]:
         x, style, z_prior = batch["content"], batch["style"], batch["z"]
-        self.opt_dp.zero_grad(set_to_none=True)
         with self.accel.autocast():
             with torch.no_grad():
                 z = self.model.encoder(x)
                 grey, features = self.model.content_decoder(torch.cat([z, z_prior]))
             mixture = self.model.mixture_decoder(features, grey)
-            d_loss = 0.5 * (lsgan(self.patch_d(style), True)
-                            + lsgan(self.patch_d(mixture.detach()), False))
-        self.scaler.scale(d_loss).backward()
-        self.scaler.step(self.opt_dp)
+        d_loss = self._discriminator_step(self.patch_d, self.opt_dp, style, mixture)
 
         self.opt_gm.zero_grad(set_to_none=True)
         with self.accel.autocast():

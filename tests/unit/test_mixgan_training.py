@@ -378,3 +378,13 @@ def test_command_line_with_the_shared_flags_and_the_old_spellings(tmp_path):
     assert old.returncode == 0, old.stderr
     assert (tmp_path / "old_run" / "checkpoint.pt").is_file()
     assert load_model(tmp_path / "models" / "old_mix.pth").config.width == 4
+
+
+def test_data_worker_processes_draw_the_same_batches(tmp_path):
+    """The GPU default (worker processes) and the CPU default (none) train the same weights:
+    each step's batch follows from (seed, step) wherever it is drawn."""
+    changes = dict(steps=2, mix_fraction=0.5, sample_every=0)    # one step of each phase
+    train(_options(tmp_path / "none", **changes, workers=0))
+    train(_options(tmp_path / "two", **changes, workers=2))
+    assert_same_state(load_checkpoint(tmp_path / "none" / "run" / "checkpoint.pt")["recipe"],
+                      load_checkpoint(tmp_path / "two" / "run" / "checkpoint.pt")["recipe"])
