@@ -349,8 +349,8 @@ class Progress:
         width = 20
         filled = int(round(fraction * width))
         bar = "#" * filled + "-" * (width - filled)
-        losses = " ".join([self.phase] * bool(self.phase)
-                          + [f"{k} {v:.3f}" for k, v in self.last_losses.items()])
+        named = [self.phase] if self.phase else []
+        losses = " ".join(named + [f"{k} {v:.3f}" for k, v in self.last_losses.items()])
         rate = self.rate(now)
         if rate > 0:
             speed = f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it"
