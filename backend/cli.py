@@ -15,13 +15,15 @@ import sys
 
 from backend import __version__
 from backend import commands as commands_pkg
+from stclient import registry
 from stclient.errors import StyleTransferError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m backend",
-        description="Style transfer for GIMP: AdaIN, CycleGAN, pix2pix and MIXGAN.")
+        description="Style transfer for GIMP: " + ", ".join(
+            card.title for card in registry.cards().values()) + ".")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):

@@ -357,7 +357,7 @@ class Runtime:
             device=self.device,
             progress=lambda frac, text: progress(start + (END_OF_ENGINE - start) * frac, text),
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
-            stats=self.stats)
+            stats=self.stats, budget=self.activation_budget)
         try:
             with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)

@@ -92,7 +92,8 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"\n{installed} installed, {len(models) - installed} missing "
           f"(* = recommended). Models folder: {registry.models_dir}")
     missing_recommended = [m.name for m in models
-                           if m.recommended and not m.installed and m.source == "manifest"]
+                           if m.recommended and not m.installed
+                           and m.source in ("manifest", "package")]
     if missing_recommended:
         print(f"Install the recommended ones: {install_command('recommended')}")
     print(f"Install any other: {install_command('NAME[,NAME...]')}  (or --models all)")
@@ -117,6 +118,10 @@ def run_install(args: argparse.Namespace) -> int:
     if report.failed:
         summary.append(f"FAILED: {', '.join(report.failed)}")
     print("; ".join(summary) or "nothing to do")
+    if report.installed or report.present:
+        from backend.commands.sheet import make_installed_sheets
+        make_installed_sheets(report.installed + report.present,
+                              log=lambda text: print(text, file=sys.stderr))
     if report.manual:
         print(report.manual_instructions(sorted({s.model for s in report.manual})),
               file=sys.stderr)

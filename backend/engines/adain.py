@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
-    working_shape
+from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
+    to_tensor, working_shape
 from backend.engines.job import StylizeJob
 from backend.engines.progress import Plan, convolutions
 from backend.networks.padding import crop, pad_to_multiple, reflect_pad
@@ -57,11 +57,7 @@ class AdaINEngine(Engine):
         preserve = bool(options["preserve_color"])
         method = options["color_method"]
         luminance = preserve and method == "luminance"
-        if luminance:
-            content_yiq = net.rgb_to_yiq(content)
-            content_in = content_yiq[:, :1].expand(-1, 3, -1, -1)
-        else:
-            content_in = content
+        content_in, chroma = net.luminance_input(content) if luminance else (content, None)
         style_size = int(options["style_size"])
         keys = [self._style_key(ctx, style, content, options) for style in job.styles]
         padded, padding = pad_to_multiple(content_in, MULTIPLE, MIN_SIDE)
@@ -81,8 +77,7 @@ class AdaINEngine(Engine):
             features = _run(model.encoder, padded, ctx)
         ctx.step(plan.span("content")[1], "transferring style")
         if job.mask is not None:
-            mask = torch.from_numpy(np.ascontiguousarray(job.mask, dtype=np.float32))
-            mask = resize(mask[None, None].to(model.device), (work_h, work_w)).clamp(0, 1)
+            mask = mask_tensor(job.mask, (work_h, work_w), model.device)
             mask = reflect_pad(mask, padding) if not padding.is_zero else mask
             grid = net.resize_mask_to(mask, tuple(features.shape[-2:]),
                                       hard=options.get("mask_mode", "soft") == "hard")
@@ -95,8 +90,7 @@ class AdaINEngine(Engine):
             decoded = _run(model.decoder, target, ctx)
         result = crop(decoded, padding)
         if luminance:
-            out_y = net.rgb_to_yiq(result)[:, :1]
-            result = net.yiq_to_rgb(torch.cat([out_y, content_yiq[:, 1:]], 1))
+            result = net.with_chroma(result, chroma)
         result = resize(result.clamp(0, 1), (height, width))
         return to_numpy(result)
 

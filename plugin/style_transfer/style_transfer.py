@@ -11,7 +11,8 @@ Procedures (names and argument names are the public scripting API):
   python-fu-style-transfer-<engine>-sample  engines that draw new images (mixgan): model, count,
                                      seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
-                                     preserve-color, recursive, overwrite, endpoint, working-size
+                                     preserve-color, recursive, overwrite, endpoint, working-size,
+                                     style-index (engines with built-in styles)
   python-fu-style-transfer-status    endpoint
 Ranges, defaults and help of option arguments are the card's OptionSpecs. Each filter returns the
 new layer. Failures return EXECUTION_ERROR with a sentence to act on.
@@ -251,6 +252,7 @@ class StyleTransfer(Gimp.PlugIn):
         _add_endpoint(procedure)
         for option in arguments.BATCH_LATER_OPTIONS:   # added later: after the first ones
             arguments.add_option_argument(procedure, registry.shared_option(option))
+        arguments.add_batch_style_index(procedure)
         procedure.add_int_return_value("ok", "Done", "Images written", 0, 2**31 - 1, 0, RW)
         procedure.add_int_return_value("skipped", "Skipped", "Outputs that already existed",
                                        0, 2**31 - 1, 0, RW)

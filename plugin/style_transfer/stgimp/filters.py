@@ -34,8 +34,9 @@ class FilterRequest:
     styles: list[ImageFrame] = field(default_factory=list)
     style_paths: list[str] = field(default_factory=list)
     restrict_to_selection: bool = True           # selection = where the effect applies
-    selection_is_mask: bool = False              # selection = where style 1 goes (AdaIN, 2 styles)
-    weights_without_mask: Optional[list[float]] = None   # mixing used when there is no selection
+    selection_is_mask: bool = False              # selection = where style 1 goes (2 styles)
+    # the options to use instead when there is no selection to be the mask (the two mixed)
+    options_without_mask: Optional[dict[str, Any]] = None
     endpoint: str = ""
 
 
@@ -98,8 +99,8 @@ def run_filter(image: Gimp.Image, drawable: Gimp.Layer, request: FilterRequest,
                 region, restrict = rect, True
         content = pixels.read_region(layer, layout, *region)
     options = dict(request.options)
-    if request.selection_is_mask and mask_frame is None and request.weights_without_mask:
-        options["style_weights"] = list(request.weights_without_mask)
+    if request.selection_is_mask and mask_frame is None and request.options_without_mask:
+        options.update(request.options_without_mask)
     timer.extra.update(width=region[2], height=region[3], channels=layout.channels,
                        dtype=layout.dtype)
 
