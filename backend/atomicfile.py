@@ -25,7 +25,6 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-<<<<<<< HEAD
 def check_writable(folder: Path) -> None:
     """Create `folder` if needed and prove a file can be made in it (the way results are written:
     a temporary file, then removed), so a read-only or full destination fails before any
@@ -35,9 +34,9 @@ def check_writable(folder: Path) -> None:
     fd, name = tempfile.mkstemp(prefix=".write-test.", suffix=".part", dir=folder)
     os.close(fd)
     os.unlink(name)
-=======
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
->>>>>>> 4cae048d92cd290c5b0c27e21e55e8bcb11c4f4c
