@@ -28,7 +28,7 @@ import torch
 from backend.engines import get_engine
 from backend.engines.base import EngineContext
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
-from backend.engines.progress import Monotonic
+from backend.engines.progress import Monotonic, warm_meta
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
                              StyleTransferError)
 from backend.pixels import checked_pixels, from_float_rgb, mask_to_float, to_float_rgb
@@ -285,6 +285,7 @@ class Runtime:
                 from backend.perf import prepare
                 prepare(loaded_model, engine, self.device, self.fast, self.activation_budget,
                         compile=self.compile)
+                warm_meta()           # the shape passes' first-use cost belongs to loading
             except torch.OutOfMemoryError:
                 self._evict(keep=None, budget=0)
                 raise StyleTransferError(TOO_LARGE, f"Not enough {self.device.type} memory to "

@@ -112,6 +112,23 @@ class Estimate:
     rates: dict[int, float]
 
 
+_WARM: list[bool] = []
+
+
+def warm_meta() -> None:
+    """Run a tiny network of every kind of layer on meta tensors once per process. The first
+    meta pass imports PyTorch's shape machinery (seconds on a busy CPU); done while a model
+    loads, that time is part of "loading model", not a stall before the first layer's progress."""
+    if _WARM:
+        return
+    probe = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4),
+                          nn.BatchNorm2d(4).eval(), nn.ReLU(), nn.LeakyReLU(0.2),
+                          nn.MaxPool2d(2, ceil_mode=True), nn.ConvTranspose2d(4, 4, 3, 2, 1, 1),
+                          nn.Upsample(scale_factor=2), nn.Dropout(0.5), nn.Tanh())
+    estimate(probe, (1, 3, 16, 16))
+    _WARM.append(True)
+
+
 def estimate(network: nn.Module, input_shape: tuple[int, ...]) -> Estimate:
     counts = output_elements(network, input_shape)
     rates = {id(conv): rate(conv) for conv in convolutions(network)}
