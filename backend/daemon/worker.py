@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
+from stclient import settings
 from stclient.errors import BAD_IMAGE, UNAVAILABLE, Cancelled, StyleTransferError
 from stclient.protocol import Error, Progress, Result
 
@@ -161,7 +162,7 @@ class Worker(threading.Thread):
         seconds = time.monotonic() - started
         frame = array_to_frame(np.asarray(output))
         data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
-                "compute_s": round(seconds, 4)}
+                "compute_s": round(seconds, 4), "precision": settings.current().precision}
         return Result(id=job.id, op="stylize", data=data, images=[frame])
 
     def _read_style(self, path: str) -> np.ndarray:
