@@ -151,6 +151,10 @@ class Tracker:
     def after(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if not isinstance(output, torch.Tensor) or output.device.type == "meta":
             return
+        if output.device.type == "cuda":      # kernels run asynchronously: wait for this one,
+            torch.cuda.synchronize(output.device)   # or the bar would run ahead of the GPU
+        elif output.device.type == "mps":
+            torch.mps.synchronize()
         now = time.perf_counter()
         key = id(module)
         count = output.numel()
