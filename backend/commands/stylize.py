@@ -348,9 +348,10 @@ class _Stylize:
              mask: Any) -> None:
         from backend.imageio import encode_image_bytes, write_image
 
+        name = "stdin" if item.input == STDIO else item.input
+
         def progress(fraction: float, text: str) -> None:
-            label = f"{item.input}: {text}" if total == 1 else \
-                f"{number}/{total} {item.input}: {text}"
+            label = f"{name}: {text}" if total == 1 else f"{number}/{total} {name}: {text}"
             overall = (number + fraction) / total
             self.bar.update(overall if fraction < 1.0 or number + 1 < total else 1.0, label)
 
@@ -401,7 +402,8 @@ class _Stylize:
         written = sum(item.status == "ok" for item in self.items)
         total = len(self.items)
         if not self.args.quiet:
-            where = (f" to {self.args.output}" if total > 1 else
+            where = (f" to {self.args.output}" if total > 1 else " to stdout"
+                     if self.args.output == STDIO and written else
                      f": {self.items[0].output}" if written else "")
             print(f"{written} of {total} image(s) written{where}", file=sys.stderr)
         if any(item.status == "cancelled" for item in self.items):
