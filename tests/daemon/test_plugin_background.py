@@ -59,6 +59,14 @@ def stylize(side: int):
     return work
 
 
+def wait_running(daemon, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    with daemon.client() as client:
+        while not (client.status().get("running") or {}).get("running_s"):
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.05)
+
+
 def wait_idle(daemon, timeout: float = 30.0) -> float:
     started = time.monotonic()
     with daemon.client() as client:
@@ -86,11 +94,7 @@ def test_a_newer_preview_cancels_the_older_in_the_daemon(daemon):
     calls = Background(lambda: daemon.client(), deliver=loop.deliver)
     done, failed = [], []
     calls.start("preview", stylize(768), lambda r: done.append("big"), failed.append)
-    with daemon.client() as client:                        # the big one is running
-        deadline = time.monotonic() + 60
-        while not (client.status().get("running") or {}).get("running_s"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_running(daemon)                                   # the big one is running
     calls.restart("preview", stylize(64), lambda reply: done.append(reply[0].width),
                   failed.append)
     loop.run_until(lambda: done or failed)
@@ -103,11 +107,7 @@ def test_stop_cancels_the_daemons_job_and_reports_nothing(daemon):
     calls = Background(lambda: daemon.client(), deliver=loop.deliver)
     done, failed = [], []
     call = calls.start("preview", stylize(768), done.append, failed.append)
-    with daemon.client() as client:
-        deadline = time.monotonic() + 60
-        while not (client.status().get("running") or {}).get("running_s"):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_running(daemon)
     stopped = time.monotonic()
     assert calls.cancel("preview") and calls.pending() == set()
     freed = wait_idle(daemon)

@@ -53,6 +53,25 @@ def stylize(env, *args: str) -> subprocess.CompletedProcess:
                           env=env, capture_output=True, text=True, timeout=300)
 
 
+def wait_until_running(client, process, wanted) -> None:
+    """Until the daemon runs the job the CLI sent (`wanted(job)`), or fail."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        running = client.status().get("running")
+        if running and wanted(running):
+            return
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("the job never ran in the daemon")
+
+
+def seconds_until_idle(client, since: float) -> float:
+    while client.status().get("running") is not None and time.monotonic() < since + 30:
+        time.sleep(0.1)
+    assert client.status().get("running") is None, "the daemon kept computing"
+    return time.monotonic() - since
+
+
 def test_uses_the_running_daemon_with_the_same_pixels(env, tmp_path, daemon):
     source = picture(tmp_path / "in.png", 40, np.uint16)
     style = picture(tmp_path / "style.png", 32)
@@ -76,22 +95,12 @@ def test_ctrl_c_cancels_the_daemons_job(env, tmp_path, daemon):
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     with daemon.client() as client:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            running = client.status().get("running")
-            if running and running.get("op") == "stylize" and running.get("running_s"):
-                break
-            time.sleep(0.1)
-        else:
-            process.kill()
-            pytest.fail("the job never ran in the daemon")
+        wait_until_running(client, process, lambda job: job["op"] == "stylize"
+                           and job.get("running_s"))
         process.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         _, err = process.communicate(timeout=60)
-        while client.status().get("running") is not None and time.monotonic() < interrupted + 30:
-            time.sleep(0.1)
-        freed = time.monotonic() - interrupted
-        assert client.status().get("running") is None, "the daemon kept computing"
+        freed = seconds_until_idle(client, interrupted)
     assert process.returncode == 130, err
     assert "cancelled" in err and "Traceback" not in err, err
     assert not (tmp_path / "never.png").exists()
@@ -110,23 +119,14 @@ def test_ctrl_c_twice_stops_the_daemons_batch_inside_the_image(env, tmp_path, da
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     with daemon.client() as client:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            running = client.status().get("running")
-            if running and running.get("op") == "batch" and running.get("fraction", 0) > 0.05:
-                break
-            time.sleep(0.1)
-        else:
-            process.kill()
-            pytest.fail("the batch never ran in the daemon")
+        wait_until_running(client, process, lambda job: job["op"] == "batch"
+                           and job.get("fraction", 0) > 0.05)
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         interrupted = time.monotonic()
         process.communicate(timeout=60)
-        while client.status().get("running") is not None and time.monotonic() < interrupted + 30:
-            time.sleep(0.1)
-        freed = time.monotonic() - interrupted
+        freed = seconds_until_idle(client, interrupted)
     assert process.returncode == 130
     assert freed < 15, f"the daemon's batch ran on for {freed:.1f} s"
     assert not list((tmp_path / "out").glob("*.png")), "no image was finished"

@@ -73,7 +73,11 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
             content.pack_start(sheet, False, False, 0)
             content.reorder_child(sheet, 1)
             shown["sheet"] = True
-        if preview is not None:
+        if preview is None:
+            return
+        if box.problem:                       # no backend: say so once, do not retry it
+            preview.disable("No preview without the backend (see Model).")
+        else:
             preview.refresh()
 
     box = ModelBox(config, engine, calls, _endpoint(config), models_arrived)
@@ -103,8 +107,11 @@ def _add_preview(dialog: Any, config: Any, engine: str, image: Any, drawable: An
     children = main.get_children()
     row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12)
     settings_column = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
+    action_area = dialog.get_action_area()
     for child in children:
-        if isinstance(child, Gtk.ButtonBox):       # the Load/Save Settings buttons stay below
+        # the Load/Save Settings buttons and the dialog's own buttons stay below
+        if isinstance(child, Gtk.ButtonBox) or child is action_area \
+                or action_area.is_ancestor(child):
             continue
         main.remove(child)
         settings_column.pack_start(child, False, False, 0)
@@ -167,7 +174,8 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     box = ModelBox(config, config.get_property("engine"), calls, _endpoint(config))
     content = dialog.get_content_area()
     content.pack_start(box.frame, False, False, 0)
-    content.reorder_child(box.frame, 3)
+    engine_row = dialog.get_widget("engine", GObject.TYPE_NONE)
+    content.reorder_child(box.frame, content.get_children().index(engine_row) + 1)
     shown: dict[str, Any] = {}
 
     def show_engine(*_args: Any) -> None:

@@ -37,7 +37,7 @@ FULL_PRECISION = ("", "fp32", "default")
 
 @dataclass
 class PreviewInput:
-    """The layer (and selection) at preview size, 8-bit RGB."""
+    """The layer (and selection) at preview size, 8-bit RGB (grey for grey layers)."""
 
     content: ImageFrame
     selection: Optional[bytes]        # 8-bit coverage per pixel, where the effect applies
@@ -51,9 +51,10 @@ def read_input(image: Gimp.Image, layer: Gimp.Drawable, request: FilterRequest,
     width, height = layer.get_width(), layer.get_height()
     scale = min(1.0, side / max(width, height))
     small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    grey = bool(layer.is_gray())          # a grey layer stays grey (or gets colour) as it will
     data = layer.get_buffer().get(Gegl.Rectangle.new(0, 0, small_w, small_h), scale,
-                                  "R'G'B' u8", Gegl.AbyssPolicy.CLAMP)
-    content = ImageFrame(small_w, small_h, 3, "uint8", bytes(data))
+                                  "Y' u8" if grey else "R'G'B' u8", Gegl.AbyssPolicy.CLAMP)
+    content = ImageFrame(small_w, small_h, 1 if grey else 3, "uint8", bytes(data))
     coverage = None
     if (request.restrict_to_selection or request.selection_is_mask) \
             and not Gimp.Selection.is_empty(image):
@@ -68,11 +69,21 @@ def read_input(image: Gimp.Image, layer: Gimp.Drawable, request: FilterRequest,
                         scale)
 
 
+def rgb_bytes(frame: ImageFrame) -> bytes:
+    """8-bit RGB of a 1- or 3-channel frame (grey repeated into the three channels)."""
+    data = bytes(frame.data)
+    if frame.channels == 3:
+        return data
+    rgb = bytearray(3 * frame.width * frame.height)
+    for channel in range(3):
+        rgb[channel::3] = data
+    return bytes(rgb)
+
+
 def to_pixbuf(frame: ImageFrame) -> GdkPixbuf.Pixbuf:
-    return GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(bytes(frame.data)),
-                                           GdkPixbuf.Colorspace.RGB, frame.channels == 4, 8,
-                                           frame.width, frame.height,
-                                           frame.width * frame.channels)
+    return GdkPixbuf.Pixbuf.new_from_bytes(GLib.Bytes.new(rgb_bytes(frame)),
+                                           GdkPixbuf.Colorspace.RGB, False, 8, frame.width,
+                                           frame.height, frame.width * 3)
 
 
 def inside_selection(result: ImageFrame, original: ImageFrame,
@@ -80,7 +91,7 @@ def inside_selection(result: ImageFrame, original: ImageFrame,
     """The result where the selection covers, the original elsewhere (soft edges blended)."""
     count = result.width * result.height
     rgba = bytearray(4 * count)
-    data = bytes(result.data)
+    data = rgb_bytes(result)
     for channel in range(3):
         rgba[channel::4] = data[channel::3]
     rgba[3::4] = coverage[:count]
@@ -110,7 +121,7 @@ class Preview:
         self.now = Gtk.Button.new_with_mnemonic("Pre_view now")
         self.stop = Gtk.Button.new_with_mnemonic("Sto_p")
         self.stop.set_sensitive(False)
-        self.now.connect("clicked", lambda *_: self.refresh())
+        self.now.connect("clicked", lambda *_: self.ask_now())
         self.stop.connect("clicked", lambda *_: self.cancel("Preview stopped."))
         buttons.pack_start(self.now, False, False, 0)
         buttons.pack_start(self.stop, False, False, 0)
@@ -120,13 +131,26 @@ class Preview:
         self.frame.add(box)
         self.frame.show_all()
         self._timer: Optional[int] = None
+        self.enabled = True
         self.rendered: Optional[dict[str, Any]] = None     # what the last preview was
         self.last_input: Optional[PreviewInput] = None
         self.last_result: Optional[ImageFrame] = None
 
     # ------------------------------------------------------------------ requests
+    def disable(self, text: str) -> None:
+        """No backend: changes no longer ask for previews ("Preview now" still tries)."""
+        self.enabled = False
+        self.cancel()
+        self._show_text(text)
+
+    def ask_now(self) -> None:
+        self.enabled = True
+        self.refresh()
+
     def changed(self, *_args: Any) -> None:
         """A setting changed: ask again once the user pauses."""
+        if not self.enabled:
+            return
         if self._timer is not None:
             GLib.source_remove(self._timer)
         self._timer = GLib.timeout_add(SETTLE_MS, self._settled)
