@@ -245,38 +245,40 @@ class _Driver:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
-        ray = self.ray
-        shape = plan_workers(self.options, self.plan.spec.device, ray.cluster_resources())
+        shape = plan_workers(self.options, self.plan.spec.device, self.ray.cluster_resources())
         self.stats.shape = shape
-        self._start_workers(shape)
-        started = time.monotonic()
         try:
-            while not self.schedule.finished:
-                if self.abort():
-                    self._abort()
-                    return
-                if self.cancelled() and not self.stopping:
-                    self.stopping = True
-                    mark_cancelled([self.todo[i] for i in self.schedule.cancel()],
-                                   self.plan.results)
-                    continue
-                if not self.schedule.workers() and not self.starting:
-                    self._no_worker_left()
-                    return
-                if not any(r.starts for r in self.records.values()) and \
-                        time.monotonic() - started > self.options.start_timeout:
-                    raise StyleTransferError(
-                        INTERNAL, f"No Ray worker started within {self.options.start_timeout:g}"
-                        f" s ({shape.describe()}; the cluster has "
-                        f"{_describe(ray.cluster_resources())}).")
-                self._feed()
-                for ref in self._wait():
-                    if ref in self.starting:
-                        self._on_ready(ref)
-                    elif ref in self.running:
-                        self._on_result(ref)
+            self._start_workers(shape)
+            self._loop(shape)
+            self._collect_stats()
         finally:
-            self._stop_workers()
+            self._kill_workers()
+
+    def _loop(self, shape: WorkerShape) -> None:
+        started = time.monotonic()
+        while not self.schedule.finished:
+            if self.abort():
+                self._abort()
+                return
+            if self.cancelled() and not self.stopping:
+                self.stopping = True
+                mark_cancelled([self.todo[i] for i in self.schedule.cancel()], self.plan.results)
+                continue
+            if not self.schedule.workers() and not self.starting:
+                self._no_worker_left()
+                return
+            if not any(r.starts for r in self.records.values()) and \
+                    time.monotonic() - started > self.options.start_timeout:
+                raise StyleTransferError(
+                    INTERNAL, f"No Ray worker started within {self.options.start_timeout:g} s "
+                    f"({shape.describe()}; the cluster has "
+                    f"{_describe(self.ray.cluster_resources())}).")
+            self._feed()
+            for ref in self._wait():
+                if ref in self.starting:
+                    self._on_ready(ref)
+                elif ref in self.running:
+                    self._on_result(ref)
 
     def _wait(self) -> list[Any]:
         refs = list(self.starting) + list(self.running)
@@ -411,9 +413,13 @@ class _Driver:
         self.notify(f"No Ray worker is left ({why}); {len(rest)} image(s) not done.")
 
     def _abort(self) -> None:
-        """Stop now: in-flight images are dropped (their outputs are not written)."""
+        """Stop now: the images in flight are reported cancelled (one a worker finished just
+        before its end is complete all the same, and a rerun skips it)."""
+        in_flight = list(self.running)
         for actor in self.actors.values():
             self.ray.kill(actor, no_restart=True)
+        if in_flight:            # their calls fail once the processes are gone: then clean up
+            self.ray.wait(in_flight, num_returns=len(in_flight), timeout=10)
         dropped = [a.item for a in self.schedule.in_flight()] + self.schedule.cancel()
         self.running.clear()
         for worker in list(self.schedule.held):
@@ -422,21 +428,25 @@ class _Driver:
         mark_cancelled([self.todo[i] for i in dropped], self.plan.results)
         self._remove_temp_files(dropped)
 
-    def _stop_workers(self) -> None:
-        """Collect each worker's counters, then end the actors (they hold a model each)."""
+    def _collect_stats(self) -> None:
+        """Each live worker's Runtime counters (style_encodes etc.), for the summary/tests."""
         live = {w: self.actors[w].stats.remote() for w in self.schedule.workers()}
-        if live:
-            ready, _ = self.ray.wait(list(live.values()), num_returns=len(live), timeout=10)
-            for worker, ref in live.items():
-                if ref in ready:
-                    try:
-                        self.records[worker].stats = self.ray.get(ref)
-                    except self.ray.exceptions.RayError:
-                        pass
+        if not live:
+            return
+        ready, _ = self.ray.wait(list(live.values()), num_returns=len(live), timeout=10)
+        for worker, ref in live.items():
+            if ref in ready:
+                try:
+                    self.records[worker].stats = self.ray.get(ref)
+                except self.ray.exceptions.RayError:
+                    pass
+
+    def _kill_workers(self) -> None:
+        """End the actors now (each holds a model); also on errors and Ctrl-C."""
         for actor in self.actors.values():
             try:
                 self.ray.kill(actor, no_restart=True)
-            except Exception:      # already dead
+            except Exception:      # already dead, or the connection is gone
                 pass
         self.actors.clear()
 
