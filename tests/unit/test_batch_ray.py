@@ -331,3 +331,31 @@ def test_schedule_cancel_returns_what_never_started():
     for assignment in handed:
         schedule.done(assignment)
     assert schedule.finished
+
+
+# ----------------------------------------------------------------------- install.py --with ray
+
+def _install_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("install_for_ray", PROJECT_ROOT / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module        # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_install_with_ray_pins_the_version_this_suite_runs_and_is_idempotent():
+    ray = _ray()
+    install = _install_module()
+    assert install.extra_pin("ray") == ("ray", ray.__version__)
+    assert install.extra_status(Path(sys.executable), "ray") == ("ok", f"ray {ray.__version__}")
+    # pinned version present: install.py --with ray says so and runs no pip
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "install.py"), "--python",
+                             sys.executable, "--no-plugin", "--no-kernels", "--no-demo",
+                             "--with", "ray"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"ray extra: ray {ray.__version__} already installed" in result.stdout
+    assert "Installing" not in result.stdout
+    refused = subprocess.run([sys.executable, str(PROJECT_ROOT / "install.py"), "--with",
+                              "spark"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown extra(s) spark" in refused.stderr
