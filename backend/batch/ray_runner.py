@@ -172,7 +172,8 @@ def connected(ray: Any, options: RayOptions) -> Iterator[None]:
         yield
         return
     address = options.address or "local"
-    kwargs: dict[str, Any] = {}
+    # the job's environment: a Ray Client's server unpickles the actor class, so it needs it too
+    kwargs: dict[str, Any] = {"runtime_env": {"env_vars": worker_env()}}
     if not address.startswith("ray://"):
         kwargs.update(logging_level=logging.ERROR, log_to_driver=False)
     if address == "local":
