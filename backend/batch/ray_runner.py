@@ -465,8 +465,13 @@ def worker_env() -> dict[str, str]:
 
 
 def _reason(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
+    """Ray's error text, short: its first line and its last (where the cause is, e.g. the
+    ModuleNotFoundError of a worker that cannot import the project)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 __all__ = ["RayBatch", "RayOptions", "RayRunStats", "WorkerShape", "check_address",
