@@ -274,6 +274,41 @@ def test_without_ray_the_flag_says_how_to_install_it(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("extra, words", [
+    (["--ray", "--threads", "2"], "--ray-cpus"),
+    (["--ray-workers", "2"], "apply to --ray"),
+    (["--ray", "--ray-workers", "0"], "at least 1"),
+])
+def test_ray_usage_errors_exit_2(tmp_path, capsys, extra, words):
+    _ray()
+    from backend.cli import main
+    make_plain_folder(tmp_path / "in", 1, 16)
+    code = main(["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--engine", ENGINE,
+                 *extra])
+    assert code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_given_as_the_ray_address_is_a_usage_error(tmp_path, capsys):
+    from backend.cli import main
+    with pytest.raises(SystemExit) as stopped:
+        main(["batch", "--engine", ENGINE, "--ray", str(tmp_path), str(tmp_path / "out")])
+    assert stopped.value.code == 2
+    assert "is not a Ray address" in capsys.readouterr().err
+
+
+def test_a_worker_with_other_backend_sources_refuses_to_start(tmp_path):
+    from backend.batch.ray_worker import BatchWorker, WorkerSetup, source_digest
+    spec = spec_for(tmp_path, tmp_path / "out")
+    setup = WorkerSetup(spec=spec, options={}, styles=[], input_root=str(tmp_path),
+                        output_root=str(tmp_path / "out"), models_dir=str(tmp_path),
+                        device="cpu", code="0" * 16)
+    ready = BatchWorker(setup).ready()
+    assert ready.error is not None and ready.error[0] == "bad_request"
+    assert "not the driver's version" in ready.error[1]
+    assert len(source_digest()) == 16 and source_digest() == source_digest()
+
+
 def test_ray_addresses_and_worker_shapes():
     from backend.batch.ray_runner import RayOptions, check_address, plan_workers
     from stclient.errors import StyleTransferError
