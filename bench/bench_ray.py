@@ -8,6 +8,10 @@ run's, so a fast wrong answer cannot win. Per variant:
   wall s       from before the Runtime / the Ray start to the report (no imports)
   start s      from there to the first finished image: model load(s), Ray start-up, warm-up
   steady img/s images 2..n over the time between the first and the last finished image
+  CPU s        CPU time of every process involved, start-up included (Ray: the driver, the
+               workers and Ray's own processes), which other load on the machine disturbs far
+               less than wall time; "per image, warm": the CPU time spent after every worker
+               finished its first image, per later image (the per-image cost of Ray shows here)
 Variants: local batch (run_batch, the code of `batch --in-process`) with 1 and 2 torch threads;
 Ray (RayBatch, the code of `batch --ray`, a private local Ray) with 1 worker x 1 thread,
 1 worker x 2 threads and 2 workers x 1 thread. Each variant runs --repeats times, interleaved with
@@ -60,6 +64,8 @@ class Measured:
     wall_s: float
     start_s: float
     steady: float            # images/s after the first image
+    cpu_s: float             # CPU seconds of every process of the variant, start-up included
+    cpu_per_image: float     # CPU seconds per image once every worker is warm
 
 
 def child(args: argparse.Namespace) -> int:
@@ -69,28 +75,82 @@ def child(args: argparse.Namespace) -> int:
     spec = BatchSpec(input_dir=args.input, output_dir=args.output, engine="cyclegan",
                      checkpoints={"generator": args.checkpoint}, device="cpu")
     times: list[float] = []
+    ray_temp = os.environ.get("RAY_TMPDIR", "")
+    # steady window: from the image by which every worker has finished its first (warm-up) one
+    warm = args.workers if args.kind == "ray" else 1
+    cpu_at_warm: list[float] = []
+
+    def cpu_now(exclude: frozenset[int] = frozenset()) -> float:
+        return own_cpu_s() + (ray_processes_cpu_s(ray_temp, exclude) if args.kind == "ray"
+                              else 0.0)
 
     def progress(fraction: float, text: str) -> None:
         parsed = parse_progress_text(text)
         if parsed is not None and parsed[2] != "done" and parsed[0] > len(times):
             times.append(time.monotonic())
+            if len(times) == warm:
+                cpu_at_warm.append(cpu_now())
 
     if args.kind == "ray":
+        import logging
+
+        import ray
+
         from backend.batch.ray_runner import RayBatch, RayOptions
         start = time.monotonic()
-        report = RayBatch(RayOptions(workers=args.workers, cpus_per_worker=args.threads)).run(
-            spec, progress)
+        # connected here (as `--ray` would: a private local Ray) so that the Ray processes'
+        # CPU time can be read before they end
+        ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False)
+        batch = RayBatch(RayOptions(workers=args.workers, cpus_per_worker=args.threads))
+        report = batch.run(spec, progress)
+        end = time.monotonic()
+        # the workers have ended (their own last count came back with their stats); the rest
+        # of Ray (raylet, GCS, idle workers) is still up
+        workers = frozenset(w.pid for w in batch.stats.workers)
+        cpu = cpu_now(workers) + sum(w.stats.get("cpu_ms", 0)
+                                     for w in batch.stats.workers) / 1000
+        ray.shutdown()
     else:
         from backend.batch.runner import run_batch
         from backend.runtime import Runtime
         start = time.monotonic()
         report = run_batch(spec, Runtime(device="cpu", threads=args.threads), progress)
-    end = time.monotonic()
+        end = time.monotonic()
+        cpu = cpu_now()
     if report.count("ok") != len(times) or report.exit_status() != 0:
         raise SystemExit(f"variant failed: {report.to_json()['counts']}")
     steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
-    print(json.dumps(asdict(Measured(len(times), end - start, times[0] - start, steady))))
+    after_warm = len(times) - warm
+    cpu_per_image = (cpu - cpu_at_warm[0]) / after_warm if after_warm > 0 else 0.0
+    print(json.dumps(asdict(Measured(len(times), end - start, times[0] - start, steady, cpu,
+                                     cpu_per_image))))
     return 0
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this whole process (imports included: a Ray worker's count them too)."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ray_processes_cpu_s(ray_temp: str, exclude: frozenset[int] = frozenset()) -> float:
+    """CPU seconds of the live processes of the Ray started with RAY_TMPDIR=ray_temp."""
+    marker = f"RAY_TMPDIR={ray_temp}".encode()
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude | {os.getpid()}:
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks      # utime, stime
+    return total
 
 
 def run_variant(variant: Variant, inp: Path, out: Path, checkpoint: Path,
@@ -116,13 +176,18 @@ def render(title: str, rows: list[tuple[Variant, Measured]]) -> str:
     by_threads = {v.threads: m for v, m in rows if v.kind == "local"}
     lines = [f"### {title}", "",
              "| variant | images | wall s | images/s (wall) | start s | steady img/s | "
-             "steady vs local, same threads |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "steady vs local, same CPUs | CPU s in all | CPU s per image, warm | "
+             "per image vs local 1 thread |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    single = by_threads.get(1)
     for variant, m in rows:
         local = by_threads.get(variant.threads * variant.workers)
         ratio = f"{m.steady / local.steady:.3f}" if local and local.steady else "-"
+        cpu_ratio = (f"{m.cpu_per_image / single.cpu_per_image:.3f}"
+                     if single and single.cpu_per_image else "-")
         lines.append(f"| {variant.name} | {m.images} | {m.wall_s:.1f} | "
-                     f"{m.images / m.wall_s:.2f} | {m.start_s:.1f} | {m.steady:.2f} | {ratio} |")
+                     f"{m.images / m.wall_s:.2f} | {m.start_s:.1f} | {m.steady:.2f} | {ratio} | "
+                     f"{m.cpu_s:.1f} | {m.cpu_per_image:.3f} | {cpu_ratio} |")
     return "\n".join(lines)
 
 

@@ -111,7 +111,12 @@ class BatchWorker:
         return Reply(result, pid=os.getpid())
 
     def stats(self) -> dict[str, int]:
-        return dict(self.runtime.stats) if self.runtime is not None else {}
+        """The Runtime's counters, plus this process's CPU time so far (cpu_ms)."""
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        counters = dict(self.runtime.stats) if self.runtime is not None else {}
+        counters["cpu_ms"] = int(round((usage.ru_utime + usage.ru_stime) * 1000))
+        return counters
 
     def _start(self) -> None:
         with self._lock:

@@ -3,10 +3,9 @@
 By default the daemon does the work (models stay loaded between batches, GIMP filters can run in
 between, the daemon is started when none answers); `--in-process` runs the same runner here,
 `--endpoint URL` picks the daemon, `--ray [ADDRESS]` runs it on Ray workers (backend/batch/
-ray_runner.py: a private local Ray, `auto` for the cluster this machine is in, `ray://...`). Exit
-status: 0 when every image was written (or already
-there), 1 when some failed or were left undone (the rest are still written), 2 on a usage error,
-130 when stopped with Ctrl-C (after the image in hand).
+ray_runner.py). Exit status: 0 when every image was written (or already there), 1 when some
+failed or were left undone (the rest are still written), 2 on a usage error, 130 when stopped
+with Ctrl-C (after the image in hand).
 """
 
 from __future__ import annotations
