@@ -34,6 +34,11 @@ EXIF_ORIENTATION = 0x0112
 FORMATS_BY_EXTENSION = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                         ".tif": "TIFF", ".tiff": "TIFF"}
 IMAGE_EXTENSIONS = frozenset(FORMATS_BY_EXTENSION) | {".bmp", ".gif", ".tga", ".ppm", ".pgm"}
+# The only Pillow decoders untrusted files are handed to (the formats IMAGE_EXTENSIONS promise).
+# Everything else stays closed: EPS would run Ghostscript, and rarely used parsers are attack
+# surface nobody here needs. PPM covers .pgm; MPO is how Pillow names a multi-picture JPEG.
+DECODER_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "TGA", "PPM")
+DECODED_FORMATS = frozenset(DECODER_FORMATS) | {"MPO"}
 JPEG_BACKGROUND = 255  # JPEG has no alpha: transparent areas are composited over white
 
 
@@ -90,18 +95,18 @@ def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=DECODER_FORMATS)
     except Image.DecompressionBombError as error:
         raise StyleTransferError(TOO_LARGE, f"{name} is too large to open safely: {error}") \
             from None
     except Image.UnidentifiedImageError:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF layouts Pillow lacks (float RGB, ...)
             return _decode_tiff_without_pillow(data, max_pixels, name)
-        raise StyleTransferError(
-            BAD_IMAGE, f"{name} is not an image in a format this program reads "
-                       "(PNG, JPEG, WebP, TIFF, BMP, GIF, ...).") from None
+        raise _unsupported(name) from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
         raise StyleTransferError(BAD_IMAGE, f"{name} is corrupt: {error}.") from None
+    if image.format not in DECODED_FORMATS:       # a plugin that adopted another format
+        raise _unsupported(name)
     width, height = image.size
     if width <= 0 or height <= 0:
         raise StyleTransferError(BAD_IMAGE, f"{name} has no pixels ({width}x{height}).")
@@ -129,6 +134,11 @@ def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     return LoadedImage(pixels=np.ascontiguousarray(pixels), mode_info=mode_info,
                        icc_profile=icc, exif=_exif_bytes(exif, fmt), format=fmt,
                        orientation=orientation)
+
+
+def _unsupported(name: str) -> StyleTransferError:
+    return StyleTransferError(BAD_IMAGE, f"{name} is not an image in a format this program reads "
+                                         "(PNG, JPEG, WebP, TIFF, BMP, GIF, TGA, PPM/PGM).")
 
 
 def _orientation(exif: Image.Exif) -> int:
