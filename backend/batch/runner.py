@@ -28,6 +28,8 @@ import datetime as _dt
 import json
 import os
 import re
+import stat
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,8 +44,8 @@ from stclient.options import resolve_options
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 
 from . import scan as scanning
-from .spec import (CANCELLED, FAILED, OK, SKIPPED, BatchReport, BatchSpec, ItemResult,
-                   progress_text)
+from .spec import (CANCELLED, FAILED, OK, REPORT_VERSION, SKIPPED, BatchReport, BatchSpec,
+                   ItemResult, progress_text)
 
 # Errors that would hit every image alike: stop the batch instead of failing each file.
 FATAL_CODES = frozenset({UNKNOWN_MODEL, MODEL_MISSING, BAD_CHECKPOINT})
@@ -85,6 +87,8 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
     if spec.engine == "adain" and not spec.styles:
         raise StyleTransferError(BAD_REQUEST, "AdaIN needs at least one style image (--style).")
     input_root, output_root = scanning.resolve_roots(spec)
+    if spec.report:
+        _check_report_target(output_root, spec.report)   # refused before any work, not after
     try:
         output_root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -377,24 +381,66 @@ def _remove_stale_temp_files(planned: list[Path]) -> int:
     return removed
 
 
+def _check_report_target(output_root: Path, name: str) -> Path:
+    """OUTPUT_DIR/NAME.json, where nothing but an earlier report may be in the way."""
+    from .spec import check_report_name
+    target = output_root / check_report_name(name)
+    if os.path.lexists(target) and not is_earlier_report(target):
+        raise StyleTransferError(BAD_REQUEST, f"Refusing to write the report {target}: a file "
+                                              "that is not an earlier batch report is in the "
+                                              "way; choose another report name.")
+    return target
+
+
 def _write_report(report: BatchReport, output_root: Path, name: str) -> None:
-    from .spec import check_relative_name
-    rel = check_relative_name(name, "The report name")
-    target = output_root.joinpath(*rel.parts)
-    if not scanning.is_within(target.parent.resolve(), output_root):
-        raise StyleTransferError(BAD_REQUEST, f"The report {name} would be outside OUTPUT_DIR.")
-    write_report_file(report, target)
+    """Write the spec's report into OUTPUT_DIR, replacing nothing but an earlier report."""
+    write_report_file(report, _check_report_target(output_root, name))
+
+
+REPORT_READ_LIMIT = 256 << 20      # an earlier report larger than this is not ours to replace
+
+
+def is_earlier_report(path: Path) -> bool:
+    """True when `path` is a regular file (not a link) holding a batch report's JSON."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > REPORT_READ_LIMIT:
+            return False
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            data = json.loads(handle.read(REPORT_READ_LIMIT + 1).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    finally:
+        os.close(fd)
+    return (isinstance(data, dict) and data.get("version") == REPORT_VERSION
+            and isinstance(data.get("items"), list) and isinstance(data.get("spec"), dict)
+            and isinstance(data.get("counts"), dict))
+
+
+def report_text(report: BatchReport) -> str:
+    """The report's JSON, with `$` and backquotes written as \\u escapes: the same JSON to any
+    parser, but text a shell would never expand (file names and messages are free text)."""
+    text = json.dumps(report.to_json(), indent=1)
+    return text.replace("$", "\\u0024").replace("`", "\\u0060") + "\n"
 
 
 def write_report_file(report: BatchReport, path: Path) -> None:
-    """Write the JSON report atomically (temp file next to it, then rename)."""
+    """Write the JSON report atomically (a fresh temp file next to it, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(report.to_json(), handle, indent=1)
-            handle.write("\n")
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write the report {path}: "
+                                               f"{error.strerror or error}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(report_text(report))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

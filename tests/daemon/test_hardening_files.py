@@ -4,6 +4,7 @@ must never appear."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,3 +89,58 @@ def test_formats_outside_the_allow_list_are_refused(tmp_path, fmt, extension):
     with pytest.raises(StyleTransferError) as caught:
         imageio.read_image(path)
     assert caught.value.code == "bad_image"
+
+
+# -------------------------------------------------------------- 1. the batch report's path
+
+def batch_spec(inp: Path, out: Path, **fields) -> dict:
+    spec = BatchSpec(input_dir=str(inp), output_dir=str(out), engine="cyclegan",
+                     model="style_monet").to_json()
+    spec.update(fields)
+    return spec
+
+
+@pytest.mark.parametrize("name", [".bashrc", "../.bashrc", "sub/r.json", "r.sh", ".r.json",
+                                  "report", ".json", "/tmp/r.json", "a\\b.json", "r.json\n"])
+def test_report_must_be_a_plain_json_name_in_the_output_folder(daemon, tmp_path, name):
+    home = tmp_path / "home"
+    (home / "sub").mkdir(parents=True)
+    bashrc = home / ".bashrc"
+    bashrc.write_text("# the user's own\n")
+    inp = tmp_path / "in"
+    make_plain_folder(inp, 1, 16)
+    with daemon.client() as client:
+        with pytest.raises(StyleTransferError) as caught:
+            client.batch(batch_spec(inp, home, report=name))
+    assert caught.value.code == "bad_request", caught.value.message
+    assert bashrc.read_text() == "# the user's own\n"
+    assert sorted(p.name for p in home.iterdir()) == [".bashrc", "sub"]   # nothing written
+
+
+def test_report_replaces_only_an_earlier_report_and_is_inert_to_shells(daemon, tmp_path):
+    marker = tmp_path / "SHELL_RAN"
+    inp, out = tmp_path / "in", tmp_path / "out"
+    make_plain_folder(inp, 1, 16)
+    hostile = "$(touch SHELL_RAN) `touch SHELL_RAN`.png"     # bash runs in tmp_path
+    (inp / hostile).write_bytes(b"not an image")           # its name lands in the report
+    out.mkdir()
+    (out / "settings.json").write_text('{"mine": true}\n')
+    os.symlink(tmp_path / "elsewhere.json", out / "link.json")
+    with daemon.client() as client:
+        for taken in ("settings.json", "link.json"):
+            with pytest.raises(StyleTransferError) as caught:
+                client.batch(batch_spec(inp, out, report=taken))
+            assert caught.value.code == "bad_request", caught.value.message
+            assert "not an earlier batch report" in caught.value.message
+        assert not (out / "img_0000.png").exists()        # refused before any work
+        for _ in range(2):                                 # the second run replaces the first
+            client.batch(batch_spec(inp, out, report="run.json", overwrite=True))
+    assert (out / "settings.json").read_text() == '{"mine": true}\n'
+    assert not (tmp_path / "elsewhere.json").exists()
+    text = (out / "run.json").read_text()
+    data = json.loads(text)                                # the text is still plain JSON
+    assert {i["input"]: i["code"] for i in data["items"]}[hostile] == "bad_image"
+    assert "$" not in text and "`" not in text
+    subprocess.run(["bash", "-c", f". '{out / 'run.json'}'"], capture_output=True,
+                   cwd=str(tmp_path), timeout=30)
+    assert not marker.exists(), "the report's free text ran as shell code"
