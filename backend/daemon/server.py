@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 import zmq
 
 from backend import PROTOCOL_VERSION, __version__
-from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
+from stclient.errors import BAD_REQUEST, BUSY, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
 from stclient.options import ENGINE_OPTIONS
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
@@ -50,7 +50,13 @@ class DaemonServer:
                  runtime_factory: Callable[[DaemonConfig], Any] = default_runtime_factory,
                  context: Optional[zmq.Context] = None) -> None:
         self.config = config
-        self.token = token if security.endpoint_host(config.endpoint) is not None else None
+        self.curve = security.CurveKeys.load(config.curve_keys) if config.curve_keys else None
+        security.check_bind_allowed(config.endpoint, self.curve)
+        self.mode = security.auth_mode(config.endpoint, config.runtime_dir, self.curve)
+        self.token = token if self.mode != security.PRIVATE else None
+        if self.mode != security.PRIVATE and not token:
+            raise StyleTransferError(UNAUTHORIZED, f"{config.endpoint} is not a socket in the "
+                                                   "private runtime directory: it needs a token.")
         self.context = context or zmq.Context()
         self.log = get_logger()
         self.queue = JobQueue()
@@ -60,8 +66,6 @@ class DaemonServer:
         self.started = time.time()
         self.stopping = threading.Event()
         self.outbox = f"{OUTBOX}-{id(self)}"
-        self.curve = security.CurveKeys.load(config.curve_keys) if config.curve_keys else None
-        security.check_bind_allowed(config.endpoint, self.curve)
         self._auth = None
         self.router: Optional[zmq.Socket] = None
         self.inbox: Optional[zmq.Socket] = None
@@ -83,13 +87,16 @@ class DaemonServer:
         router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
         router.setsockopt(zmq.SNDHWM, 10000)
         router.setsockopt(zmq.RCVHWM, 10000)
-        if self.curve is not None:
-            self._auth = security.start_authenticator(self.context, self.curve)
-            security.apply_curve_server(router, self.curve)
+        if self.mode != security.PRIVATE:
+            self._auth = security.start_authenticator(self.context, self.curve, self.token)
+        security.apply_server_auth(router, self.mode, self.curve)
         try:
-            router.bind(self.config.endpoint)
-        except zmq.ZMQError as error:
+            security.bind_private(router, self.config.endpoint)
+        except (zmq.ZMQError, OSError) as error:
             router.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
             raise StyleTransferError(UNAVAILABLE, f"Cannot listen on {self.config.endpoint}: "
                                                   f"{error}.") from None
         self.router = router
@@ -273,6 +280,7 @@ class DaemonServer:
                                                               "pid": os.getpid()})
         if self.stopping.is_set():
             raise StyleTransferError(UNAVAILABLE, "The daemon is shutting down.")
+        self._check_capacity(identity)
         if isinstance(request, StylizeRequest):
             payload = validation.validate_stylize(request, self.config)
             return self._enqueue(identity, request, payload, INTERACTIVE, self.config.job_timeout)
@@ -283,6 +291,17 @@ class DaemonServer:
             payload = validation.validate_batch(request, self.config)
             return self._enqueue(identity, request, payload, BATCH, self.config.batch_timeout)
         raise StyleTransferError(BAD_REQUEST, f"Unsupported operation {request.OP!r}.")
+
+    def _check_capacity(self, identity: bytes) -> None:
+        """Refuse a job with `busy` when this client, or all clients together, have enough."""
+        jobs = self._all_jobs()
+        mine = sum(1 for job in jobs if job.identity == identity)
+        if mine >= self.config.max_queue_per_client:
+            raise StyleTransferError(BUSY, f"This client already has {mine} jobs queued or "
+                                           "running; wait for one to finish, then send more.")
+        if len(jobs) >= self.config.max_queue:
+            raise StyleTransferError(BUSY, f"The daemon already has {len(jobs)} jobs queued or "
+                                           "running; try again when some have finished.")
 
     def _enqueue(self, identity: bytes, request: Any, payload: Any, priority: int,
                  limit: float) -> Optional[Any]:

@@ -73,6 +73,7 @@ class Client:
         self._context = zmq.Context.instance()
         self._socket: Optional[zmq.Socket] = None
         self._monitor: Optional[zmq.Socket] = None
+        self._auth = "private"        # how the current socket authenticates: private|token|curve
 
     # ------------------------------------------------------------------ public operations
 
@@ -193,11 +194,34 @@ class Client:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        if self._curve_keys:
-            self._setup_curve(socket, Path(self._curve_keys))
+        self._auth = "private"
+        try:
+            if self._curve_keys:
+                self._setup_curve(socket, Path(self._curve_keys))
+                self._auth = "curve"
+            elif not paths.is_private_endpoint(self.endpoint, self.runtime_dir):
+                self._setup_plain(socket)
+                self._auth = "token"
+            if _AUTH_EVENTS:
+                self._monitor = socket.get_monitor_socket(_AUTH_EVENTS)
+        except BaseException:
+            socket.close(linger=0)
+            raise
         socket.connect(self.endpoint)
         self._socket = socket
         return socket
+
+    def _setup_plain(self, socket: zmq.Socket) -> None:
+        """Shared endpoints authenticate at the ZeroMQ handshake: PLAIN, password = token."""
+        token = self._token_for()
+        if not token:
+            raise StyleTransferError(
+                UNAUTHORIZED, f"{self.endpoint} is not this user's private socket, so the daemon "
+                              "there wants its token, and there is none: run the client as the "
+                              f"daemon's user, or set {paths.TOKEN_ENV} to the content of the "
+                              f"daemon's {paths.token_path(self.runtime_dir)}.")
+        socket.plain_username = paths.PLAIN_USER.encode("utf-8")
+        socket.plain_password = token.encode("utf-8")
 
     def _setup_curve(self, socket: zmq.Socket, directory: Path) -> None:
         """CURVE client: `directory` holds server.key (public) and client.key_secret."""
@@ -216,15 +240,13 @@ class Client:
         socket.curve_serverkey = server_public
         socket.curve_publickey = client_public
         socket.curve_secretkey = client_secret
-        if _AUTH_EVENTS:
-            self._monitor = socket.get_monitor_socket(_AUTH_EVENTS)
 
     def _reset(self) -> None:
         """Drop the socket after a timeout so stale replies never reach the next request."""
         self.close()
 
     def _token_for(self) -> Optional[str]:
-        if not paths.is_tcp(self.endpoint):
+        if paths.is_private_endpoint(self.endpoint, self.runtime_dir):
             return self._token
         return self._token or paths.read_token(self.runtime_dir)
 
@@ -340,10 +362,18 @@ class Client:
             event = recv_monitor_message(self._monitor)
             if event.get("event", 0) & _AUTH_EVENTS:
                 self._reset()
-                raise StyleTransferError(
-                    UNAUTHORIZED, f"The daemon at {self.endpoint} rejected this client's CURVE "
-                                  "key; ask its owner to add your public key to its allowed "
-                                  "clients.")
+                raise StyleTransferError(UNAUTHORIZED, self._rejected_message())
+
+    def _rejected_message(self) -> str:
+        if self._auth == "curve":
+            return (f"The daemon at {self.endpoint} rejected this client's CURVE key; ask its "
+                    "owner to add your public key to its allowed clients.")
+        if self._auth == "token":
+            return (f"The daemon at {self.endpoint} rejected this client's token (the daemon's "
+                    f"{paths.token_path(self.runtime_dir)}, or {paths.TOKEN_ENV}); it is "
+                    "another user's daemon, or the token is out of date.")
+        return (f"The daemon at {self.endpoint} wants authentication this client did not offer "
+                "(a token or CURVE keys).")
 
     def _send_cancel(self, request: Request) -> None:
         if self._socket is None:

@@ -27,6 +27,7 @@ SOCKET_NAME = "daemon.sock"
 STATE_NAME = "state.json"
 LOCK_NAME = "daemon.lock"
 TOKEN_NAME = "token"
+PLAIN_USER = "style-transfer"  # ZeroMQ PLAIN user name on shared endpoints; the password is the token
 LOG_NAME = "daemon.log"
 OUTPUT_NAME = "daemon.out"    # stdout/stderr of a detached daemon (crashes outside logging)
 
@@ -55,19 +56,64 @@ def ensure_runtime_dir(directory: Optional[Path] = None) -> Path:
     except OSError as error:
         raise StyleTransferError(UNAVAILABLE, f"Cannot create the runtime directory {directory}: "
                                               f"{error.strerror}.") from None
+    return check_runtime_dir(directory)
+
+
+def runtime_dir_problem(directory: Path) -> Optional[str]:
+    """Why `directory` cannot be this user's private runtime dir (None when it can).
+
+    A plain directory (not a symlink), owned by the current user; group/other access is not a
+    problem here (the owner may tighten it, see check_runtime_dir).
+    """
     if IS_WINDOWS:
-        return directory
-    info = os.lstat(directory)
+        return None
+    try:
+        info = os.lstat(directory)
+    except OSError as error:
+        return f"cannot be examined ({error.strerror})"
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} is not a plain "
-                                              "directory; remove it and try again.")
+        return "is not a plain directory (a symlink or a file)"
     if info.st_uid != os.getuid():
-        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} belongs to "
-                                              "another user; set STYLE_TRANSFER_RUNTIME_DIR to a "
-                                              "private directory.")
-    if stat.S_IMODE(info.st_mode) & 0o077:
+        return f"belongs to another user (uid {info.st_uid})"
+    return None
+
+
+def check_runtime_dir(directory: Path) -> Path:
+    """Refuse a runtime dir another user owns or that is a symlink; make ours 0700.
+
+    The daemon (serve) and every client call this before they trust anything inside: whoever
+    owns the folder decides which daemon a client finds (state.json) and talks to (the socket).
+    """
+    directory = Path(directory)
+    problem = runtime_dir_problem(directory)
+    if problem is not None:
+        raise StyleTransferError(
+            UNAVAILABLE, f"The runtime directory {directory} {problem}, so neither its daemon "
+                         "nor its files can be trusted. Remove it if it is yours, or set "
+                         f"{RUNTIME_DIR_ENV} (or XDG_RUNTIME_DIR) to a private directory.")
+    if not IS_WINDOWS and stat.S_IMODE(os.lstat(directory).st_mode) & 0o077:
         os.chmod(directory, 0o700)
     return directory
+
+
+def is_private_endpoint(endpoint: str, directory: Optional[Path] = None) -> bool:
+    """True for an ipc socket directly inside this user's private runtime dir.
+
+    Only such a socket is reachable by this user alone, so only there may a client go without
+    the token. Abstract sockets (ipc://@name), relative paths, sockets in other folders and every
+    tcp:// endpoint need it.
+    """
+    if not endpoint.startswith("ipc://"):
+        return False
+    path = endpoint[len("ipc://"):]
+    if not path or path.startswith("@") or not os.path.isabs(path):
+        return False
+    directory = Path(directory or runtime_dir())
+    if os.path.realpath(os.path.dirname(path)) != os.path.realpath(directory):
+        return False
+    if IS_WINDOWS or runtime_dir_problem(directory) is not None:
+        return False
+    return stat.S_IMODE(os.lstat(directory).st_mode) & 0o077 == 0
 
 
 def socket_path(directory: Optional[Path] = None) -> Path:
