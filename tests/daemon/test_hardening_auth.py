@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -14,14 +17,17 @@ import numpy as np
 import pytest
 import zmq
 
+from backend import PROJECT_ROOT
 from backend.daemon.images import array_to_frame
 from stclient import paths
+from stclient.client import Client
+from stclient.errors import StyleTransferError
 from stclient.protocol import Error, Progress, StylizeRequest, decode_reply
 
 from tests.helpers.batch_folders import make_plain_folder
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import free_tcp_port, start_daemon
-from tests.helpers.otheruser import other_user, run_as
+from tests.helpers.otheruser import other_user, run_as, start_as
 
 # As the other user: a status and a batch (whose output folder must never appear), with no
 # credentials and with a guessed token; prints what came back.
@@ -143,7 +149,6 @@ def test_unauthenticated_peers_cannot_make_the_daemon_buffer_large_frames():
     port = free_tcp_port()
     with start_daemon(None, endpoint=f"tcp://127.0.0.1:{port}") as daemon:   # 1 GiB frames
         before = daemon.rss()
-        import threading
         peak = [before]
         done = threading.Event()
 
@@ -214,3 +219,56 @@ def test_per_client_and_global_queue_caps_answer_busy(models_dir):
             while client.status()["running"] or client.status()["queue"]:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+
+
+# ------------------------------------------------- 6. a runtime folder the client does not own
+
+SQUATTER = """
+folder = values["folder"]
+os.makedirs(folder, mode=0o755)
+os.chmod(folder, 0o755)
+endpoint = "ipc://" + os.path.join(folder, "daemon.sock")
+context = zmq.Context()
+router = context.socket(zmq.ROUTER)
+router.bind(endpoint)
+os.chmod(os.path.join(folder, "daemon.sock"), 0o777)
+with open(os.path.join(folder, "state.json"), "w") as handle:
+    json.dump({"endpoint": endpoint, "pid": os.getpid(), "ready": True, "protocol": 1}, handle)
+print("ready", flush=True)
+while True:
+    frames = router.recv_multipart()
+    with open(values["marker"], "ab") as handle:     # the victim's request, pixels and all
+        handle.write(b"".join(frames[1:]))
+"""
+
+
+def test_clients_refuse_a_runtime_dir_another_user_made_first(tmp_path):
+    user = other_user()
+    base = shared_folder("st-squat-")
+    squatted = base / f"style-transfer-{os.getuid()}"       # the name without XDG_RUNTIME_DIR
+    marker = base / "VICTIM_IMAGES"
+    squatter = start_as(user, SQUATTER, folder=str(squatted), marker=str(marker))
+    try:
+        assert squatter.stdout.readline().strip() == "ready", squatter.stderr.read()
+        env = {k: v for k, v in os.environ.items()
+               if k not in (paths.RUNTIME_DIR_ENV, "XDG_RUNTIME_DIR")}
+        env["TMPDIR"] = str(base)
+        make_plain_folder(tmp_path / "in", 1, 16)
+        for args in (["status"], ["batch", str(tmp_path / "in"), str(tmp_path / "out"),
+                                  "--engine", "cyclegan"]):
+            result = subprocess.run([sys.executable, "-m", "backend", *args], env=env,
+                                    cwd=str(PROJECT_ROOT), capture_output=True, text=True,
+                                    timeout=120)
+            assert result.returncode != 0
+            assert "belongs to another user" in result.stderr, result.stderr
+            assert str(squatted) in result.stderr
+        with pytest.raises(StyleTransferError) as caught:      # the plug-in's Client() too
+            Client(runtime_dir=str(squatted))
+        assert caught.value.code == "unavailable"
+        assert "STYLE_TRANSFER_RUNTIME_DIR" in caught.value.message
+        time.sleep(0.5)
+        assert not marker.exists(), "the other user's fake daemon received a request"
+    finally:
+        squatter.kill()
+        squatter.wait(10)
+        shutil.rmtree(base, ignore_errors=True)

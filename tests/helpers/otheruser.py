@@ -2,6 +2,7 @@
 
     user = other_user()                 # (uid, gid) of a dedicated test account; skips unless root
     result = run_as(user, BODY, **values)   # runs BODY (Python) as that user; its stdout JSON
+    process = start_as(user, BODY, **values)    # the same in the background
 
 The child starts as root, imports what the body needs (the interpreter and the virtualenv may
 live where the other user cannot read), then drops to the other uid/gid before running the body,
@@ -55,12 +56,22 @@ def other_user() -> tuple[int, int]:
     return entry.pw_uid, entry.pw_gid
 
 
-def run_as(user: tuple[int, int], body: str, timeout: float = 120, **values: Any) -> Any:
-    """Run `body` as `user`; it reads `values` (a dict) and prints one JSON line as its result."""
+def _script(user: tuple[int, int], body: str, values: dict[str, Any]) -> list[str]:
     uid, gid = user
     script = PRELUDE.format(root=str(PROJECT_ROOT), uid=uid, gid=gid,
                             values=json.dumps(values)) + textwrap.dedent(body)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    return [sys.executable, "-c", script]
+
+
+def start_as(user: tuple[int, int], body: str, **values: Any) -> subprocess.Popen:
+    """Start `body` as `user` in the background (stdout is a text pipe); the caller stops it."""
+    return subprocess.Popen(_script(user, body, values), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd="/tmp")
+
+
+def run_as(user: tuple[int, int], body: str, timeout: float = 120, **values: Any) -> Any:
+    """Run `body` as `user`; it reads `values` (a dict) and prints one JSON line as its result."""
+    result = subprocess.run(_script(user, body, values), capture_output=True, text=True,
                             timeout=timeout, cwd="/tmp")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]

@@ -59,6 +59,8 @@ class Client:
                  start_timeout: float = 120.0, serve_args: Sequence[str] = ()) -> None:
         config = load_config()
         self.runtime_dir = Path(runtime_dir) if runtime_dir else paths.runtime_dir()
+        if os.path.lexists(self.runtime_dir):     # whoever owns it picks the daemon we talk to
+            paths.check_runtime_dir(self.runtime_dir)
         self.endpoint = paths.resolve_endpoint(endpoint or config.get("endpoint") or None,
                                                self.runtime_dir)
         self.timeout = float(timeout)

@@ -150,11 +150,31 @@ def default_endpoint(directory: Optional[Path] = None) -> str:
     return f"ipc://{path}"
 
 
+def _read_own_file(path: Path, limit: int = 1 << 20) -> Optional[str]:
+    """The text of `path` when it is a regular file of this user's (else None): a file someone
+    else put there says nothing about our daemon."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or (not IS_WINDOWS and info.st_uid != os.getuid()):
+            return None
+        return os.read(fd, limit).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    finally:
+        os.close(fd)
+
+
 def read_state(directory: Optional[Path] = None) -> Optional[dict[str, Any]]:
     """The running daemon's state file (endpoint, pid, version), or None."""
+    text = _read_own_file(state_path(directory))
     try:
-        data = json.loads(state_path(directory).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -175,10 +195,10 @@ def read_token(directory: Optional[Path] = None) -> Optional[str]:
     """The per-user TCP token ($STYLE_TRANSFER_TOKEN wins), or None when there is none yet."""
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV].strip()
-    try:
-        return token_path(directory).read_text(encoding="ascii").strip() or None
-    except (OSError, UnicodeDecodeError):
+    text = _read_own_file(token_path(directory), 4096)
+    if text is None:
         return None
+    return text.strip() or None
 
 
 def is_tcp(endpoint: str) -> bool:
