@@ -72,8 +72,12 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
               cancelled: CancelledFn = never_cancelled, *,
               abort: CancelledFn = never_cancelled,
               between_images: Optional[Callable[[], None]] = None,
-              readers: int = 2, prefetch: int = 2) -> BatchReport:
+              readers: int = 2, prefetch: int = 2,
+              confine: tuple[Path, ...] = ()) -> BatchReport:
     """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
+
+    `confine` (the daemon, for a remote client): inputs reached through links that leave these
+    folders are reported, not read.
 
     Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
     folders, unknown/missing model, unreadable style image, another batch writing to the same
@@ -98,7 +102,7 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
                          .isoformat(timespec="seconds"))
     with _exclusive(output_root):
         progress(0.0, "scanning " + str(input_root))
-        scanned = scanning.scan(spec, input_root, output_root)
+        scanned = scanning.scan(spec, input_root, output_root, tuple(confine))
         report.ignored = scanned.ignored
         styles = [_read_style(imageio, path, spec.max_pixels) for path in spec.styles]
         results: dict[str, ItemResult] = {p.input: p for p in scanned.problems}

@@ -52,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--curve-keys", type=Path,
                         help="folder with server.key_secret and clients/*.key: enables CurveZMQ "
                              "(required to listen on a non-loopback address)")
+    parser.add_argument("--allow-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="let remote (CURVE) clients name files below DIR (style files, "
+                             "batch folders; repeatable). Without it they send pixels only")
     parser.add_argument("--max-queue", type=int, default=defaults.DEFAULT_MAX_QUEUE,
                         help="jobs queued or running at once, all clients together; more are "
                              "answered 'busy' (default %(default)s)")
@@ -107,7 +110,9 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
             models_dir=models_dir,
             max_pixels=args.max_pixels, job_timeout=args.job_timeout,
             batch_timeout=args.batch_timeout, client_timeout=args.client_timeout,
-            curve_keys=args.curve_keys, log_file=args.log_file, max_queue=args.max_queue,
+            curve_keys=args.curve_keys, log_file=args.log_file,
+            allow_dirs=tuple(path.expanduser() for path in args.allow_dir),
+            max_queue=args.max_queue,
             max_queue_per_client=args.max_queue_per_client)
         log = setup_logging(args.log_file)
         token = ensure_token(directory)
@@ -213,6 +218,8 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:
         flags += ["--curve-keys", str(args.curve_keys.expanduser().resolve())]
+    for directory in args.allow_dir:
+        flags += ["--allow-dir", str(directory.expanduser().resolve())]
     return flags
 
 

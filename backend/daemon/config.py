@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -30,6 +30,7 @@ class DaemonConfig:
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     curve_keys: Optional[Path] = None
+    allow_dirs: tuple[Path, ...] = field(default_factory=tuple)   # remote clients' file roots
     max_queue: int = DEFAULT_MAX_QUEUE
     max_queue_per_client: int = DEFAULT_MAX_QUEUE_PER_CLIENT
     log_file: Optional[Path] = None   # None: console (--foreground)

@@ -44,6 +44,7 @@ class Job:
     text: str = "queued"
     _cancel: threading.Event = field(default_factory=threading.Event)
     reason: Optional[str] = None
+    principal: str = "owner"           # security.Peer.principal of the client that sent it
 
     @property
     def id(self) -> str:
@@ -67,17 +68,20 @@ class Job:
         code, message = REASONS.get(self.reason or "cancelled", REASONS["cancelled"])
         return Cancelled(message) if code == CANCELLED else StyleTransferError(code, message)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, own: bool = True) -> dict[str, Any]:
+        """What status shows; another principal's job keeps its id, engine and model to itself."""
         now = time.monotonic()
-        info = {"id": self.id, "op": self.op, "priority": "interactive" if self.priority ==
-                INTERACTIVE else "batch", "waiting_s": round(now - self.received, 3)}
+        info = {"id": self.id if own else None, "own": own, "op": self.op,
+                "priority": "interactive" if self.priority == INTERACTIVE else "batch",
+                "waiting_s": round(now - self.received, 3)}
         for key in ("engine", "model"):
             value = getattr(self.request, key, None)
-            if value:
+            if value and own:
                 info[key] = value
         if self.started is not None:
-            info.update(running_s=round(now - self.started, 3), fraction=round(self.fraction, 4),
-                        text=self.text)
+            info.update(running_s=round(now - self.started, 3), fraction=round(self.fraction, 4))
+            if own:
+                info["text"] = self.text
         return info
 
 

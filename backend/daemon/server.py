@@ -35,6 +35,7 @@ from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, He
 
 from . import security, validation
 from .config import MAX_FRAMES, DaemonConfig
+from .filepolicy import FilePolicy
 from .jobs import BATCH, INTERACTIVE, Job, JobQueue
 from .logsetup import get_logger
 from .worker import Worker, default_runtime_factory
@@ -54,6 +55,7 @@ class DaemonServer:
         security.check_bind_allowed(config.endpoint, self.curve)
         self.mode = security.auth_mode(config.endpoint, config.runtime_dir, self.curve)
         self.token = token if self.mode != security.PRIVATE else None
+        self.files = FilePolicy.from_dirs(config.allow_dirs)
         if self.mode != security.PRIVATE and not token:
             raise StyleTransferError(UNAUTHORIZED, f"{config.endpoint} is not a socket in the "
                                                    "private runtime directory: it needs a token.")
@@ -239,6 +241,7 @@ class DaemonServer:
         if len(frames) < 2:
             return                                    # nothing to answer to
         identity = bytes(frames[0])
+        peer = security.peer_of(frames[1], self.mode)
         if identity in self.last_seen:
             self.last_seen[identity] = time.monotonic()
         request_id = ""
@@ -252,7 +255,7 @@ class DaemonServer:
                 raise StyleTransferError(
                     UNAUTHORIZED, "Missing or wrong token: TCP clients must send the token from "
                                   "the daemon's runtime directory (file 'token').")
-            reply = self._dispatch(identity, request)
+            reply = self._dispatch(identity, peer, request)
         except ProtocolError as error:
             reply = Error(id=error.request_id or request_id, code=error.code,
                           message=error.message)
@@ -264,15 +267,16 @@ class DaemonServer:
         if reply is not None:
             self._send(identity, reply)
 
-    def _dispatch(self, identity: bytes, request: Request) -> Optional[Any]:
+    def _dispatch(self, identity: bytes, peer: security.Peer,
+                  request: Request) -> Optional[Any]:
         if isinstance(request, HeartbeatRequest):
             return None
         if isinstance(request, StatusRequest):
-            return Result(id=request.id, op="status", data=self.status())
+            return Result(id=request.id, op="status", data=self.status(peer))
         if isinstance(request, ModelsRequest):
             return Result(id=request.id, op="models", data=self.models())
         if isinstance(request, CancelRequest):
-            return Result(id=request.id, op="cancel", data=self.cancel(request.target))
+            return Result(id=request.id, op="cancel", data=self.cancel(request.target, peer))
         if isinstance(request, ShutdownRequest):
             self.log.info("shutdown requested")
             self.stopping.set()
@@ -282,14 +286,17 @@ class DaemonServer:
             raise StyleTransferError(UNAVAILABLE, "The daemon is shutting down.")
         self._check_capacity(identity)
         if isinstance(request, StylizeRequest):
-            payload = validation.validate_stylize(request, self.config)
-            return self._enqueue(identity, request, payload, INTERACTIVE, self.config.job_timeout)
+            payload = validation.validate_stylize(request, self.config, peer, self.files)
+            return self._enqueue(identity, peer, request, payload, INTERACTIVE,
+                                 self.config.job_timeout)
         if isinstance(request, SampleRequest):
             payload = validation.validate_sample(request, self.config)
-            return self._enqueue(identity, request, payload, INTERACTIVE, self.config.job_timeout)
+            return self._enqueue(identity, peer, request, payload, INTERACTIVE,
+                                 self.config.job_timeout)
         if isinstance(request, BatchRequest):
-            payload = validation.validate_batch(request, self.config)
-            return self._enqueue(identity, request, payload, BATCH, self.config.batch_timeout)
+            payload = validation.validate_batch(request, self.config, peer, self.files)
+            return self._enqueue(identity, peer, request, payload, BATCH,
+                                 self.config.batch_timeout)
         raise StyleTransferError(BAD_REQUEST, f"Unsupported operation {request.OP!r}.")
 
     def _check_capacity(self, identity: bytes) -> None:
@@ -303,11 +310,11 @@ class DaemonServer:
             raise StyleTransferError(BUSY, f"The daemon already has {len(jobs)} jobs queued or "
                                            "running; try again when some have finished.")
 
-    def _enqueue(self, identity: bytes, request: Any, payload: Any, priority: int,
-                 limit: float) -> Optional[Any]:
+    def _enqueue(self, identity: bytes, peer: security.Peer, request: Any, payload: Any,
+                 priority: int, limit: float) -> Optional[Any]:
         deadline_s = min(request.deadline_s or limit, limit)
         job = Job(identity=identity, request=request, payload=payload, priority=priority,
-                  deadline=time.monotonic() + deadline_s)
+                  deadline=time.monotonic() + deadline_s, principal=peer.principal)
         self.last_seen[identity] = time.monotonic()
         ahead = self.queue.put(job)
         with self.jobs_lock:
@@ -320,11 +327,12 @@ class DaemonServer:
 
     # ---------------------------------------------------------------------- direct answers
 
-    def cancel(self, target: str) -> dict[str, Any]:
-        """Cancel every queued or running job with id `target` (ids are unguessable uuids)."""
+    def cancel(self, target: str, peer: security.Peer) -> dict[str, Any]:
+        """Cancel the queued or running jobs with id `target` that belong to `peer`'s principal
+        (the owner's clients, or one CURVE key): nobody cancels another's job."""
         found = 0
         for job in self._all_jobs():
-            if job.id != target:
+            if job.id != target or job.principal != peer.principal:
                 continue
             found += 1
             job.cancel("cancelled")
@@ -333,7 +341,8 @@ class DaemonServer:
                 self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
         return {"cancelled": found}
 
-    def status(self) -> dict[str, Any]:
+    def status(self, peer: security.Peer) -> dict[str, Any]:
+        """The daemon's state; jobs of other principals appear without id, engine or text."""
         running = self.worker.current
         runtime = self.worker.runtime
         runtime_status: dict[str, Any] = {}
@@ -348,8 +357,10 @@ class DaemonServer:
             "ready": runtime is not None, "device": runtime_status.get(
                 "device", str(getattr(runtime, "device", "starting"))),
             "runtime": runtime_status, "rss_bytes": rss_bytes(),
-            "running": running.describe() if running is not None else None,
-            "queue": [job.describe() for job in self.queue.snapshot()],
+            "running": running.describe(running.principal == peer.principal)
+            if running is not None else None,
+            "queue": [job.describe(job.principal == peer.principal)
+                      for job in self.queue.snapshot()],
             "jobs_done": self.worker.jobs_done, "max_pixels": self.config.max_pixels,
             "stopping": self.stopping.is_set(),
         }

@@ -19,7 +19,11 @@ from stclient.options import ENGINES, resolve_options
 from stclient.protocol import BatchRequest, ImageFrame, SampleRequest, StylizeRequest
 
 from .config import DaemonConfig
+from .filepolicy import FilePolicy
 from .images import frame_to_array, mask_to_array
+from .security import OWNER, Peer
+
+LOCAL = Peer(OWNER, True)
 
 
 @dataclass
@@ -31,6 +35,12 @@ class StylizePayload:
     styles: list[np.ndarray] = field(default_factory=list)
     style_paths: list[str] = field(default_factory=list)
     mask: Optional[np.ndarray] = None
+
+
+@dataclass
+class BatchPayload:
+    spec: Any                                  # backend.batch.spec.BatchSpec
+    confine: tuple[Any, ...] = ()              # a remote batch reads only below these roots
 
 
 @dataclass
@@ -66,7 +76,8 @@ def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> st
     return info.name
 
 
-def validate_stylize(request: StylizeRequest, config: DaemonConfig) -> StylizePayload:
+def validate_stylize(request: StylizeRequest, config: DaemonConfig, peer: Peer = LOCAL,
+                     policy: FilePolicy = FilePolicy()) -> StylizePayload:
     engine = request.engine
     if engine not in ENGINES:
         raise StyleTransferError(BAD_REQUEST, f"Unknown engine {engine!r}; choose one of "
@@ -76,10 +87,13 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig) -> StylizePa
     check_pixels(request.content, "content image", config)
     for index, style in enumerate(request.styles):
         check_pixels(style, f"style image {index + 1}", config)
-    for path in request.style_paths:
+    style_paths = []
+    for index, path in enumerate(request.style_paths):
         if "\0" in path or not os.path.isabs(path):
             raise StyleTransferError(BAD_REQUEST, f"Style file paths must be absolute, not "
                                                   f"{path!r}.")
+        path = policy.allowed(path, f"style file {index + 1}", peer)
+        style_paths.append(path)
         if not os.path.isfile(path):
             raise StyleTransferError(BAD_REQUEST, f"The style file {path} does not exist (as "
                                                   "seen by the daemon).")
@@ -102,19 +116,26 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig) -> StylizePa
             if request.mask is not None else None)
     styles = [frame_to_array(style, f"style image {i + 1}")
               for i, style in enumerate(request.styles)]
-    return StylizePayload(engine, model, options, content, styles, list(request.style_paths),
-                          mask)
+    return StylizePayload(engine, model, options, content, styles, style_paths, mask)
 
 
-def validate_batch(request: BatchRequest, config: DaemonConfig) -> Any:
-    """-> backend.batch.spec.BatchSpec, with the daemon's pixel limit applied."""
+def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOCAL,
+                   policy: FilePolicy = FilePolicy()) -> BatchPayload:
+    """The spec with the daemon's pixel limit applied; a remote peer's paths resolved and
+    confined to --allow-dir."""
     from backend.batch.spec import BatchSpec
     spec = BatchSpec.from_json(request.spec)
+    spec.input_dir = policy.allowed(spec.input_dir, "INPUT_DIR", peer)
+    spec.output_dir = policy.allowed(spec.output_dir, "OUTPUT_DIR", peer)
+    spec.styles = [policy.allowed(path, f"style image {index + 1}", peer)
+                   for index, path in enumerate(spec.styles)]
+    spec.checkpoints = {role: policy.allowed(path, f"the {role} checkpoint", peer)
+                        for role, path in spec.checkpoints.items()}
     resolve_options(spec.engine, spec.options)
     if spec.model is not None or not spec.checkpoints:
         spec.model = resolve_model(spec.engine, spec.model, config)
     spec.max_pixels = min(spec.max_pixels or config.max_pixels, config.max_pixels)
-    return spec
+    return BatchPayload(spec, () if peer.local else policy.allow_dirs)
 
 
 def validate_sample(request: SampleRequest, config: DaemonConfig) -> SamplePayload:

@@ -23,7 +23,7 @@ from .config import DaemonConfig
 from .images import array_to_frame
 from .jobs import Job, JobQueue
 from .logsetup import get_logger
-from .validation import SamplePayload, StylizePayload
+from .validation import BatchPayload, SamplePayload, StylizePayload
 
 PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
 ABORT_REASONS = ("shutdown", "deadline")   # stop a batch even inside the image in hand
@@ -197,8 +197,10 @@ class Worker(threading.Thread):
             except Cancelled:
                 pass           # a batch stops at its own pace: cancelled() is polled per image
 
-        report = run_batch(job.payload, self.runtime, batch_progress, cancelled,
-                           abort=abort, between_images=between_images)
+        payload: BatchPayload = job.payload
+        report = run_batch(payload.spec, self.runtime, batch_progress, cancelled,
+                           abort=abort, between_images=between_images,
+                           confine=payload.confine)
         return Result(id=job.id, op="batch", data=report.to_json())
 
     def _sample(self, job: Job) -> Result:

@@ -138,7 +138,8 @@ class Client:
         return result.images, result.data
 
     def cancel(self, request_id: str) -> dict[str, Any]:
-        """Cancel a job by id (any client of this user may cancel it)."""
+        """Cancel a job by id: any client of this user may cancel the user's jobs, a CURVE
+        client only the jobs sent with its own key."""
         return self._call(CancelRequest(target=request_id)).data
 
     def shutdown(self) -> dict[str, Any]:
