@@ -31,7 +31,7 @@ from stclient.options import ENGINE_OPTIONS
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
                                SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
-                               decode_request)
+                               decode_request, peek_id)
 
 from . import security, validation
 from .config import MAX_FRAMES, DaemonConfig
@@ -42,6 +42,7 @@ from .worker import Worker, default_runtime_factory
 
 OUTBOX = "inproc://style-transfer-worker-replies"
 SHUTDOWN_GRACE = 30.0          # seconds the worker may take to stop its current job
+LISTEN_BACKLOG = 1024          # pending connects (libzmq's default 100 overflowed in a burst)
 
 
 class DaemonServer:
@@ -89,6 +90,7 @@ class DaemonServer:
         router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
         router.setsockopt(zmq.SNDHWM, 10000)
         router.setsockopt(zmq.RCVHWM, 10000)
+        router.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         if self.mode != security.PRIVATE:
             self._auth = security.start_authenticator(self.context, self.curve, self.token)
         security.apply_server_auth(router, self.mode, self.curve)
@@ -248,7 +250,8 @@ class DaemonServer:
         try:
             if len(frames) - 1 > MAX_FRAMES + 1:
                 raise ProtocolError(BAD_REQUEST, f"The message has {len(frames) - 1} frames; "
-                                                 f"at most {MAX_FRAMES + 1} are accepted.")
+                                                 f"at most {MAX_FRAMES + 1} are accepted.",
+                                    peek_id(frames[1].buffer))
             request = decode_request([frame.buffer for frame in frames[1:]])
             request_id = request.id
             if not security.token_ok(self.token, request.token):
