@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -30,6 +31,7 @@ from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNREADABLE, WRIT
                              StyleTransferError)
 
 DEFAULT_MAX_PIXELS = 120_000_000   # ~ 11000 x 11000; PIL's own bomb cap (~179 MP) also applies
+DEFAULT_MAX_FILE_BYTES = 1 << 30   # an image file larger than this is not read at all
 EXIF_ORIENTATION = 0x0112
 FORMATS_BY_EXTENSION = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                         ".tif": "TIFF", ".tiff": "TIFF"}
@@ -72,19 +74,64 @@ class LoadedImage:
 
 # ================================================================ reading
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedImage:
     """Decode an image file; errors are bad_image (unreadable) or too_large (pixel limit)."""
     path = Path(path)
-    if not path.exists():
-        raise StyleTransferError(BAD_IMAGE, f"Image not found: {path}")
-    if path.is_dir():
-        raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.")
+    return decode_image_bytes(read_file_bytes(path, max_bytes), max_pixels=max_pixels,
+                              name=path.name)
+
+
+def read_file_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file: a regular file of 1..max_bytes bytes, or a specific error.
+
+    Opened without blocking (a FIFO or a device never stalls the open), checked on the open
+    descriptor (no race with a rename), and read no further than max_bytes + 1: a pipe, a
+    device, /proc or a file that keeps growing cannot make us wait or fill the memory.
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+        | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise StyleTransferError(BAD_IMAGE, f"Image not found: {path}") from None
+    except IsADirectoryError:
+        raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.") from None
     except OSError as error:
         raise StyleTransferError(UNREADABLE, f"Cannot read {path}: {error.strerror or error}.") \
             from None
-    return decode_image_bytes(data, max_pixels=max_pixels, name=path.name)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.")
+        if not stat.S_ISREG(info.st_mode):
+            raise StyleTransferError(BAD_IMAGE, f"{path} is not a regular file (a pipe, socket "
+                                                "or device); it is not read.")
+        if info.st_size == 0:               # also /proc and /sys files, which report 0
+            raise StyleTransferError(BAD_IMAGE, f"{path.name} is empty (0 bytes).")
+        if info.st_size > max_bytes:
+            raise _too_many_bytes(path, max_bytes)
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 22, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise _too_many_bytes(path, max_bytes)
+        return b"".join(chunks)
+    except OSError as error:
+        raise StyleTransferError(UNREADABLE, f"Cannot read {path}: {error.strerror or error}.") \
+            from None
+    finally:
+        os.close(fd)
+
+
+def _too_many_bytes(path: Path, max_bytes: int) -> StyleTransferError:
+    return StyleTransferError(TOO_LARGE, f"{path.name} is larger than {max_bytes / 2**20:.0f} "
+                                         "MiB; image files that large are not read.")
 
 
 def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -73,11 +73,13 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
               abort: CancelledFn = never_cancelled,
               between_images: Optional[Callable[[], None]] = None,
               readers: int = 2, prefetch: int = 2,
-              confine: tuple[Path, ...] = ()) -> BatchReport:
+              confine: tuple[Path, ...] = (),
+              read_style: Optional[Callable[[str], Any]] = None) -> BatchReport:
     """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
 
     `confine` (the daemon, for a remote client): inputs reached through links that leave these
-    folders are reported, not read.
+    folders are reported, not read. `read_style(path) -> pixels` replaces the plain read of the
+    spec's style images (the daemon reads them with a timeout, off its worker thread).
 
     Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
     folders, unknown/missing model, unreadable style image, another batch writing to the same
@@ -104,7 +106,8 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
         progress(0.0, "scanning " + str(input_root))
         scanned = scanning.scan(spec, input_root, output_root, tuple(confine))
         report.ignored = scanned.ignored
-        styles = [_read_style(imageio, path, spec.max_pixels) for path in spec.styles]
+        styles = [read_style(path) if read_style is not None
+                  else _read_style(imageio, path, spec.max_pixels) for path in spec.styles]
         results: dict[str, ItemResult] = {p.input: p for p in scanned.problems}
         todo: list[_Planned] = []
         targets: list[Path] = []

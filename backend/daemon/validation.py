@@ -92,11 +92,9 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig, peer: Peer =
         if "\0" in path or not os.path.isabs(path):
             raise StyleTransferError(BAD_REQUEST, f"Style file paths must be absolute, not "
                                                   f"{path!r}.")
-        path = policy.allowed(path, f"style file {index + 1}", peer)
-        style_paths.append(path)
-        if not os.path.isfile(path):
-            raise StyleTransferError(BAD_REQUEST, f"The style file {path} does not exist (as "
-                                                  "seen by the daemon).")
+        # not even a stat here: the server thread must never wait for a file system; the
+        # worker's StyleFileReader checks and reads the file, with a timeout
+        style_paths.append(policy.allowed(path, f"style file {index + 1}", peer))
     style_count = len(request.styles) + len(request.style_paths)
     if engine == "adain":
         if style_count == 0:

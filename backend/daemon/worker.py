@@ -8,6 +8,7 @@ inside a long stage stops there, not only between stages.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -23,6 +24,7 @@ from .config import DaemonConfig
 from .images import array_to_frame
 from .jobs import Job, JobQueue
 from .logsetup import get_logger
+from .stylefiles import StyleFileReader
 from .validation import BatchPayload, SamplePayload, StylizePayload
 
 PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
@@ -56,6 +58,7 @@ class Worker(threading.Thread):
         self.jobs_done = 0
         self._halt = threading.Event()
         self._push: Optional[zmq.Socket] = None
+        self.style_files = StyleFileReader(config.max_style_bytes, config.style_read_timeout)
         self.log = get_logger()
 
     # ------------------------------------------------------------------------------ thread
@@ -151,9 +154,7 @@ class Worker(threading.Thread):
         progress, cancelled = self._callbacks(job)
         styles = list(payload.styles)
         for path in payload.style_paths:
-            styles.append(self._read_style(path))
-            if cancelled():
-                raise job.stop_error()
+            styles.append(self._read_style(path, job))
         request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
@@ -164,16 +165,25 @@ class Worker(threading.Thread):
                 "compute_s": round(seconds, 4)}
         return Result(id=job.id, op="stylize", data=data, images=[frame])
 
-    def _read_style(self, path: str) -> np.ndarray:
+    def _read_style(self, path: str, job: Job) -> np.ndarray:
+        """A style file's pixels: its bytes come from the reader (helper thread, size cap,
+        timeout), the decoding happens here."""
         from backend import imageio
+        data = self.style_files.read(path, job.should_stop,
+                                     lambda: job.deadline - time.monotonic())
+        if job.should_stop():
+            raise job.stop_error()
         try:
-            loaded = imageio.read_image(path, max_pixels=self.config.max_pixels)
+            loaded = imageio.decode_image_bytes(data, max_pixels=self.config.max_pixels,
+                                                name=os.path.basename(path))
         except StyleTransferError:
+            raise
+        except MemoryError:
             raise
         except Exception as error:
             raise StyleTransferError(BAD_IMAGE, f"Cannot read the style image {path}: "
                                                 f"{error}.") from None
-        return getattr(loaded, "pixels", loaded)
+        return loaded.pixels
 
     def _batch(self, job: Job) -> Result:
         from backend.batch.runner import run_batch
@@ -200,7 +210,8 @@ class Worker(threading.Thread):
         payload: BatchPayload = job.payload
         report = run_batch(payload.spec, self.runtime, batch_progress, cancelled,
                            abort=abort, between_images=between_images,
-                           confine=payload.confine)
+                           confine=payload.confine,
+                           read_style=lambda path: self._read_style(path, job))
         return Result(id=job.id, op="batch", data=report.to_json())
 
     def _sample(self, job: Job) -> Result:

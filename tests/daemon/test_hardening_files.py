@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,62 @@ def test_report_replaces_only_an_earlier_report_and_is_inert_to_shells(daemon, t
     subprocess.run(["bash", "-c", f". '{out / 'run.json'}'"], capture_output=True,
                    cwd=str(tmp_path), timeout=30)
     assert not marker.exists(), "the report's free text ran as shell code"
+
+
+# ------------------------------------------------------- 8. style files the worker reads
+
+def test_style_files_that_are_not_small_regular_files_never_stall_the_worker(daemon, tmp_path):
+    fifo = tmp_path / "style.fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.png"                 # 2 GiB, sparse: costs no disk
+    with open(huge, "wb") as handle:
+        handle.truncate(2 << 30)
+    cases = {"/proc/kmsg": "bad_image", str(fifo): "bad_image", "/dev/zero": "bad_image",
+             str(tmp_path): "bad_image", str(huge): "too_large",
+             str(tmp_path / "missing.png"): "bad_request"}
+    rss_before = daemon.rss()
+    with daemon.client(timeout=30) as client:
+        for path, code in cases.items():
+            started = time.monotonic()
+            with pytest.raises(StyleTransferError) as caught:
+                client.stylize(array_to_frame(small_image(1)), "adain", "adain",
+                               style_paths=[path])
+            assert caught.value.code == code, (path, caught.value.message)
+            assert time.monotonic() - started < 10, path
+        frame, _ = client.stylize(array_to_frame(small_image(2)), "cyclegan", "style_monet")
+        assert frame.width == 16                  # the worker serves on at once
+        spec = batch_spec(tmp_path / "in_none", tmp_path / "o", engine="adain", model="adain",
+                          styles=["/proc/kmsg"])
+        (tmp_path / "in_none").mkdir()
+        with pytest.raises(StyleTransferError) as caught:   # a batch's styles alike
+            client.batch(spec)
+        assert caught.value.code == "bad_image", caught.value.message
+    assert daemon.rss() - rss_before < 256 << 20, "a refused file was read into memory"
+
+
+def test_a_style_read_that_hangs_times_out_and_can_be_cancelled(monkeypatch):
+    """The reader's own contract, with a read that blocks until released."""
+    import threading
+    from backend import imageio
+    from backend.daemon.stylefiles import StyleFileReader
+    release = threading.Event()
+
+    def stuck(path, max_bytes):
+        release.wait(30)
+        return b"late"
+
+    monkeypatch.setattr(imageio, "read_file_bytes", stuck)
+    reader = StyleFileReader(timeout=0.5, max_stuck=2)
+    started = time.monotonic()
+    with pytest.raises(StyleTransferError) as caught:
+        reader.read("/slow/style.png", lambda: False, lambda: 60.0)
+    assert caught.value.code == "unreadable" and 0.4 < time.monotonic() - started < 3
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    assert reader.read("/slow/style.png", stop.is_set, lambda: 60.0) == b""   # cancelled
+    assert time.monotonic() - started < 1
+    with pytest.raises(StyleTransferError) as caught:        # both slots hang: refuse at once
+        reader.read("/slow/style.png", lambda: False, lambda: 60.0)
+    assert caught.value.code == "busy"
+    release.set()
