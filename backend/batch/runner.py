@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from stclient.errors import (BAD_CHECKPOINT, BAD_REQUEST, INTERNAL, MODEL_MISSING, UNKNOWN_MODEL,
-                             BUSY, UNREADABLE, WRITE_FAILED, Cancelled, StyleTransferError)
+                             BUSY, OUT_OF_MEMORY, UNREADABLE, WRITE_FAILED, Cancelled,
+                             StyleTransferError)
 from stclient.options import resolve_options
 
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
@@ -215,8 +216,7 @@ class _Pipeline:
                     self.progress(done / total, progress_text(done, total, rel))
                     continue
                 except Exception as error:   # out of memory, a bug: this image, not the batch
-                    results[rel] = self._failed(planned, INTERNAL,
-                                                f"{type(error).__name__}: {error}")
+                    results[rel] = self._failed(planned, *_unexpected(error))
                     done += 1
                     self.progress(done / total, progress_text(done, total, rel))
                     continue
@@ -254,8 +254,7 @@ class _Pipeline:
             return _Loaded(error=self._failed(planned, UNREADABLE,
                                               f"Cannot read it: {error.strerror or error}."))
         except Exception as error:
-            return _Loaded(error=self._failed(planned, INTERNAL,
-                                              f"{type(error).__name__}: {error}"))
+            return _Loaded(error=self._failed(planned, *_unexpected(error)))
         return _Loaded(image=image, seconds=time.monotonic() - start)
 
     def _write(self, planned: _Planned, pixels: Any, loaded: Any) -> float:
@@ -309,6 +308,16 @@ class _Pipeline:
             rel = planned.item.rel.as_posix()
             results[rel] = ItemResult(rel, CANCELLED, planned.item.output_rel.as_posix(),
                                       message="Not done: the batch was cancelled first.")
+
+
+def _unexpected(error: Exception) -> tuple[str, str]:
+    """(code, message) for an error no step expected: out_of_memory when an allocation failed
+    (the batch goes on with the next image), else internal (a bug)."""
+    from backend.perf.budget import is_out_of_memory
+    if is_out_of_memory(error):
+        return OUT_OF_MEMORY, (f"Not enough memory for this image ({type(error).__name__}); "
+                               "use a smaller working_size.")
+    return INTERNAL, f"{type(error).__name__}: {error}"
 
 
 def _read(imageio: Any, path: Path, max_pixels: Optional[int]) -> Any:

@@ -55,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-dir", action="append", type=Path, default=[], metavar="DIR",
                         help="let remote (CURVE) clients name files below DIR (style files, "
                              "batch folders; repeatable). Without it they send pixels only")
+    parser.add_argument("--max-job-memory", metavar="BYTES",
+                        help="memory (e.g. 8G) the whole images of one job may need; larger "
+                             "jobs are refused with out_of_memory before they start (default: "
+                             "60%% of the memory available at the time)")
     parser.add_argument("--max-queue", type=int, default=defaults.DEFAULT_MAX_QUEUE,
                         help="jobs queued or running at once, all clients together; more are "
                              "answered 'busy' (default %(default)s)")
@@ -74,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise StyleTransferError("bad_request", "--max-pixels must be positive.")
     if args.threads is not None and args.threads < 1:
         raise StyleTransferError("bad_request", "--threads must be at least 1.")
+    if args.max_job_memory is not None:
+        from backend.perf.budget import parse_bytes
+        try:
+            args.max_job_memory = parse_bytes(args.max_job_memory)
+        except ValueError as error:
+            raise StyleTransferError("bad_request", f"--max-job-memory: {error}.") from None
     if args.max_queue < 1 or args.max_queue_per_client < 1:
         raise StyleTransferError("bad_request", "--max-queue and --max-queue-per-client must be "
                                                 "at least 1.")
@@ -112,7 +122,7 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
             batch_timeout=args.batch_timeout, client_timeout=args.client_timeout,
             curve_keys=args.curve_keys, log_file=args.log_file,
             allow_dirs=tuple(path.expanduser() for path in args.allow_dir),
-            max_queue=args.max_queue,
+            max_job_memory=args.max_job_memory, max_queue=args.max_queue,
             max_queue_per_client=args.max_queue_per_client)
         log = setup_logging(args.log_file)
         token = ensure_token(directory)
@@ -218,6 +228,8 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:
         flags += ["--curve-keys", str(args.curve_keys.expanduser().resolve())]
+    if args.max_job_memory is not None:
+        flags += ["--max-job-memory", str(args.max_job_memory)]
     for directory in args.allow_dir:
         flags += ["--allow-dir", str(directory.expanduser().resolve())]
     return flags

@@ -31,6 +31,8 @@ class DaemonConfig:
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     curve_keys: Optional[Path] = None
     allow_dirs: tuple[Path, ...] = field(default_factory=tuple)   # remote clients' file roots
+    max_job_memory: Optional[int] = None  # bytes of whole images a job may plan (None: a share
+                                          # of the memory available at the time)
     max_style_bytes: int = 256 << 20      # style files larger than this are refused
     style_read_timeout: float = 20.0      # seconds one style file may take to read
     max_queue: int = DEFAULT_MAX_QUEUE

@@ -45,6 +45,8 @@ class Job:
     _cancel: threading.Event = field(default_factory=threading.Event)
     reason: Optional[str] = None
     principal: str = "owner"           # security.Peer.principal of the client that sent it
+    answered: bool = False             # its final reply went out (see claim_answer)
+    _answer_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def id(self) -> str:
@@ -63,6 +65,15 @@ class Job:
         if not self._cancel.is_set() and time.monotonic() > self.deadline:
             self.cancel("deadline")
         return self._cancel.is_set()
+
+    def claim_answer(self) -> bool:
+        """True for the one caller that may send the job's final reply: the worker when it
+        finishes, or the server when the job overran its deadline without stopping."""
+        with self._answer_lock:
+            if self.answered:
+                return False
+            self.answered = True
+            return True
 
     def stop_error(self) -> StyleTransferError:
         code, message = REASONS.get(self.reason or "cancelled", REASONS["cancelled"])

@@ -26,7 +26,8 @@ from typing import Any, Callable, Optional
 import zmq
 
 from backend import PROTOCOL_VERSION, __version__
-from stclient.errors import BAD_REQUEST, BUSY, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
+from stclient.errors import (BAD_REQUEST, BUSY, OUT_OF_MEMORY, UNAUTHORIZED, UNAVAILABLE,
+                             StyleTransferError)
 from stclient.options import ENGINE_OPTIONS
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
@@ -42,6 +43,7 @@ from .worker import Worker, default_runtime_factory
 
 OUTBOX = "inproc://style-transfer-worker-replies"
 SHUTDOWN_GRACE = 30.0          # seconds the worker may take to stop its current job
+DEADLINE_GRACE = 2.0           # a running job this far past its deadline is answered anyway
 LISTEN_BACKLOG = 1024          # pending connects (libzmq's default 100 overflowed in a burst)
 
 
@@ -236,6 +238,21 @@ class DaemonServer:
             if job.should_stop() and self.queue.remove(job):
                 self._job_finished(job)
                 self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
+        self._enforce_running_deadline(time.monotonic())
+
+    def _enforce_running_deadline(self, now: float) -> None:
+        """A running job is stopped at its next progress step once past its deadline; one that
+        reaches none (a stage that never reports) still gets its timeout answer here, and the
+        worker drops its late reply."""
+        job = self.worker.current
+        if job is None or job.answered or now < job.deadline + DEADLINE_GRACE:
+            return
+        job.cancel("deadline")
+        if job.claim_answer():
+            self.log.warning("job %s is %.1f s past its deadline and still running; its client "
+                             "was told, the worker drops it at its next check", job.id,
+                             now - job.deadline)
+            self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
 
     # ---------------------------------------------------------------------------- dispatch
 
@@ -264,6 +281,11 @@ class DaemonServer:
                           message=error.message)
         except StyleTransferError as error:
             reply = Error(id=request_id, code=error.code, message=error.message)
+        except MemoryError:
+            self.log.warning("request %s: out of memory while reading it", request_id)
+            reply = Error(id=request_id, code=OUT_OF_MEMORY,
+                          message="The daemon ran out of memory reading this request; it serves "
+                                  "on. Send a smaller image.")
         except Exception as error:
             self.log.error("request %s failed:\n%s", request_id, traceback.format_exc())
             reply = Error.from_exception(request_id, error)

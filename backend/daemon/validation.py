@@ -18,6 +18,7 @@ from stclient.errors import BAD_REQUEST, TOO_LARGE, UNKNOWN_MODEL, StyleTransfer
 from stclient.options import ENGINES, resolve_options
 from stclient.protocol import BatchRequest, ImageFrame, SampleRequest, StylizeRequest
 
+from . import sizes
 from .config import DaemonConfig
 from .filepolicy import FilePolicy
 from .images import frame_to_array, mask_to_array
@@ -87,6 +88,8 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig, peer: Peer =
     check_pixels(request.content, "content image", config)
     for index, style in enumerate(request.styles):
         check_pixels(style, f"style image {index + 1}", config)
+    check_stylize_sizes(engine, options, (request.content.height, request.content.width),
+                        [(style.height, style.width) for style in request.styles], config)
     style_paths = []
     for index, path in enumerate(request.style_paths):
         if "\0" in path or not os.path.isabs(path):
@@ -117,6 +120,14 @@ def validate_stylize(request: StylizeRequest, config: DaemonConfig, peer: Peer =
     return StylizePayload(engine, model, options, content, styles, style_paths, mask)
 
 
+def check_stylize_sizes(engine: str, options: dict[str, Any], content: tuple[int, int],
+                        styles: list[tuple[int, int]], config: DaemonConfig) -> None:
+    """Pixel limit and memory for every image of a stylize job at every size it gets (the
+    worker calls this again once it has read the style files)."""
+    images = sizes.job_images(engine, options, sizes.stylize_images(content, styles))
+    sizes.check_sizes(images, config.max_pixels, config.max_job_memory)
+
+
 def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOCAL,
                    policy: FilePolicy = FilePolicy()) -> BatchPayload:
     """The spec with the daemon's pixel limit applied; a remote peer's paths resolved and
@@ -129,7 +140,9 @@ def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOC
                    for index, path in enumerate(spec.styles)]
     spec.checkpoints = {role: policy.allowed(path, f"the {role} checkpoint", peer)
                         for role, path in spec.checkpoints.items()}
-    resolve_options(spec.engine, spec.options)
+    options = resolve_options(spec.engine, spec.options)
+    sizes.check_sizes(sizes.job_images(spec.engine, options, sizes.square("batch image")),
+                      config.max_pixels, config.max_job_memory)
     if spec.model is not None or not spec.checkpoints:
         spec.model = resolve_model(spec.engine, spec.model, config)
     spec.max_pixels = min(spec.max_pixels or config.max_pixels, config.max_pixels)
@@ -138,5 +151,7 @@ def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOC
 
 def validate_sample(request: SampleRequest, config: DaemonConfig) -> SamplePayload:
     options = resolve_options("mixgan", {**request.options, "seed": request.seed})
+    sizes.check_sizes(sizes.job_images("mixgan", options, sizes.square("sample")),
+                      config.max_pixels, config.max_job_memory, count=request.count)
     model = resolve_model("mixgan", request.model, config)
     return SamplePayload(model, request.count, request.seed, options)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
-from stclient.errors import BAD_IMAGE, UNAVAILABLE, Cancelled, StyleTransferError
+from stclient.errors import BAD_IMAGE, OUT_OF_MEMORY, UNAVAILABLE, Cancelled, StyleTransferError
 from stclient.protocol import Error, Progress, Result
 
 from .config import DaemonConfig
@@ -25,7 +25,7 @@ from .images import array_to_frame
 from .jobs import Job, JobQueue
 from .logsetup import get_logger
 from .stylefiles import StyleFileReader
-from .validation import BatchPayload, SamplePayload, StylizePayload
+from .validation import BatchPayload, SamplePayload, StylizePayload, check_stylize_sizes
 
 PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
 ABORT_REASONS = ("shutdown", "deadline")   # stop a batch even inside the image in hand
@@ -114,6 +114,8 @@ class Worker(threading.Thread):
         except BaseException as error:   # never let one job take the worker down
             if job.reason is not None and (isinstance(error, Cancelled) or job.should_stop()):
                 error = job.stop_error()
+            elif is_out_of_memory(error):
+                error = out_of_memory_error(job, error)
             if not isinstance(error, StyleTransferError):
                 self.log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             else:
@@ -124,7 +126,8 @@ class Worker(threading.Thread):
         self.current = None
         self.jobs_done += 1
         self.finished(job)
-        self.send(job, reply)
+        if job.claim_answer():           # else the server already answered it (deadline)
+            self.send(job, reply)
 
     def send(self, job: Job, reply: Any) -> None:
         assert self._push is not None
@@ -142,6 +145,8 @@ class Worker(threading.Thread):
             if job.should_stop():
                 raise job.stop_error()
             now = time.monotonic()
+            if job.answered:
+                return
             if now - last[0] >= PROGRESS_MIN_INTERVAL or text != last[1] or fraction >= 1.0:
                 last[0], last[1] = now, str(text)
                 self.send(job, Progress(id=job.id, fraction=fraction, text=str(text)))
@@ -155,6 +160,9 @@ class Worker(threading.Thread):
         styles = list(payload.styles)
         for path in payload.style_paths:
             styles.append(self._read_style(path, job))
+        if payload.style_paths:      # now their sizes are known: the limits again
+            check_stylize_sizes(payload.engine, payload.options, payload.content.shape[:2],
+                                [style.shape[:2] for style in styles], self.config)
         request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
@@ -230,6 +238,20 @@ class Worker(threading.Thread):
         data = {"model": payload.model, "count": len(frames), "seed": payload.seed,
                 "compute_s": round(time.monotonic() - started, 4)}
         return Result(id=job.id, op="sample", data=data, images=frames)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or an allocator's out-of-memory error (torch's CPU/CUDA allocators)."""
+    from backend.perf.budget import is_out_of_memory as allocator_oom
+    return not isinstance(error, StyleTransferError) and allocator_oom(error)
+
+
+def out_of_memory_error(job: Job, error: BaseException) -> StyleTransferError:
+    get_logger().warning("job %s ran out of memory: %s: %s", job.id, type(error).__name__,
+                         str(error)[:300])
+    return StyleTransferError(OUT_OF_MEMORY, f"The {job.op} job ran out of memory and was "
+                                             "stopped; the daemon serves on. Use a smaller "
+                                             "image or working_size, or fewer images.")
 
 
 def _device_name(runtime: Any) -> str:
