@@ -38,6 +38,12 @@ CONFIG_FILE = PLUGIN_DIR / "config.json"
 
 _AUTH_EVENTS = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
                 | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0))
+# A connection that drops while we wait means the daemon is gone: the kernel closes the socket
+# of a killed process at once, and ZeroMQ's own PING/PONG (below) closes one to a process that
+# stopped answering. Either shows up as EVENT_DISCONNECTED on the socket monitor.
+_GONE_EVENTS = zmq.EVENT_DISCONNECTED
+ZMQ_HEARTBEAT_MS = 1000       # PING the daemon this often while connected ...
+ZMQ_HEARTBEAT_TIMEOUT_MS = 2000   # ... and drop the connection after this much silence
 
 
 def load_config() -> dict[str, Any]:
@@ -197,6 +203,9 @@ class Client:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if hasattr(zmq, "HEARTBEAT_IVL"):               # libzmq >= 4.2
+            socket.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
+            socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMQ_HEARTBEAT_TIMEOUT_MS)
         self._auth = "private"
         try:
             if self._curve_keys:
@@ -205,8 +214,7 @@ class Client:
             elif not paths.is_private_endpoint(self.endpoint, self.runtime_dir):
                 self._setup_plain(socket)
                 self._auth = "token"
-            if _AUTH_EVENTS:
-                self._monitor = socket.get_monitor_socket(_AUTH_EVENTS)
+            self._monitor = socket.get_monitor_socket(_AUTH_EVENTS | _GONE_EVENTS)
         except BaseException:
             socket.close(linger=0)
             raise
@@ -257,6 +265,7 @@ class Client:
               cancelled: Optional[Callable[[], bool]] = None,
               timeout: Optional[float] = None,
               cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
+        self._drop_if_disconnected()
         if not self._checked:
             self._ensure_daemon()
         request.token = self._token_for()
@@ -275,6 +284,16 @@ class Client:
             # Ctrl-C, an exception from on_progress, ...: do not leave the job running.
             self._send_cancel(request)
             raise
+
+    def _drop_if_disconnected(self) -> None:
+        """A connection that dropped between calls (the daemon restarted) is not this call's
+        problem: start on a fresh socket rather than report it."""
+        if self._monitor is None:
+            return
+        try:
+            self._check_monitor()
+        except StyleTransferError:
+            self._reset()
 
     def _send_request(self, socket: zmq.Socket, request: Request, timeout: float) -> None:
         """Send without ever blocking for good: no connection within `timeout` is an error."""
@@ -311,8 +330,6 @@ class Client:
         while True:
             events = dict(poller.poll(100))
             now = time.monotonic()
-            if self._monitor is not None and self._monitor in events:
-                self._check_monitor()
             if socket in events:
                 while socket.poll(0):
                     reply = self._decode(socket.recv_multipart(copy=False))
@@ -331,6 +348,8 @@ class Client:
                         raise reply.to_exception()
                     return reply
                 now = time.monotonic()
+            if self._monitor is not None and self._monitor in events:
+                self._check_monitor()        # after the replies: a last reply still counts
             if cancel_sent_at is None and cancelled is not None and cancelled():
                 self._send_cancel(request)
                 cancel_sent_at = now
@@ -363,9 +382,32 @@ class Client:
         from zmq.utils.monitor import recv_monitor_message
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)
-            if event.get("event", 0) & _AUTH_EVENTS:
+            kind = event.get("event", 0)
+            if kind & _AUTH_EVENTS:
                 self._reset()
                 raise StyleTransferError(UNAUTHORIZED, self._rejected_message())
+            if kind & _GONE_EVENTS:
+                self._reset()
+                raise self._gone_error()
+
+    def _gone_error(self) -> StyleTransferError:
+        """The daemon's connection dropped: say what happened and what happens next."""
+        state = paths.read_state(self.runtime_dir) or {}
+        pid = state.get("pid") if state.get("endpoint") == self.endpoint else None
+        self._checked = not self.autostart     # so this Client's next call starts it again
+        if self.autostart:
+            then = "the next run starts it again."
+        else:
+            then = "start it again with `python -m backend serve`."
+        if pid is not None and paths.pid_alive(pid):
+            return StyleTransferError(
+                UNAVAILABLE, f"The style-transfer backend (pid {pid}) stopped answering and its "
+                             f"connection was closed; its log is at {self.log_path}. Stop it "
+                             f"with `python -m backend stop` (or kill {pid}); {then}")
+        where = f" (pid {pid})" if pid is not None else ""
+        return StyleTransferError(
+            UNAVAILABLE, f"The style-transfer backend{where} stopped unexpectedly while working "
+                         f"on this request; its log is at {self.log_path}; {then}")
 
     def _rejected_message(self) -> str:
         if self._auth == "curve":
