@@ -195,7 +195,7 @@ def decode_header(frame: Buffer, limit: int = MAX_HEADER_BYTES) -> dict[str, Any
         raise ProtocolError(TOO_LARGE, f"The header is {len(raw)} bytes; the limit is "
                                        f"{limit}.")
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+        header = json.loads(raw.decode("utf-8"), parse_constant=_out_of_range,
                             parse_int=_parse_int, parse_float=_parse_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError(BAD_REQUEST, f"The header is not valid UTF-8 JSON ({error}).") from None
@@ -215,16 +215,17 @@ def peek_id(frame: Buffer) -> str:
         return error.request_id
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
 class _OutOfRange:
     """Stands in for a number no field can hold, so the header (and its id) still parses and
     the request is refused as bad_request with its id, instead of failing later as internal."""
 
 
 _OUT_OF_RANGE = _OutOfRange()
+
+
+def _out_of_range(name: str) -> Any:
+    """NaN and Infinity: refused like any number out of range (after the id is known)."""
+    return _OUT_OF_RANGE
 
 
 def _parse_int(text: str) -> Any:
