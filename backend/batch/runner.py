@@ -28,7 +28,6 @@ import datetime as _dt
 import json
 import os
 import re
-import stat
 import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -417,25 +416,16 @@ REPORT_READ_LIMIT = 256 << 20      # an earlier report larger than this is not o
 
 
 def is_earlier_report(path: Path) -> bool:
-    """True when `path` is a regular file (not a link) holding a batch report's JSON."""
+    """True when `path` is a regular file of ours (not a link) holding a batch report's JSON."""
+    from stclient.paths import read_own_file
+    data = read_own_file(path, REPORT_READ_LIMIT)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-                     | getattr(os, "O_NONBLOCK", 0))
-    except OSError:
+        report = json.loads(data.decode("utf-8")) if data is not None else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > REPORT_READ_LIMIT:
-            return False
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            data = json.loads(handle.read(REPORT_READ_LIMIT + 1).decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
-        return False
-    finally:
-        os.close(fd)
-    return (isinstance(data, dict) and data.get("version") == REPORT_VERSION
-            and isinstance(data.get("items"), list) and isinstance(data.get("spec"), dict)
-            and isinstance(data.get("counts"), dict))
+    return (isinstance(report, dict) and report.get("version") == REPORT_VERSION
+            and isinstance(report.get("items"), list) and isinstance(report.get("spec"), dict)
+            and isinstance(report.get("counts"), dict))
 
 
 def report_text(report: BatchReport) -> str:

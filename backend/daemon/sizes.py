@@ -22,6 +22,8 @@ from typing import Any, Iterable, Optional
 from stclient.errors import OUT_OF_MEMORY, TOO_LARGE, StyleTransferError
 from stclient.options import option_specs
 
+from backend.engines.base import working_shape       # how the engines scale: the same numbers
+
 WHOLE_IMAGE_TENSORS = 4          # input, resized input, network output, result
 BYTES_PER_PIXEL = 3 * 4          # float32 RGB
 MEMORY_SHARE = 0.6               # of MemAvailable a job may plan to use (as the Runtime's budget)
@@ -42,15 +44,6 @@ def size_option_names(engine: str) -> list[str]:
             if spec.kind == "int" and spec.name.endswith("_size")]
 
 
-def scaled(height: int, width: int, side: int) -> tuple[int, int]:
-    """(h, w) with the longest side scaled to `side` (0 = unchanged), as the engines do."""
-    longest = max(height, width)
-    if side <= 0 or side == longest:
-        return height, width
-    scale = side / longest
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def job_images(engine: str, options: dict[str, Any],
                images: Iterable[SizedImage]) -> list[SizedImage]:
     """Every image at every size the job may give it: as it is and scaled by each size option
@@ -61,7 +54,7 @@ def job_images(engine: str, options: dict[str, Any],
         result.append(image)
         for side in sides:
             if side > 0:
-                height, width = scaled(image.height, image.width, side)
+                height, width = working_shape(image.height, image.width, side)
                 result.append(SizedImage(f"{image.what} scaled to {side} px", height, width))
     return result
 

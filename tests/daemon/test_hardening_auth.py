@@ -25,7 +25,6 @@ from stclient.errors import StyleTransferError
 from stclient.protocol import Error, Progress, StylizeRequest, decode_reply
 
 from tests.helpers.batch_folders import make_plain_folder
-from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import free_tcp_port, start_daemon
 from tests.helpers.otheruser import other_user, run_as, start_as
 
@@ -51,11 +50,6 @@ for password in (None, "0" * 64):
     sock.close(0)
 print(json.dumps(got))
 """
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
 
 
 def shared_folder(prefix: str) -> Path:

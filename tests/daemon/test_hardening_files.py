@@ -17,18 +17,11 @@ import pytest
 from backend import PROJECT_ROOT, imageio
 from backend.batch.spec import BatchReport, BatchSpec
 from backend.daemon.images import array_to_frame
-from stclient import paths
 from stclient.errors import StyleTransferError
 
 from tests.helpers.batch_folders import make_plain_folder
-from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
 from tests.helpers.hostile import eps_bytes, fake_ghostscript, path_with
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,9 @@ from stclient.client import Client
 from stclient.errors import StyleTransferError
 
 from tests.helpers.batch_folders import make_plain_folder
-from tests.helpers.checkpoints import make_models_dir
-
 from tests.helpers.daemon import start_daemon
 
 MAX_PIXELS = 1_000_000
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,13 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from backend.daemon.images import array_to_frame
 from stclient import paths
 from stclient.client import Client
 from stclient.errors import StyleTransferError
 
-from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import make_runtime_dir, start_daemon
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
 
 
 def long_job(client: Client, started: threading.Event, outcome: dict) -> None:

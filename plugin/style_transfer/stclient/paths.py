@@ -150,9 +150,9 @@ def default_endpoint(directory: Optional[Path] = None) -> str:
     return f"ipc://{path}"
 
 
-def _read_own_file(path: Path, limit: int = 1 << 20) -> Optional[str]:
-    """The text of `path` when it is a regular file of this user's (else None): a file someone
-    else put there says nothing about our daemon."""
+def read_own_file(path: os.PathLike | str, limit: int = 1 << 20) -> Optional[bytes]:
+    """The bytes of `path` when it is a regular file (not a link) of this user's and at most
+    `limit` bytes, else None: a file someone else put there, or a device, says nothing to us."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                      | getattr(os, "O_NONBLOCK", 0))
@@ -160,18 +160,27 @@ def _read_own_file(path: Path, limit: int = 1 << 20) -> Optional[str]:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or (not IS_WINDOWS and info.st_uid != os.getuid()):
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit \
+                or (not IS_WINDOWS and info.st_uid != os.getuid()):
             return None
-        return os.read(fd, limit).decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        return os.read(fd, limit)
+    except OSError:
         return None
     finally:
         os.close(fd)
 
 
+def _read_own_text(path: Path, limit: int = 1 << 20) -> Optional[str]:
+    data = read_own_file(path, limit)
+    try:
+        return data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
 def read_state(directory: Optional[Path] = None) -> Optional[dict[str, Any]]:
     """The running daemon's state file (endpoint, pid, version), or None."""
-    text = _read_own_file(state_path(directory))
+    text = _read_own_text(state_path(directory))
     try:
         data = json.loads(text) if text is not None else None
     except ValueError:
@@ -195,7 +204,7 @@ def read_token(directory: Optional[Path] = None) -> Optional[str]:
     """The per-user TCP token ($STYLE_TRANSFER_TOKEN wins), or None when there is none yet."""
     if os.environ.get(TOKEN_ENV):
         return os.environ[TOKEN_ENV].strip()
-    text = _read_own_file(token_path(directory), 4096)
+    text = _read_own_text(token_path(directory), 4096)
     if text is None:
         return None
     return text.strip() or None
