@@ -30,6 +30,7 @@ import datetime as _dt
 import json
 import os
 import re
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -44,8 +45,8 @@ from stclient.registry import resolve_options
 from backend.engines.job import CancelledFn, ProgressFn, never_cancelled, no_progress
 
 from . import scan as scanning
-from .spec import (CANCELLED, FAILED, SKIPPED, BatchReport, BatchSpec, ItemResult,
-                   progress_text)
+from .spec import (CANCELLED, FAILED, REPORT_VERSION, SKIPPED, BatchReport, BatchSpec,
+                   ItemResult, progress_text)
 from .steps import FATAL_CODES, ImageSteps, JobTemplate, LoadedInput, PlannedItem, read_image
 
 # write_image's temp files: mkstemp(prefix=".<name>.", suffix=".tmp") -> ".<name>.<8 chars>.tmp"
@@ -85,8 +86,14 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
               cancelled: CancelledFn = never_cancelled, *,
               abort: CancelledFn = never_cancelled,
               between_images: Optional[Callable[[], None]] = None,
-              readers: int = 2, prefetch: int = 2) -> BatchReport:
+              readers: int = 2, prefetch: int = 2,
+              confine: tuple[Path, ...] = (),
+              read_style: Optional[Callable[[str], Any]] = None) -> BatchReport:
     """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
+
+    `confine` (the daemon, for a remote client): inputs reached through links that leave these
+    folders are reported, not read. `read_style(path) -> pixels` replaces the plain read of the
+    spec's style images (the daemon reads them with a timeout, off its worker thread).
 
     Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
     folders, unknown/missing model, unreadable style image, another batch writing to the same
@@ -102,14 +109,16 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
         _Pipeline(plan.steps(imageio), runtime, progress, cancelled, abort, between_images,
                   max(1, readers), max(1, prefetch)).run(plan.todo, plan.results)
 
-    return run_planned(spec, execute, progress)
+    return run_planned(spec, execute, progress, confine=confine, read_style=read_style)
 
 
-def run_planned(spec: BatchSpec, execute: Executor,
-                progress: ProgressFn = no_progress) -> BatchReport:
+def run_planned(spec: BatchSpec, execute: Executor, progress: ProgressFn = no_progress, *,
+                confine: tuple[Path, ...] = (),
+                read_style: Optional[Callable[[str], Any]] = None) -> BatchReport:
     """Everything of a batch around the images: checks, OUTPUT_DIR lock, scan, skip-existing,
     temp clean-up, the report. `execute(plan, progress)` stylizes plan.todo into plan.results;
-    any executor gets the same semantics and the same report."""
+    any executor gets the same semantics and the same report (`confine`, `read_style`: see
+    run_batch)."""
     from backend import imageio
 
     started = time.monotonic()
@@ -118,6 +127,8 @@ def run_planned(spec: BatchSpec, execute: Executor,
     # every image gets the same styles and no mask
     registry.check_inputs(spec.engine, len(spec.styles), False, options)
     input_root, output_root = scanning.resolve_roots(spec)
+    if spec.report:
+        _check_report_target(output_root, spec.report)   # refused before any work, not after
     try:
         output_root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -127,9 +138,10 @@ def run_planned(spec: BatchSpec, execute: Executor,
                          .isoformat(timespec="seconds"))
     with _exclusive(output_root):
         progress(0.0, "scanning " + str(input_root))
-        scanned = scanning.scan(spec, input_root, output_root)
+        scanned = scanning.scan(spec, input_root, output_root, tuple(confine))
         report.ignored = scanned.ignored
-        styles = [_read_style(imageio, path, spec.max_pixels) for path in spec.styles]
+        styles = [read_style(path) if read_style is not None
+                  else _read_style(imageio, path, spec.max_pixels) for path in spec.styles]
         results: dict[str, ItemResult] = {p.input: p for p in scanned.problems}
         todo: list[PlannedItem] = []
         targets: list[Path] = []
@@ -314,24 +326,57 @@ def _remove_stale_temp_files(planned: list[Path]) -> int:
     return removed
 
 
+def _check_report_target(output_root: Path, name: str) -> Path:
+    """OUTPUT_DIR/NAME.json, where nothing but an earlier report may be in the way."""
+    from .spec import check_report_name
+    target = output_root / check_report_name(name)
+    if os.path.lexists(target) and not is_earlier_report(target):
+        raise StyleTransferError(BAD_REQUEST, f"Refusing to write the report {target}: a file "
+                                              "that is not an earlier batch report is in the "
+                                              "way; choose another report name.")
+    return target
+
+
 def _write_report(report: BatchReport, output_root: Path, name: str) -> None:
-    from .spec import check_relative_name
-    rel = check_relative_name(name, "The report name")
-    target = output_root.joinpath(*rel.parts)
-    if not scanning.is_within(target.parent.resolve(), output_root):
-        raise StyleTransferError(BAD_REQUEST, f"The report {name} would be outside OUTPUT_DIR.")
-    write_report_file(report, target)
+    """Write the spec's report into OUTPUT_DIR, replacing nothing but an earlier report."""
+    write_report_file(report, _check_report_target(output_root, name))
+
+
+REPORT_READ_LIMIT = 256 << 20      # an earlier report larger than this is not ours to replace
+
+
+def is_earlier_report(path: Path) -> bool:
+    """True when `path` is a regular file of ours (not a link) holding a batch report's JSON."""
+    from stclient.paths import read_own_file
+    data = read_own_file(path, REPORT_READ_LIMIT)
+    try:
+        report = json.loads(data.decode("utf-8")) if data is not None else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return (isinstance(report, dict) and report.get("version") == REPORT_VERSION
+            and isinstance(report.get("items"), list) and isinstance(report.get("spec"), dict)
+            and isinstance(report.get("counts"), dict))
+
+
+def report_text(report: BatchReport) -> str:
+    """The report's JSON, with `$` and backquotes written as \\u escapes: the same JSON to any
+    parser, but text a shell would never expand (file names and messages are free text)."""
+    text = json.dumps(report.to_json(), indent=1)
+    return text.replace("$", "\\u0024").replace("`", "\\u0060") + "\n"
 
 
 def write_report_file(report: BatchReport, path: Path) -> None:
-    """Write the JSON report atomically (temp file next to it, then rename)."""
+    """Write the JSON report atomically (a fresh temp file next to it, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(report.to_json(), handle, indent=1)
-            handle.write("\n")
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write the report {path}: "
+                                               f"{error.strerror or error}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(report_text(report))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

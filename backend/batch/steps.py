@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from stclient.errors import (BAD_CHECKPOINT, INTERNAL, MODEL_MISSING, UNKNOWN_MODEL, UNREADABLE,
-                             WRITE_FAILED, Cancelled, StyleTransferError)
+from stclient.errors import (BAD_CHECKPOINT, INTERNAL, MODEL_MISSING, OUT_OF_MEMORY,
+                             UNKNOWN_MODEL, UNREADABLE, WRITE_FAILED, Cancelled,
+                             StyleTransferError)
 
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
 
@@ -86,8 +87,7 @@ class ImageSteps:
             return LoadedInput(error=self.failed(planned, UNREADABLE,
                                                  f"Cannot read it: {error.strerror or error}."))
         except Exception as error:
-            return LoadedInput(error=self.failed(planned, INTERNAL,
-                                                 f"{type(error).__name__}: {error}"))
+            return LoadedInput(error=self.failed(planned, *unexpected(error)))
         return LoadedInput(image=image, seconds=time.monotonic() - start)
 
     def stylize(self, runtime: Any, planned: PlannedItem, loaded: LoadedInput,
@@ -108,7 +108,7 @@ class ImageSteps:
                 raise
             return self.failed(planned, error.code, error.message), None
         except Exception as error:   # out of memory, a bug: this image, not the batch
-            return self.failed(planned, INTERNAL, f"{type(error).__name__}: {error}"), None
+            return self.failed(planned, *unexpected(error)), None
         seconds = loaded.seconds + time.monotonic() - start
         return ItemResult(planned.rel, OK, planned.item.output_rel.as_posix(),
                           seconds=seconds), pixels
@@ -170,3 +170,13 @@ def read_image(imageio: Any, path: Path, max_pixels: Optional[int]) -> Any:
 
 __all__ = ["FATAL_CODES", "ImageSteps", "JobTemplate", "LoadedInput", "PlannedItem",
            "read_image"]
+
+
+def unexpected(error: Exception) -> tuple[str, str]:
+    """(code, message) for an error no step expected: out_of_memory when an allocation failed
+    (the batch goes on with the next image), else internal (a bug)."""
+    from backend.perf.budget import is_out_of_memory
+    if is_out_of_memory(error):
+        return OUT_OF_MEMORY, (f"Not enough memory for this image ({type(error).__name__}); "
+                               "use a smaller working_size.")
+    return INTERNAL, f"{type(error).__name__}: {error}"

@@ -40,8 +40,11 @@ def models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def daemon(models_dir):
+    # one test queues 40 jobs from one connection: more than the default per-client cap
     with start_daemon(models_dir, extra_args=["--max-pixels", str(MAX_PIXELS),
-                                              "--client-timeout", str(CLIENT_TIMEOUT)]) as handle:
+                                              "--client-timeout", str(CLIENT_TIMEOUT),
+                                              "--max-queue-per-client", "64",
+                                              "--max-queue", "64"]) as handle:
         yield handle
 
 
