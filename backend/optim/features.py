@@ -22,7 +22,7 @@ LAYER_INDEX: Mapping[str, int] = {
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 DEPTH = 44            # modules [:44] reach relu5_1
-MIN_SIDE = 32         # relu5_1 (1/16 resolution) then still has 2 positions for reflection pads
+MIN_SIDE = 17         # relu5_1 (ceil(side / 16)) then still has 2 positions for reflection pads
 
 # Caffe's VGG preprocessing (what module 0 of the released file does): RGB 0..1 -> BGR 0..255
 # minus the ImageNet mean. Used to give a random-weight encoder the real input scale.
