@@ -116,10 +116,15 @@ def matting_laplacian(image: torch.Tensor, eps: float = EPS, radius: int = 1,
         positions = [(ay, ax) for ay in range(side) for ax in range(side)]
         span = 2 * reach + 1
         for a, (ay, ax) in enumerate(positions):
-            for b, (by, bx) in enumerate(positions):
+            for b in range(a, size):           # the window's block is symmetric in (a, b)
+                by, bx = positions[b]
                 value = -(1.0 + (projected[a] * centred_t[b]).sum(-1)) / size
                 if a == b:
                     value = value + 1.0
-                offset = (by - ay + reach) * span + (bx - ax + reach)
-                band[offset, ay:ay + win_h, ax:ax + win_w] += value
+                # L[a, b]: stored at row a, offset b - a; L[b, a]: at row b, offset a - b
+                forward = (by - ay + reach) * span + (bx - ax + reach)
+                band[forward, ay:ay + win_h, ax:ax + win_w] += value
+                if a != b:
+                    backward = (ay - by + reach) * span + (ax - bx + reach)
+                    band[backward, by:by + win_h, bx:bx + win_w] += value
     return MattingLaplacian(band.to(image.device, dtype), reach)
