@@ -11,7 +11,7 @@
 - Colour transfer: the same map in Reinhard et al.'s decorrelated lαβ space (log LMS), matching
   the full mean and covariance, optionally per region (content mask -> style mask).
 
-The 3x3 algebra runs in float64 on the CPU (MPS has no float64); images stay where they are.
+The 3x3 algebra runs in float64 on the CPU (MPS has no float64).
 """
 
 from __future__ import annotations
@@ -106,9 +106,11 @@ def linear_map(source_cov: torch.Tensor, target_cov: torch.Tensor, method: str,
 
 def _apply(image: torch.Tensor, matrix: torch.Tensor, source_mean: torch.Tensor,
            target_mean: torch.Tensor) -> torch.Tensor:
-    flat = image.reshape(3, -1).to(torch.float64)
-    mapped = matrix.to(flat.device) @ (flat - source_mean.to(flat.device)[:, None]) \
-        + target_mean.to(flat.device)[:, None]
+    """x' = A (x - μ_s) + μ_t for every pixel, in the image's dtype and on its device."""
+    flat = image.reshape(3, -1)
+    like = {"device": flat.device, "dtype": flat.dtype}
+    mapped = matrix.to(**like) @ (flat - source_mean.to(**like)[:, None]) \
+        + target_mean.to(**like)[:, None]
     return mapped.reshape(image.shape)
 
 
@@ -119,7 +121,7 @@ def match_histogram(source: torch.Tensor, target: torch.Tensor, method: str = "p
     s_mean, s_cov = pixel_stats(source)
     t_mean, t_cov = pixel_stats(target)
     matrix = linear_map(s_cov, t_cov, method, eps)
-    return _apply(source, matrix, s_mean, t_mean).to(source.dtype).clamp(0.0, 1.0)
+    return _apply(source, matrix, s_mean, t_mean).clamp(0.0, 1.0)
 
 
 # ---------------------------------------------------------------- lαβ and colour transfer
@@ -151,13 +153,14 @@ def color_transfer(content: torch.Tensor, style: torch.Tensor, method: str = "sy
     regions: (content mask, style mask or None for the whole style) pairs; each content region
     takes its style region's statistics; soft masks blend, and pixels outside every region keep
     their colour. strength blends the original (0) and the full transfer (1). clip=False returns
-    the unclamped result (for checking the statistics)."""
+    the unclamped result (for checking the statistics). Computed in float64 on the CPU (it is
+    a few operations per pixel); the result has content's dtype and device."""
     if space not in SPACES:
         raise ValueError(f"unknown colour space {space!r}; use one of {SPACES}")
-    to_space = rgb_to_lab if space == "lab" else (lambda x: x.to(torch.float64))
+    to_space = rgb_to_lab if space == "lab" else (lambda x: x)
     from_space = lab_to_rgb if space == "lab" else (lambda x: x)
-    x = to_space(content.to(torch.float64))
-    s = to_space(style.to(torch.float64))
+    x = to_space(content.detach().to("cpu", torch.float64))
+    s = to_space(style.detach().to("cpu", torch.float64))
     pairs = list(regions) or [(torch.ones_like(x[:, :1]), None)]
     masks = [mask_to_grid(_as_mask(m, x), tuple(x.shape[-2:])) for m, _ in pairs]
     coverage = sum(masks)
@@ -172,8 +175,9 @@ def color_transfer(content: torch.Tensor, style: torch.Tensor, method: str = "sy
         result = result + mask / over * mapped
     if strength != 1.0:
         result = x + float(strength) * (result - x)
-    rgb = from_space(result).to(content.dtype)
-    return rgb.clamp(0.0, 1.0) if clip else rgb
+    rgb = from_space(result)
+    rgb = rgb.clamp(0.0, 1.0) if clip else rgb
+    return rgb.to(content.device, content.dtype)
 
 
 def _as_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
