@@ -71,12 +71,15 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
               options: OptimizeOptions, encoder: nn.Sequential,
               progress: Optional[ProgressFn] = None,
               cancelled: Optional[Callable[[], bool]] = None,
-              on_intermediate: Optional[IntermediateFn] = None) -> torch.Tensor:
+              on_intermediate: Optional[IntermediateFn] = None,
+              init: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Stylize `content` (1 x 3 x H x W RGB 0..1). Returns 1 x 3 x h x w RGB 0..1 at the
     working size (options.size) on the encoder's device.
 
     styles: StyleSpecs (or bare 1 x 3 x h x w images: whole-image styles of weight 1).
-    encoder: a VGG-layout nn.Sequential (AdaIN's vgg_normalised; modules [:44] are used)."""
+    encoder: a VGG-layout nn.Sequential (AdaIN's vgg_normalised; modules [:44] are used).
+    init: start from this RGB image instead of the content, e.g. to resume from the last
+    intermediate result of a cancelled run (then with scales=1 and the iterations left)."""
     options.validate()
     specs = [s if isinstance(s, StyleSpec) else StyleSpec(s) for s in styles]
     if not specs:
@@ -98,7 +101,13 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
         _stop_if(check)
         scene = resize(final, step.shape)
         guide = color.luminance(scene) if luminance else scene
-        start = guide if variable is None else resize(variable.detach(), step.shape)
+        if variable is not None:
+            start = resize(variable.detach(), step.shape)
+        elif init is not None:
+            start = resize(init.to(device, extractor.dtype), step.shape)
+            start = color.luminance(start) if luminance else start
+        else:
+            start = guide
         variable = start.detach().clone().requires_grad_(True)
         objective = _objective(extractor, scene, guide, specs, options, step, check)
         iterate = _stepper(variable, objective, options, luminance)

@@ -112,6 +112,25 @@ def test_cancel_at_iteration_k_stops_there(encoder, images, optimizer):
     assert len(log) == 7
 
 
+def test_resume_from_the_last_intermediate_continues_where_it_stopped(encoder, images):
+    content, style = images["photo"], images["stripes"]
+    kept: list[torch.Tensor] = []
+    log: list[Progress] = []
+    with pytest.raises(Cancelled):
+        run_gatys(content, [style], options(iterations=30, intermediate_every=10), encoder,
+                  progress=log.append, cancelled=lambda: len(log) >= 20,
+                  on_intermediate=lambda image, p: kept.append(image))
+    assert len(kept) == 2 and log[-1].iteration == 20
+    resumed: list[Progress] = []
+    run_gatys(content, [style], options(iterations=10), encoder, progress=resumed.append,
+              init=kept[-1])
+    fresh: list[Progress] = []
+    run_gatys(content, [style], options(iterations=10), encoder, progress=fresh.append)
+    # it goes on from iteration 20's loss (a new L-BFGS memory: not exactly), far below a restart
+    assert resumed[0].loss <= log[19].loss * 1.05
+    assert resumed[-1].loss < fresh[-1].loss
+
+
 def test_intermediate_results_every_n_iterations(encoder, images):
     seen = []
     run_gatys(images["photo"], [images["stripes"]],
@@ -134,21 +153,18 @@ def test_luminance_only_changes_luminance_only(encoder, images):
     assert (out_yiq[:, :1] - content_yiq[:, :1]).abs().mean() * 255 > 3.0   # Y did change
 
 
-def test_histogram_colour_recolours_the_style_to_the_content(encoder, images):
+def test_histogram_colour_recolours_the_style_to_the_content(encoder, images, monkeypatch):
     content, style = images["photo"], images["stripes"]
-    targets = {}
+    seen = {}
     original = Objective.__init__
 
     def spy(self, extractor, content_in, styles, opts, laplacian=None):
-        targets["style"] = styles[0][0]
+        seen["style"] = styles[0][0]          # the style image the network is shown
         original(self, extractor, content_in, styles, opts, laplacian)
 
-    Objective.__init__ = spy
-    try:
-        run_gatys(content, [style], options(color="histogram", iterations=1), encoder)
-    finally:
-        Objective.__init__ = original
-    recoloured = targets["style"]
+    monkeypatch.setattr(Objective, "__init__", spy)
+    run_gatys(content, [style], options(color="histogram", iterations=1), encoder)
+    recoloured = seen["style"]
     assert torch.allclose(recoloured.mean(dim=(2, 3)), content.mean(dim=(2, 3)), atol=0.02)
     assert (style.mean(dim=(2, 3)) - content.mean(dim=(2, 3))).abs().max() > 0.1
 
