@@ -110,10 +110,10 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
             start = guide
         variable = start.detach().clone().requires_grad_(True)
         objective = _objective(extractor, scene, guide, specs, options, step, check)
-        iterate = _stepper(variable, objective, options, luminance)
+        solver = _Solver(variable, objective, options, luminance)
         for _ in range(step.iterations):
             _stop_if(check)
-            terms = iterate()
+            terms = solver.step()
             iteration += 1
             done_work += work[index] / step.iterations
             state = Progress(iteration, total, index, len(steps), step.shape, terms["total"],
@@ -122,6 +122,7 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
             if on_intermediate and options.intermediate_every and \
                     iteration % options.intermediate_every == 0:
                 on_intermediate(_finish(variable, scene, luminance), state)
+        variable = solver.best()
     assert variable is not None
     return _finish(variable, final, luminance)
 
@@ -177,31 +178,44 @@ def _mask(mask: torch.Tensor, shape: tuple[int, int], device: torch.device,
     return resize(m, shape).clamp(0, 1)
 
 
-def _stepper(variable: torch.Tensor, objective: Objective, options: OptimizeOptions,
-             luminance: bool) -> Callable[[], dict[str, float]]:
-    """A function doing one iteration and returning the loss terms it reports: for L-BFGS
-    those at the new image (lbfgs.py), for Adam those at the image the step started from."""
+class _Solver:
+    """One optimiser on one scale: step() does an iteration and returns the loss terms it
+    reports; best() is the image to keep. L-BFGS (lbfgs.py) reports the new image's terms and
+    never goes up, so its current image is the best; Adam reports the terms of the image its step
+    started from and can overshoot, so the lowest-loss image it evaluated is kept."""
 
-    def evaluate() -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-        network_input = color.grey_input(variable) if luminance else variable
-        total, terms = objective(network_input, variable)
+    def __init__(self, variable: torch.Tensor, objective: Objective, options: OptimizeOptions,
+                 luminance: bool) -> None:
+        self.variable = variable
+        self.objective = objective
+        self.luminance = luminance
+        self.lowest = float("inf")
+        self.kept: Optional[torch.Tensor] = None
+        if options.optimizer == "lbfgs":
+            self.lbfgs: Optional[LBFGS] = LBFGS(variable, self._evaluate,
+                                                history=options.lbfgs_history)
+        else:
+            self.lbfgs = None
+            self.adam = torch.optim.Adam([variable], lr=options.learning_rate)
+
+    def _evaluate(self) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        variable = self.variable
+        network_input = color.grey_input(variable) if self.luminance else variable
+        total, terms = self.objective(network_input, variable)
         return total.detach(), torch.autograd.grad(total, variable)[0], terms
 
-    if options.optimizer == "lbfgs":
-        solver = LBFGS(variable, evaluate, history=options.lbfgs_history)
-
-        def lbfgs_step() -> dict[str, float]:
-            solver.step()
-            return solver.info
-        return lbfgs_step
-
-    adam = torch.optim.Adam([variable], lr=options.learning_rate)
-
-    def adam_step() -> dict[str, float]:
-        _, variable.grad, terms = evaluate()
-        adam.step()
+    def step(self) -> dict[str, float]:
+        if self.lbfgs is not None:
+            self.lbfgs.step()
+            return self.lbfgs.info
+        _, self.variable.grad, terms = self._evaluate()
+        if terms["total"] < self.lowest:
+            self.lowest, self.kept = terms["total"], self.variable.detach().clone()
+        self.adam.step()
         return terms
-    return adam_step
+
+    def best(self) -> torch.Tensor:
+        return self.variable if self.kept is None else self.kept
 
 
 def _finish(variable: torch.Tensor, scene: torch.Tensor, luminance: bool) -> torch.Tensor:

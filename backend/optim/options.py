@@ -1,9 +1,18 @@
-"""What an optimisation run is asked to do: the options (with measured defaults) and the styles.
+"""What an optimisation run is asked to do: the options (with their defaults) and the styles.
 
-Default weights (content 1, style 1e3 with per-layer weights 1/C_l², photo 1e4, TV 0) are for
-the normalised VGG's activation scale; how they were measured is in
-bench/results/optimize-cpu-2026-12-03.md (bench/calibrate_optimize.py). L-BFGS needs no step size;
-Adam's learning rate is in 0..1 pixel units.
+Weights, for the normalised VGG's activation scale (mean activation 1 per filter): content 1 at
+relu4_2, style 1e3 with per-layer weights 1/C_l², i.e. Gatys et al.'s own settings for this
+network with these exact loss definitions (Gram/(H·W), mean squared); photo 1e4 (Luan et al.'s
+λ; here on Σ_c V_cᵀ L V_c / pixels, so it does not change with the size); TV 0. Measured on a
+random-weight VGG normalised the same way (bench/calibrate_optimize.py, results in
+bench/results/optimize-cpu-2026-12-03.md): with 1/C_l² the five layers' terms stay within two
+orders of magnitude, after 40 L-BFGS iterations the content and style gradients pull with
+comparable norms (1.5-2.0 vs 0.9-1.4), and λ 3e4-8e4 would equal the style's pull on a lightly
+changed image, so 1e4 keeps the photo term in play and lets it dominate as the result departs from
+the content's local colour model. Adam's step (0.01 in 0..1 pixels = 2.5 levels, between
+neural-style's and neural-style-pt's on the 0..255 scale) cannot be measured on a random network
+(any step made its loss explode); L-BFGS needs none. Run the script with --vgg on the real file
+to re-check.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ class OptimizeOptions:
     scales: int = 1                 # coarse-to-fine: this many scales, each half the next
     coarse_iterations: int = 200    # at each coarser scale
     optimizer: str = "lbfgs"        # "lbfgs" (Gatys et al.) or "adam"
-    learning_rate: float = 0.02     # Adam only: step in 0..1 pixel units (about 5 8-bit levels)
+    learning_rate: float = 0.01     # Adam only: step in 0..1 pixel units (2.5 8-bit levels)
     lbfgs_history: int = 50         # memory: 2 x history x 3 x pixels floats (50 @ 1024²: 1.2 GB)
     content_weight: float = 1.0
     style_weight: float = 1e3       # times Σ_l (1/C_l²) · mse(Gram_l): Gatys et al.'s weighting

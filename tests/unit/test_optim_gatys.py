@@ -83,6 +83,16 @@ def test_total_loss_decreases_and_style_statistics_approach_the_style(encoder, i
     assert gram_distance(encoder, out, style) < 0.5 * gram_distance(encoder, content, style)
 
 
+def test_adam_keeps_the_lowest_loss_image_when_it_overshoots(encoder, images):
+    content, style = images["photo"], images["stripes"]
+    log: list[Progress] = []
+    out = run_gatys(content, [style], options(optimizer="adam", learning_rate=0.5,
+                                              iterations=6), encoder, progress=log.append)
+    losses_seen = [p.loss for p in log]
+    assert min(losses_seen[1:]) > losses_seen[0]       # every step made it worse ...
+    assert torch.equal(out, content.clamp(0, 1))       # ... so the start is what comes back
+
+
 def test_progress_is_monotonic_and_reports_loss(encoder, images):
     log: list[Progress] = []
     run_gatys(images["photo"], [images["dots"]], options(scales=2, coarse_iterations=6,
