@@ -54,13 +54,20 @@ def measure_speed(encoder: nn.Sequential, options: OptimizeOptions,
         step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
         per_iteration.append(step)
         setup.append(max(0.0, stamps[0] - start - step) / (side * side))
-    small, large = (s * s for s in sides)
+    return fit_profile(tuple(sides), (per_iteration[0], per_iteration[1]), setup[1])
+
+
+def fit_profile(sides: tuple[int, ...], per_iteration: tuple[float, float],
+                setup_per_pixel: float) -> SpeedProfile:
+    """The line a + b·pixels through the larger (less noisy) measurement with the two-point
+    slope; when noise makes that slope meaningless (<= 0, or steeper than all-of-it-scales) the
+    whole time is taken to scale with the pixels, which errs on the long side."""
+    small, large = (side * side for side in sides)
     slope = (per_iteration[1] - per_iteration[0]) / (large - small)
-    if slope <= 0:                    # timing noise at tiny sizes: all of it scales
-        slope, fixed = per_iteration[1] / large, 0.0
-    else:
-        fixed = max(0.0, per_iteration[0] - slope * small)
-    return SpeedProfile(fixed, slope, setup[1], tuple(sides))
+    proportional = per_iteration[1] / large
+    if not 0 < slope < proportional:
+        slope = proportional
+    return SpeedProfile(per_iteration[1] - slope * large, slope, setup_per_pixel, sides)
 
 
 def estimate_seconds(profile: SpeedProfile, content_shape: tuple[int, int],

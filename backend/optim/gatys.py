@@ -88,7 +88,6 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
     device = extractor.device
     check = cancelled or (lambda: False)
     report = progress or (lambda p: None)
-    torch.manual_seed(options.seed)
     steps = plan_scales(tuple(content.shape[-2:]), options)
     final = resize(content.to(device, extractor.dtype), steps[-1].shape)
     specs = [_prepare_colours(spec, final, options) for spec in specs]
@@ -101,14 +100,7 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
         _stop_if(check)
         scene = resize(final, step.shape)
         guide = color.luminance(scene) if luminance else scene
-        if variable is not None:
-            start = resize(variable.detach(), step.shape)
-        elif init is not None:
-            start = resize(init.to(device, extractor.dtype), step.shape)
-            start = color.luminance(start) if luminance else start
-        else:
-            start = guide
-        variable = start.detach().clone().requires_grad_(True)
+        variable = _start(variable, init, guide, luminance).requires_grad_(True)
         objective = _objective(extractor, scene, guide, specs, options, step, check)
         solver = _Solver(variable, objective, options, luminance)
         for _ in range(step.iterations):
@@ -125,6 +117,19 @@ def run_gatys(content: torch.Tensor, styles: Sequence[Union[StyleSpec, torch.Ten
         variable = solver.best()
     assert variable is not None
     return _finish(variable, final, luminance)
+
+
+def _start(previous: Optional[torch.Tensor], init: Optional[torch.Tensor], guide: torch.Tensor,
+           luminance: bool) -> torch.Tensor:
+    """The image a scale starts from, on guide's grid: the previous scale's result upsampled,
+    else the given init image, else the content (its luminance when luminance-only)."""
+    shape = tuple(guide.shape[-2:])
+    if previous is not None:
+        return resize(previous.detach(), shape).clone()
+    if init is not None:
+        start = resize(init.detach().to(guide.device, guide.dtype), shape)
+        return (color.luminance(start) if luminance else start).clone()
+    return guide.detach().clone()
 
 
 def _stop_if(cancelled: Callable[[], bool]) -> None:

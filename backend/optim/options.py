@@ -55,7 +55,6 @@ class OptimizeOptions:
     photo_weight: float = 1e4       # times Σ_c V_cᵀ L V_c / pixels
     matting_eps: float = 1e-7
     intermediate_every: int = 0     # call on_intermediate every N iterations (0: never)
-    seed: int = 0                   # for reproducible runs (nothing random by default)
 
     def validate(self) -> None:
         """Raise StyleTransferError(bad_request) naming the first bad option."""
