@@ -3,9 +3,11 @@ printed as a Markdown table: L-BFGS and Adam, with and without the photo regular
 
 Weights are random (AdaIN's VggEncoder layout, normalised like Gatys' VGG on the example images)
 unless --vgg names a real vgg_normalised.pth: speed does not depend on the values, only L-BFGS's
-rare extra evaluations do (shown as VGG passes per iteration). Each cell: the median interval
-between iterations (the first excluded by the warm-up run), set-up seconds (features, matting
-Laplacian), and what estimate_seconds predicted for the run from a profile measured at 64/128.
+extra evaluations do (shown as VGG passes per iteration). Per row: the median interval between
+iterations after the first, the VGG passes those iterations made, set-up seconds (features,
+matting Laplacian, the first evaluation and the first iteration, whose step length L-BFGS still
+has to find), the whole run, and what estimate_seconds predicted for it from a profile measured
+at 64 and 128 just before.
 
     python bench/bench_optimize.py                        # 256 and 512, this device
     python bench/bench_optimize.py --sizes 512,1024 --device cuda
@@ -60,15 +62,19 @@ def encoder_for(vgg: Optional[str], device: torch.device) -> torch.nn.Sequential
 
 
 def time_run(encoder, side: int, options: OptimizeOptions, device: torch.device) -> dict:
-    """One run: median seconds per iteration, set-up seconds, VGG passes per iteration."""
+    """One run: median seconds per iteration after the first, set-up seconds (features,
+    Laplacian, the first iteration's extra evaluations), VGG passes per iteration after the
+    first."""
     passes = [0]
     hook = encoder[1].register_forward_hook(lambda *_: passes.__setitem__(0, passes[0] + 1))
     stamps: list[float] = []
+    counts: list[int] = []
 
     def tick(_progress) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
         stamps.append(time.perf_counter())
+        counts.append(passes[0])
 
     start = time.perf_counter()
     try:
@@ -80,8 +86,7 @@ def time_run(encoder, side: int, options: OptimizeOptions, device: torch.device)
     step = statistics.median(intervals)
     return {"step": step, "setup": max(0.0, stamps[0] - start - step),
             "total": stamps[-1] - start,
-            # 2 set-up passes (content, style); the rest are loss evaluations
-            "passes": (passes[0] - 2) / options.iterations}
+            "passes": (counts[-1] - counts[0]) / (len(counts) - 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
