@@ -47,6 +47,20 @@ class FeatureExtractor:
         parameter = next(encoder.parameters())
         self.device = parameter.device
         self.dtype = parameter.dtype
+        self._check_gradients()
+
+    def _check_gradients(self) -> None:
+        """Fail clearly if the layers do not pass gradients to the image (an inference-only
+        fast path swapped in, say), instead of deep inside the optimiser."""
+        probe = torch.zeros(1, 3, MIN_SIDE, MIN_SIDE, device=self.device, dtype=self.dtype,
+                            requires_grad=True)
+        with torch.enable_grad():
+            (deepest,) = self(probe, [max(LAYER_INDEX, key=LAYER_INDEX.get)]).values()
+            reached = deepest.requires_grad and torch.autograd.grad(
+                deepest.sum(), probe, allow_unused=True)[0] is not None
+        if not reached:
+            raise ValueError("the encoder does not pass gradients to its input; give the "
+                             "optimisation a plain copy of the network")
 
     def channels(self, layer: str) -> int:
         """Number of feature maps at `layer` (the width of the conv before its ReLU)."""

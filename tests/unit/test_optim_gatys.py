@@ -272,6 +272,25 @@ def test_segmentation_styles_make_one_region_per_label(images):
     assert all(spec.style_region is None for spec in only_content)
 
 
+def test_feature_extractor_checks_layout_and_gradients(encoder):
+    extractor = FeatureExtractor(encoder)
+    assert [extractor.channels(layer) for layer in STYLE_LAYERS] == [8, 12, 16, 24, 24]
+    with pytest.raises(ValueError, match="modules"):
+        FeatureExtractor(encoder[:40])
+    frozen = torch.nn.Sequential(*[torch.nn.Identity() if isinstance(m, torch.nn.ReLU) and i == 3
+                                   else m for i, m in enumerate(encoder)])
+    with pytest.raises(ValueError, match="ReLU"):
+        FeatureExtractor(frozen)
+
+    class Detached(torch.nn.Module):            # an inference-only layer
+        def forward(self, x):
+            return x.detach()
+
+    blocked = torch.nn.Sequential(*[Detached() if i == 7 else m for i, m in enumerate(encoder)])
+    with pytest.raises(ValueError, match="gradients"):
+        FeatureExtractor(blocked)
+
+
 def test_plan_scales_and_validation():
     steps = plan_scales((300, 400), OptimizeOptions(size=200, scales=3, iterations=50,
                                                     coarse_iterations=20))
