@@ -202,7 +202,7 @@ class Runtime:
             name = "file:" + "+".join(Path(paths[r]).name for r in roles)
             return ModelSource(engine, name, paths, {role: None for role in roles})
         info = self._store_model(engine, model)
-        if info.engine != engine:
+        if info.engine not in registry.model_engines(engine):
             raise StyleTransferError(
                 BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
                              f"--engine {info.engine}.")

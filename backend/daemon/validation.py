@@ -70,7 +70,7 @@ def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> st
     if model is None:
         return default_model(engine, config.models_dir).name
     info = get_model(model, config.models_dir)
-    if info.engine != engine:
+    if info.engine not in registry.model_engines(engine):
         raise StyleTransferError(UNKNOWN_MODEL, f"Model {model!r} is a {info.engine} model, not "
                                                 f"{engine}; pick a {engine} model or engine "
                                                 f"{info.engine}.")
