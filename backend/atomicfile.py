@@ -25,6 +25,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def check_writable(folder: Path) -> None:
+    """Create `folder` if needed and prove a file can be made in it (the way results are written:
+    a temporary file, then removed), so a read-only or full destination fails before any
+    compute, not after. Raises OSError with the reason."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".write-test.", suffix=".part", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -132,7 +132,7 @@ STYLE_WEIGHTS = OptionSpec(
 
 def style_strength(help_text: str = "Style strength: 0 keeps the content, 1 is full style."
                    ) -> OptionSpec:
-    return OptionSpec("alpha", "float", 1.0, help_text, 0.0, 1.0, label="Style _strength")
+    return OptionSpec("alpha", "float", 1.0, help_text, 0.0, 1.0, label="Style s_trength")
 
 
 def preserve_color(help_text: str = "Keep the content's colours (stylize the luminance only)."
@@ -146,4 +146,4 @@ def color_output(default: bool) -> OptionSpec:
         "color_output", "bool", default,
         "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
         "off: the result is turned back into grey like its input.",
-        label="_Colour result on grey images")
+        label="Colour result on _grey images")

@@ -42,6 +42,7 @@ from stclient import registry
 from stclient.errors import BAD_REQUEST, BUSY, WRITE_FAILED, Cancelled, StyleTransferError
 from stclient.registry import resolve_options
 
+from backend.atomicfile import check_writable
 from backend.engines.job import CancelledFn, ProgressFn, never_cancelled, no_progress
 
 from . import scan as scanning
@@ -130,9 +131,9 @@ def run_planned(spec: BatchSpec, execute: Executor, progress: ProgressFn = no_pr
     if spec.report:
         _check_report_target(output_root, spec.report)   # refused before any work, not after
     try:
-        output_root.mkdir(parents=True, exist_ok=True)
+        check_writable(output_root)     # a read-only destination fails now, not per image
     except OSError as error:
-        raise StyleTransferError(WRITE_FAILED, f"Cannot create OUTPUT_DIR {output_root}: "
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write to OUTPUT_DIR {output_root}: "
                                                f"{error.strerror or error}.") from None
     report = BatchReport(spec=spec, started=_dt.datetime.now(_dt.timezone.utc)
                          .isoformat(timespec="seconds"))

@@ -126,6 +126,15 @@ def run(args: argparse.Namespace) -> int:
         ray_batch = _ray_batch(args) if on_ray else None
         from backend.batch.scan import resolve_roots
         resolve_roots(spec)       # refused folders fail here, before a daemon is started
+        if not args.endpoint:     # a daemon elsewhere sees its own file system
+            _check_output_dir(spec.output_dir)
+            for style in spec.styles:
+                if not os.path.isfile(style):
+                    raise StyleTransferError(BAD_REQUEST, f"The style image {style} does not "
+                                                          "exist or is not a file.")
+        if args.in_process and not spec.checkpoints:
+            from backend.modelstore.choice import model_for
+            model_for(spec.engine, spec.model)     # before torch and the scan
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR
@@ -173,6 +182,20 @@ def _ray_batch(args: argparse.Namespace) -> Any:
                          cpus_per_worker=args.ray_cpus, compile=args.compile)
     options.validate()
     return RayBatch(options)
+
+def _check_output_dir(folder: str) -> None:
+    """OUTPUT_DIR can be created and written, found before any model loads."""
+    from pathlib import Path
+
+    from backend.atomicfile import check_writable
+    try:
+        check_writable(Path(folder))
+    except OSError as error:
+        blocker = next((p for p in Path(folder).parents if p.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and \
+            not blocker.is_dir() else error.strerror or str(error)
+        raise StyleTransferError(BAD_REQUEST, f"Cannot write to OUTPUT_DIR {folder}: {why}.") \
+            from None
 
 
 def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop",

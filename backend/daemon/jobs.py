@@ -48,6 +48,7 @@ class Job:
     principal: str = "owner"           # security.Peer.principal of the client that sent it
     answered: bool = False             # its final reply went out (see claim_answer)
     _answer_lock: threading.Lock = field(default_factory=threading.Lock)
+    urgent: bool = False               # a batch stops inside the image in hand, not after it
 
     @property
     def id(self) -> str:
@@ -60,6 +61,8 @@ class Job:
     def cancel(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+        elif reason in ("cancelled", "client_gone"):
+            self.urgent = True     # cancelled again, or nobody waits any more: stop at once
         self._cancel.set()
 
     def should_stop(self) -> bool:

@@ -211,7 +211,7 @@ class DaemonServer:
     def _client_gone(self, identity: bytes) -> None:
         self.last_seen.pop(identity, None)
         for job in self._all_jobs():
-            if job.identity == identity and job.reason is None:
+            if job.identity == identity and not job.urgent:
                 self.log.info("client of job %s went away; dropping it", job.id)
                 job.cancel("client_gone")
                 if self.queue.remove(job):

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
+from stclient import settings
 from stclient.errors import BAD_IMAGE, OUT_OF_MEMORY, UNAVAILABLE, Cancelled, StyleTransferError
 from stclient.protocol import Error, Progress, Result
 
@@ -170,7 +171,7 @@ class Worker(threading.Thread):
         seconds = time.monotonic() - started
         frame = array_to_frame(np.asarray(output))
         data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
-                "compute_s": round(seconds, 4)}
+                "compute_s": round(seconds, 4), "precision": settings.current().precision}
         return Result(id=job.id, op="stylize", data=data, images=[frame])
 
     def _read_style(self, path: str, job: Job) -> np.ndarray:
@@ -198,7 +199,7 @@ class Worker(threading.Thread):
         progress, cancelled = self._callbacks(job)
 
         def abort() -> bool:
-            return job.should_stop() and job.reason in ABORT_REASONS
+            return job.should_stop() and (job.reason in ABORT_REASONS or job.urgent)
 
         def between_images() -> None:
             """Let waiting interactive jobs (a GIMP filter) run before the next image."""

@@ -20,7 +20,7 @@ CARD = EngineCard(
         OptionSpec("style_index", "ints", [0],
                    "Built-in style(s) by number (see `python -m backend sheet IMAGE`); several "
                    "are blended by --style-weights. With --mask: the style(s) inside the mask.",
-                   0, 255, label="_Style"),
+                   0, 255, label="Style _number"),
         STYLE_WEIGHTS,
         OptionSpec("outside_style_index", "ints", [],
                    "With --mask: the built-in style(s) outside the mask (default: the content "

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -182,6 +183,19 @@ class GimpSession:
         return recorded
 
 
+@contextmanager
+def gimp_session() -> Iterator[GimpSession]:
+    """A GimpSession for a test module, or a skip (a failure in CI) where GIMP cannot run."""
+    from .chroot import check_can_chroot, ensure_tarball
+    try:
+        check_can_chroot()
+        ensure_tarball()
+    except ChrootUnavailable as error:
+        skip_or_fail(str(error))
+    with GimpSession() as session:
+        yield session
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip the GIMP tests where GIMP cannot run at all; in CI ($STYLE_TRANSFER_REQUIRE_GIMP=1)
     that is a failure instead."""
@@ -191,5 +205,6 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(f"the real-GIMP tests cannot run: {reason}")
 
 
-__all__ = ["GimpSession", "ImageSpec", "CaseResult", "ChrootUnavailable", "skip_or_fail",
+__all__ = ["GimpSession", "ImageSpec", "CaseResult", "ChrootUnavailable", "gimp_session",
+           "skip_or_fail",
            "read_raw", "babl_format"]

@@ -337,8 +337,13 @@ def test_rectangular_selection_only_inside_is_stylized(main_run, daemon):
     inside[y:y + h, x:x + w] = True
     assert (got[~inside, 3] == 0).all()
     assert (got[inside, 3] == 255).all()
-    want = expected(daemon, SEL_RGB[y:y + h, x:x + w], "cyclegan", model=CYCLEGAN)
-    np.testing.assert_array_equal(got[y:y + h, x:x + w, :3], want)
+    # inside the selection: the whole layer's result (not the box's own), within 2 levels
+    whole = expected(daemon, SEL_RGB, "cyclegan", model=CYCLEGAN)
+    difference = np.abs(got[inside, :3].astype(int) - whole[inside].astype(int)).max()
+    assert difference <= 2, difference
+    box_only = expected(daemon, SEL_RGB[y:y + h, x:x + w], "cyclegan", model=CYCLEGAN)
+    print(f"\nselection: {difference} levels from the whole-layer result; stylizing the box "
+          f"alone was {np.abs(box_only.astype(int) - whole[y:y + h, x:x + w]).max()} levels off")
     check_source_unchanged(result, "photo", SEL_RGB)
     assert result.raw["selection_after_empty"] is False, "the selection is left as it was"
 
@@ -348,15 +353,13 @@ def test_feathered_selection_blends(main_run, daemon):
     layer = new_layer(result, "photo")
     got = result.pixels(layer)
     selection = result.selection(48, 40)
-    ys, xs = np.nonzero(selection > 0)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     alpha = got[..., 3].astype(int)
     np.testing.assert_allclose(alpha, np.round(selection * 255), atol=1)
     soft = (alpha > 0) & (alpha < 255)
     assert soft.sum() > 50, "feathered edges must be partly transparent"
-    want = expected(daemon, SEL_RGB[y0:y1, x0:x1], "cyclegan", model=CYCLEGAN)
-    visible = alpha[y0:y1, x0:x1] > 0
-    np.testing.assert_array_equal(got[y0:y1, x0:x1, :3][visible], want[visible])
+    whole = expected(daemon, SEL_RGB, "cyclegan", model=CYCLEGAN)
+    visible = alpha > 0
+    assert np.abs(got[..., :3][visible].astype(int) - whole[visible].astype(int)).max() <= 2
     check_source_unchanged(result, "photo", SEL_RGB)
 
 

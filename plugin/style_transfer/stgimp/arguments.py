@@ -59,22 +59,22 @@ def _add_style_input(procedure: Gimp.Procedure, name: str, card: EngineCard) -> 
                                     "Image file whose style is applied",
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
     elif name == "style-layer":
-        procedure.add_layer_argument("style-layer", "Or style _layer",
+        procedure.add_layer_argument("style-layer", "Or a la_yer as the style",
                                      "An open layer used as the style instead of style-file",
                                      True, RW)
     elif name == "style2-file":
-        procedure.add_file_argument("style2-file", "Second st_yle (optional)",
+        procedure.add_file_argument("style2-file", "Style _2 (optional)",
                                     "A second style image: mixed by style-weight"
                                     + (", or placed outside the selection with use-selection"
                                        if card.styles.mask else ""),
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
     elif name == "style-index":
-        procedure.add_int_argument("style-index", "_Style",
+        procedure.add_int_argument("style-index", "Style _number",
                                    "Built-in style number (the model's contact sheet shows them; "
                                    "`python -m backend sheet IMAGE`)", 0,
                                    card.styles.builtin - 1, 0, RW)
     elif name == "style2-index":
-        procedure.add_int_argument("style2-index", "Second st_yle (-1: none)",
+        procedure.add_int_argument("style2-index", "Style _2 number (-1: none)",
                                    "A second built-in style: mixed by style-weight"
                                    + (", or placed outside the selection with use-selection"
                                       if card.styles.mask else "") + "; -1 = none",
@@ -85,7 +85,7 @@ def _add_style_input(procedure: Gimp.Procedure, name: str, card: EngineCard) -> 
                                       0.0, 1.0, 0.5, RW)
     elif name == "use-selection":
         procedure.add_boolean_argument(
-            "use-selection", "Use the _selection",
+            "use-selection", "_Use the selection",
             "One style: stylize only the selection. Two styles: style 1 inside the selection, "
             "style 2 outside" if card.styles.mask else "Stylize only the selection", True, RW)
 
@@ -135,7 +135,7 @@ def add_batch_style_index(procedure: Gimp.Procedure) -> None:
     builtin = [card for card in registry.cards().values() if card.styles.builtin_styles]
     if builtin:
         most = max(card.styles.builtin for card in builtin)
-        procedure.add_int_argument("style-index", "Built-in st_yle",
+        procedure.add_int_argument("style-index", "Built-in style _number",
                                    "Style number for engines with built-in styles ("
                                    + ", ".join(card.name for card in builtin) + ")",
                                    0, most - 1, 0, RW)
