@@ -22,7 +22,8 @@ from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from backend.batch.spec import FAILED, OK, SKIPPED, OUTPUT_FORMATS, BatchReport, BatchSpec
 from backend.commands import _engine_args
-from backend.commands._runtime_args import add_compile_argument
+from backend.commands._runtime_args import (add_compile_argument, add_precision_argument,
+                                            apply_precision)
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
@@ -82,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="with --in-process: CPU threads (default: all)")
     add_compile_argument(parser, "with --in-process or --ray (the daemon has serve --compile): ")
+    add_precision_argument(parser, "with --in-process (the daemon has serve --precision): ")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar (the summary and failures are still printed)")
     parser.set_defaults(func=run)
@@ -103,6 +105,7 @@ def build_spec(args: argparse.Namespace) -> BatchSpec:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_precision(args)
     from backend.batch.progressbar import ProgressBar
 
     try:
@@ -114,10 +117,12 @@ def run(args: argparse.Namespace) -> int:
             raise StyleTransferError(BAD_REQUEST, "--threads must be at least 1.")
         on_ray = args.ray is not None
         if not args.in_process and not on_ray and (args.threads is not None
-                                                   or args.device != "auto" or args.compile):
-            raise StyleTransferError(BAD_REQUEST, "--device, --threads and --compile apply to "
-                                                  "--in-process; the daemon has its own (serve "
-                                                  "--device, --compile).")
+                                                   or args.device != "auto" or args.compile
+                                                   or args.precision is not None):
+            raise StyleTransferError(BAD_REQUEST, "--device, --threads, --compile and "
+                                                  "--precision apply to --in-process; the daemon "
+                                                  "has its own (serve --device, --compile, "
+                                                  "--precision).")
         if on_ray and args.threads is not None:
             raise StyleTransferError(BAD_REQUEST, "With --ray, --ray-cpus sets the CPUs and "
                                                   "threads of each worker, not --threads.")

@@ -21,7 +21,8 @@ from stclient import paths, settings
 from stclient.errors import StyleTransferError
 
 from backend import PROJECT_ROOT, __version__, PROTOCOL_VERSION
-from backend.commands._runtime_args import add_compile_argument
+from backend.commands._runtime_args import (add_compile_argument, add_precision_argument,
+                                            apply_precision)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CPU threads for the networks (default: all CPUs); fewer keeps the "
                              "desktop responsive")
     add_compile_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--foreground", action="store_true",
                         help="stay in the foreground and log to the console")
     parser.add_argument("--models-dir", type=Path, help="folder with installed models")
@@ -74,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_precision(args)
     if args.max_pixels < 1:
         raise StyleTransferError("bad_request", "--max-pixels must be positive.")
     if args.threads is not None and args.threads < 1:
@@ -224,6 +227,8 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--threads", str(args.threads)]
     if args.compile:
         flags += ["--compile"]
+    if args.precision is not None:
+        flags += ["--precision", args.precision]
     if args.models_dir is not None:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:
