@@ -51,6 +51,7 @@ from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import native, optimize  # noqa: E402
 from backend.perf.fast import FastOptions  # noqa: E402
+from _report import finish, load  # noqa: E402
 from bench_suite import calibrate, test_image  # noqa: E402
 
 NETWORKS = ("cin", "cyclegan", "adain")
@@ -217,10 +218,6 @@ def levels(a: torch.Tensor, b: torch.Tensor, span: float) -> tuple[float, float,
     return float(diff.mean()), float(torch.quantile(sample, 0.999)), float(diff.max())
 
 
-def load() -> str:
-    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
-
-
 def interleaved(variants: dict[str, Callable[[], torch.Tensor]], repeat: int
                 ) -> tuple[dict[str, list[float]], dict[str, torch.Tensor]]:
     outputs = {name: torch.as_tensor(fn()).float() for name, fn in variants.items()}
@@ -358,11 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             networks = [BUILDERS[name](Path(tmp)) for name in args.networks]
             body = table(networks, args.sizes, args.repeat, args.threads, args.peers)
-    lines += body + ["", f"- load average at the end (1/5/15 min): {load()}"]
-    print(lines[-1])
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return 0
+    return finish(lines + body, args.out)
 
 
 if __name__ == "__main__":

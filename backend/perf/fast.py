@@ -26,10 +26,15 @@ Winograd F(4x4,3x3) written with torch matmuls (unfused transforms: memory-bound
 the fused native kernel is what pays), glibc heap-only allocation to avoid page faults (no
 gain), PyTorch's transparent huge pages for large tensors (THP_MEM_ALLOC_ENABLE=1: ~5% on
 CycleGAN 1024², but the daemon's RSS then grew in 24-32 MB steps between identical job rounds),
-bf16 (AMX makes convs 7x faster but AdaIN outputs moved by up to 60 levels on 8-bit).
+bf16 as the default (AMX makes convs 7x faster but AdaIN outputs moved by up to 60 levels on
+8-bit): it is the opt-in precision "fast" instead (--precision fast, $STYLE_TRANSFER_PRECISION):
+with AMX, oneDNN's bf16 convolutions under CPU autocast, float32 at the network's boundary, so
+AdaIN's statistics and blend and the instance norms' statistics stay float32; without AMX
+(AVX512-BF16 only) "fast" keeps the float32 path, which is faster there.
 
-On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in with
-$STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
+On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast ("fast" = bf16; opt-in
+with $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes
+default).
 
 Opt-in with $STYLE_TRANSFER_COMPILE=1: torch.compile (Inductor) of the forward passes, with
 dynamic shapes so one compilation serves every image size; the Winograd kernel enters the graph

@@ -29,6 +29,7 @@
 #endif
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -384,12 +385,20 @@ std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_sca
 
   for (int64_t image = 0; image < n; ++image) {
     float* out_image = out.data_ptr<float>() + image * l.k * l.out_h * l.out_w;
-    at::parallel_for(0, l.out_h, 1, [&](int64_t begin, int64_t end) {
+    // Bands of rows handed out one at a time (not one fixed half per thread): on a shared
+    // machine a thread that loses its CPU for a while then takes fewer bands instead of
+    // holding the other at the end. Statistics are per row, so the split changes no bit.
+    std::atomic<int64_t> next_band{0};
+    const int64_t threads = at::get_num_threads();
+    const int64_t band = std::max<int64_t>(4, l.out_h / (8 * threads));
+    const int64_t bands = (l.out_h + band - 1) / band;
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
       std::vector<float> rows(static_cast<size_t>(ring * l.row_len), 0.f);
       std::vector<int64_t> held(static_cast<size_t>(ring), -1);
       std::vector<const float*> taps(static_cast<size_t>(l.kh));
       std::vector<float> sums(static_cast<size_t>(3 * l.k));
-      for (int64_t y = begin; y < end; ++y) {
+      for (int64_t b = next_band.fetch_add(1); b < bands; b = next_band.fetch_add(1))
+      for (int64_t y = b * band; y < std::min(l.out_h, (b + 1) * band); ++y) {
         for (int64_t dy = 0; dy < l.kh; ++dy) {
           const int64_t r = y * l.stride + dy, slot = r % ring;
           float* dst = rows.data() + slot * l.row_len;
