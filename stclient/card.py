@@ -100,6 +100,9 @@ class EngineCard:
     roles: tuple[RoleSpec, ...]
     options: tuple[OptionSpec, ...]
     default_model: str = ""                 # preferred when installed and none is named
+    # other engines whose models this one runs (their files for this card's roles), e.g. the
+    # optimisation engine on AdaIN's VGG encoder
+    models_from: tuple[str, ...] = ()
     styles: StyleInputs = StyleInputs()
     sample: Optional[SampleSpec] = None
     perf: PerfPolicy = PerfPolicy()

@@ -49,6 +49,11 @@ def card(engine: str) -> EngineCard:
     return known[engine]
 
 
+def model_engines(engine: str) -> tuple[str, ...]:
+    """The engines whose models `engine` can run: its own, and its card's `models_from`."""
+    return (engine, *card(engine).models_from)
+
+
 def sampling_engines() -> tuple[str, ...]:
     return tuple(name for name, c in cards().items() if c.sample is not None)
 

@@ -30,7 +30,10 @@ class Settings:
     cache_dir: Optional[str] = None         # native kernel builds (~/.cache/style-transfer)
     native: bool = True                     # build and load the native CPU kernels
     plain: bool = False                     # run networks exactly as loaded (the baseline)
-    precision: str = "fp32"                 # fp32 | bf16 | fp16 (CUDA only)
+    # fp32 (default: float32, the fidelity tests' tolerances) | fast (bf16 convolutions on
+    # CPUs with AMX/AVX512-BF16, bf16 autocast on CUDA; statistics, AdaIN/CIN arithmetic and
+    # accumulation in float32) | bf16 | fp16 (CUDA autocast)
+    precision: str = "fp32"
     compile: bool = False                   # torch.compile the forward passes
     memory_budget: Optional[str] = None     # activation budget, e.g. "2GiB"
     spill_dir: Optional[str] = None         # disk pages for whole-layer tensors beyond RAM

@@ -109,7 +109,8 @@ def make_sheet(runtime: Any, pixels: Any, engine: str, model: Optional[str], til
     return np.asarray(canvas)
 
 
-def make_installed_sheets(names: list[str], log: Callable[[str], None]) -> None:
+def make_installed_sheets(names: list[str], log: Callable[[str], None],
+                          models_dir: Optional[Path] = None) -> None:
     """After `models install`: a contact sheet beside each named model with built-in styles that
     has none yet (`<model folder>/sheet.png`, from an example image)."""
     from backend import PROJECT_ROOT
@@ -119,7 +120,7 @@ def make_installed_sheets(names: list[str], log: Callable[[str], None]) -> None:
     from backend.runtime import Runtime
     from stclient import registry
 
-    store = ModelRegistry()
+    store = ModelRegistry(models_dir)
     wanted = [m for m in store.models if m.name in names and m.installed and m.folder
               and m.sheet is None and registry.card(m.engine).styles.builtin_styles]
     if not wanted:

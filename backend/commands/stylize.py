@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from backend.commands import _engine_args
-from backend.commands._runtime_args import add_compile_argument
+from backend.commands._runtime_args import (add_compile_argument, add_precision_argument,
+                                            apply_precision)
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, CANCELLED, TOO_LARGE, WRITE_FAILED,
                              StyleTransferError)
 
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="CPU threads (implies --in-process; default: all)")
     add_compile_argument(parser, "implies --in-process: ")
+    add_precision_argument(parser, "implies --in-process: ")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per image on stdout (input, output, status, "
                              "error code and message, size, seconds, where it ran)")
@@ -180,6 +182,7 @@ class Item:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_precision(args)
     try:
         plan = _plan(args)
     except StyleTransferError as error:
@@ -322,7 +325,7 @@ class _Stylize:
         """The running daemon's client, or None to compute here (the model checked first)."""
         args = self.args
         local = args.in_process or args.device is not None or args.threads is not None \
-            or bool(args.compile) or bool(self.checkpoints)
+            or bool(args.compile) or args.precision is not None or bool(self.checkpoints)
         if not local:
             client = _daemon_client(args.endpoint)
             if client is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from stclient import registry
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from .registry import ModelInfo, default_model, get_model
@@ -18,7 +19,7 @@ def model_for(engine: str, name: Optional[str] = None,
     bad_request (a model of another engine) otherwise."""
     info = get_model(name, models_dir=models_dir) if name else \
         default_model(engine, models_dir=models_dir)
-    if info.engine != engine:
+    if info.engine not in registry.model_engines(engine):
         raise StyleTransferError(
             BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
                          f"--engine {info.engine}.")

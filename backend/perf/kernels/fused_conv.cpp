@@ -1,0 +1,519 @@
+// Fused small-channel convolution layers for the conditional-instance-norm networks (CIN,
+// Magenta): [nearest x2 upsampling] + reflect padding + convolution + per-channel statistics,
+// with the previous layer's normalisation + activation (+ residual) applied as rows are read.
+//
+// Why: those networks have 3-32 channels, so PyTorch's separate pad, conv, var_mean, scale and
+// shift, ReLU and upsample operators each stream a whole activation tensor through memory for a
+// few FLOPs (measured: a 1024² multistyle26 pass spent 2/3 of 5 s outside the convolutions).
+// Here each layer reads its input once and writes its raw output once; the normalisation of
+// that output is applied by the NEXT layer while it prepares its input rows (a per-thread ring
+// of padded rows, reused by the kernel's taps), so a norm and an activation cost no pass.
+//
+// Layouts (float32): a tensor is NCHW ("planar") or NHWC ("interleaved", channels_last).
+// Two micro-kernels, both a register block of accumulators over all kernel taps:
+//  - by channel: 16-wide vectors over output channels (K % 16 == 0), P pixels per block, input
+//    values broadcast; rows interleaved; output NHWC;
+//  - by pixel: 16-wide vectors over output pixels (stride 1, K in {3, 4, 8}), weights broadcast;
+//    rows planar; output NCHW.
+// Statistics, per output row: by channel, sums of the deviations from the row's first value
+// and of their squares, accumulated from the registers before the store (RowSums: pivot, s1,
+// s2; the raw output is never read back); by pixel, a mean and the squared deviations from it
+// (two passes over the row in cache). Rows are merged in double in a fixed order (Chan et
+// al.), so results do not depend on the thread split.
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels.h"
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int VL = 16;
+
+inline v16 loadu(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storeu(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+// (v16{} + s would be an addition of 0.f, not a plain broadcast)
+inline v16 splat(float s) { return v16{s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s}; }
+
+inline int64_t reflect(int64_t i, int64_t n) {
+  if (i < 0) return -i;
+  if (i >= n) return 2 * (n - 1) - i;
+  return i;
+}
+
+// What a layer reads: value = act(raw * scale + shift) + residual, per image and channel.
+struct Source {
+  const float* data;
+  int64_t c, h, w;
+  bool planar;
+  const float* scale;      // [N][C] or null (identity)
+  const float* shift;      // [N][C] or null
+  bool relu;
+  const float* residual;   // same layout and shape as data, or null
+};
+
+struct Layer {
+  int64_t k, kh, kw, stride, up, pad;
+  int64_t in_h, in_w;      // after upsampling
+  int64_t out_h, out_w;
+  int64_t row_w;           // padded input row width (pixels)
+  int64_t row_len;         // floats per prepared row (with slack for vector over-reads)
+  bool by_pixel;           // the by-pixel kernel (planar rows, NCHW output)
+};
+
+// Prepared row `r` (padded coordinates) of the layer's input, in one pass: each padded column
+// j reads source column cols[j] (reflection and upsampling folded in), transformed on the way.
+void prepare_row(const Source& s, const Layer& l, const int64_t* cols, int64_t image,
+                 int64_t r, float* dst) {
+  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
+  const float* sc = s.scale ? s.scale + image * c : nullptr;
+  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const bool relu = s.relu;
+  const int64_t plane = l.by_pixel ? l.row_len / c : 0;
+  if (s.planar) {
+    for (int64_t ci = 0; ci < c; ++ci) {
+      const int64_t offset = ((image * c + ci) * s.h + src_row) * s.w;
+      const float* in = s.data + offset;
+      const float* res = s.residual ? s.residual + offset : nullptr;
+      const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
+      // by pixel: planar rows; by channel: interleaved (stride c)
+      float* out = l.by_pixel ? dst + ci * plane : dst + ci;
+      const int64_t step = l.by_pixel ? 1 : c;
+      for (int64_t j = 0; j < l.row_w; ++j) {
+        float v = in[cols[j]] * a + b;
+        if (relu) v = v > 0.f ? v : 0.f;
+        out[j * step] = res ? v + res[cols[j]] : v;
+      }
+    }
+    return;
+  }
+  const int64_t offset = (image * s.h + src_row) * s.w * c;
+  const float* in = s.data + offset;
+  const float* res = s.residual ? s.residual + offset : nullptr;
+  for (int64_t j = 0; j < l.row_w; ++j) {
+    const float* pin = in + cols[j] * c;
+    const float* pres = res ? res + cols[j] * c : nullptr;
+    if (l.by_pixel) {
+      for (int64_t ci = 0; ci < c; ++ci) {
+        float v = sc ? pin[ci] * sc[ci] + sh[ci] : pin[ci];
+        if (relu) v = v > 0.f ? v : 0.f;
+        dst[ci * plane + j] = pres ? v + pres[ci] : v;
+      }
+    } else {
+      float* pout = dst + j * c;
+#pragma omp simd
+      for (int64_t ci = 0; ci < c; ++ci) {
+        float v = sc ? pin[ci] * sc[ci] + sh[ci] : pin[ci];
+        if (relu) v = v > 0.f ? v : 0.f;
+        pout[ci] = pres ? v + pres[ci] : v;
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- by-channel micro-kernel
+
+// out[x0 .. x0+P) for KV * 16 output channels; `ldk`: floats per weight row and per output
+// pixel (the layer's K; a group of channels starts at w + offset, out + offset)
+// `stats` (or null): this row's RowSums of this channel group (pivot, s1, s2, each ldk wide);
+// `stream`: non-temporal stores (64-byte aligned rows: ldk and the group offset are % 16).
+template <int KV, int P>
+inline void by_channel(const float* const* rows, const float* w, int64_t c, int64_t kh,
+                       int64_t kw, int64_t stride, int64_t ldk, int64_t x0, float* out,
+                       float* stats, bool stream) {
+  v16 acc[P][KV];
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) acc[p][v] = v16{};
+  const int64_t step = stride * c, taps = kw * c;   // (dx, ci) of a row are contiguous
+  for (int64_t dy = 0; dy < kh; ++dy) {
+    const float* ip = rows[dy] + x0 * step;
+    const float* wp = w + dy * taps * ldk;
+    for (int64_t j = 0; j < taps; ++j) {
+      v16 wv[KV];
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) wv[v] = loadu(wp + j * ldk + v * VL);
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) {
+        const v16 s = splat(ip[p * step + j]);
+#pragma GCC unroll 4
+        for (int v = 0; v < KV; ++v) acc[p][v] += s * wv[v];
+      }
+    }
+  }
+  if (stats) {       // shifted sums around the row's first value (see RowSums)
+    float* pivot = stats;
+    float* s1 = stats + ldk;
+    float* s2 = stats + 2 * ldk;
+    if (x0 == 0)
+#pragma GCC unroll 4
+      for (int v = 0; v < KV; ++v) storeu(pivot + v * VL, acc[0][v]);
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) {
+      const v16 base = loadu(pivot + v * VL);
+      v16 a1 = v16{}, a2 = v16{};
+#pragma GCC unroll 32
+      for (int p = 0; p < P; ++p) {
+        const v16 d = acc[p][v] - base;
+        a1 += d;
+        a2 += d * d;
+      }
+      storeu(s1 + v * VL, loadu(s1 + v * VL) + a1);
+      storeu(s2 + v * VL, loadu(s2 + v * VL) + a2);
+    }
+  }
+#pragma GCC unroll 32
+  for (int p = 0; p < P; ++p)
+#pragma GCC unroll 4
+    for (int v = 0; v < KV; ++v) {
+      float* dst = out + (x0 + p) * ldk + v * VL;
+#if defined(__AVX512F__)
+      if (stream) {       // written once, read by the next layer much later: no cache fill
+        _mm512_stream_ps(dst, (__m512)acc[p][v]);
+        continue;
+      }
+#endif
+      storeu(dst, acc[p][v]);
+    }
+}
+
+template <int KV>
+void by_channel_group(const float* const* rows, const float* w, const Layer& l, int64_t c,
+                      float* out, float* stats, bool stream) {
+  constexpr int P = KV == 1 ? 24 : 12;
+  const int64_t kh = l.kh, kw = l.kw, s = l.stride, ldk = l.k;
+  int64_t x = 0;
+  for (; x + P <= l.out_w; x += P)
+    by_channel<KV, P>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
+  for (; x + 4 <= l.out_w; x += 4)
+    by_channel<KV, 4>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
+  for (; x < l.out_w; ++x) by_channel<KV, 1>(rows, w, c, kh, kw, s, ldk, x, out, stats, stream);
+}
+
+// one output row, all K channels: groups of 32, then one of 16; `sums`: the row's RowSums
+void by_channel_row(const float* const* rows, const float* w, const Layer& l, int64_t c,
+                    float* out, float* sums, bool stream) {
+  int64_t k0 = 0;
+  for (; k0 + 2 * VL <= l.k; k0 += 2 * VL)
+    by_channel_group<2>(rows, w + k0, l, c, out + k0, sums ? sums + k0 : nullptr, stream);
+  if (k0 < l.k)
+    by_channel_group<1>(rows, w + k0, l, c, out + k0, sums ? sums + k0 : nullptr, stream);
+}
+
+// ---------------------------------------------------------------- by-pixel micro-kernel
+
+template <int K, int PV>
+inline void by_pixel(const float* const* rows, int64_t plane, const float* w, int64_t c,
+                     int64_t kh, int64_t kw, int64_t x0, float* out, int64_t out_plane,
+                     int64_t valid) {
+  v16 acc[K][PV];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+    for (int v = 0; v < PV; ++v) acc[k][v] = v16{};
+  for (int64_t ci = 0; ci < c; ++ci) {
+    for (int64_t dy = 0; dy < kh; ++dy) {
+      const float* row = rows[dy] + ci * plane + x0;
+      const float* wk = w + ((ci * kh + dy) * kw) * K;
+      for (int64_t dx = 0; dx < kw; ++dx) {
+        v16 in[PV];
+#pragma GCC unroll 8
+        for (int v = 0; v < PV; ++v) in[v] = loadu(row + dx + v * VL);
+#pragma GCC unroll 8
+        for (int k = 0; k < K; ++k) {
+          const v16 wv = splat(wk[dx * K + k]);
+#pragma GCC unroll 8
+          for (int v = 0; v < PV; ++v) acc[k][v] += in[v] * wv;
+        }
+      }
+    }
+  }
+  if (valid >= PV * VL) {
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k)
+#pragma GCC unroll 8
+      for (int v = 0; v < PV; ++v) storeu(out + k * out_plane + x0 + v * VL, acc[k][v]);
+  } else {
+    alignas(64) float tmp[PV * VL];
+    for (int k = 0; k < K; ++k) {
+      for (int v = 0; v < PV; ++v) storeu(tmp + v * VL, acc[k][v]);
+      std::memcpy(out + k * out_plane + x0, tmp, sizeof(float) * valid);
+    }
+  }
+}
+
+template <int K>
+void by_pixel_row(const float* const* rows, const float* w, const Layer& l, int64_t c,
+                  float* out, int64_t out_plane) {
+  constexpr int PV = K <= 3 ? 7 : K <= 4 ? 5 : 3;
+  const int64_t plane = l.row_len / c;
+  for (int64_t x = 0; x < l.out_w; x += PV * VL)
+    by_pixel<K, PV>(rows, plane, w, c, l.kh, l.kw, x, out, out_plane,
+                    std::min<int64_t>(PV * VL, l.out_w - x));
+}
+
+// ---------------------------------------------------------------- statistics of one row
+
+// By-pixel layers (NCHW rows): per channel a mean and the squared deviations from it, two
+// passes over the row while it is in cache.
+void row_statistics(const float* out, const Layer& l, int64_t out_plane, float* mean,
+                    float* m2) {
+  const int64_t w = l.out_w;
+  for (int64_t ch = 0; ch < l.k; ++ch) {
+    const float* row = out + ch * out_plane;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t x = 0; x < w; ++x) sum += row[x];
+    const float mu = sum / static_cast<float>(w);
+    float dev = 0.f;
+#pragma omp simd reduction(+ : dev)
+    for (int64_t x = 0; x < w; ++x) dev += (row[x] - mu) * (row[x] - mu);
+    mean[ch] = mu;
+    m2[ch] = dev;
+  }
+}
+
+bool by_pixel_supported(int64_t k) { return k == 3 || k == 4 || k == 8; }
+
+Source source_of(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift,
+                 bool relu, const at::Tensor& residual) {
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.device().is_cpu(),
+              "fused conv: input must be a 4-D float32 CPU tensor");
+  const bool planar = x.is_contiguous();
+  TORCH_CHECK(planar || x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "fused conv: input must be contiguous (NCHW or channels_last)");
+  const int64_t n = x.size(0), c = x.size(1);
+  const bool affine = scale.defined() && scale.numel() > 0;
+  TORCH_CHECK(!affine || (scale.numel() == n * c && shift.numel() == n * c
+                          && scale.is_contiguous() && shift.is_contiguous()
+                          && scale.scalar_type() == at::kFloat
+                          && shift.scalar_type() == at::kFloat),
+              "fused conv: scale/shift must be [N, C] float32");
+  const bool has_res = residual.defined() && residual.numel() > 0;
+  if (has_res) {
+    TORCH_CHECK(residual.sizes() == x.sizes() && residual.scalar_type() == at::kFloat,
+                "fused conv: residual must have the input's shape");
+    TORCH_CHECK(planar ? residual.is_contiguous()
+                       : residual.is_contiguous(at::MemoryFormat::ChannelsLast),
+                "fused conv: residual must have the input's layout");
+  }
+  return Source{x.data_ptr<float>(), c, x.size(2), x.size(3), planar,
+                affine ? scale.data_ptr<float>() : nullptr,
+                affine ? shift.data_ptr<float>() : nullptr, relu,
+                has_res ? residual.data_ptr<float>() : nullptr};
+}
+
+// `buffer` when it has the shape and layout (a caller's reused tensor: no fresh pages to fault
+// in), else a new tensor.
+at::Tensor output_tensor(const at::Tensor& buffer, at::IntArrayRef sizes,
+                         at::MemoryFormat layout, const at::TensorOptions& options) {
+  if (buffer.defined() && buffer.numel() > 0) {
+    TORCH_CHECK(buffer.sizes() == sizes && buffer.scalar_type() == at::kFloat
+                    && buffer.device().is_cpu() && buffer.is_contiguous(layout),
+                "fused conv: the output buffer has another shape or layout");
+    return buffer;
+  }
+  return at::empty(sizes, options.memory_format(layout));
+}
+
+}  // namespace
+
+std::vector<at::Tensor> fused_conv(const at::Tensor& x, const at::Tensor& in_scale,
+                                   const at::Tensor& in_shift, bool in_relu,
+                                   const at::Tensor& residual, const at::Tensor& weight,
+                                   int64_t stride, int64_t upsample, const at::Tensor& gamma,
+                                   const at::Tensor& beta, const at::Tensor& bias, double eps,
+                                   const at::Tensor& buffer) {
+  const Source s = source_of(x, in_scale, in_shift, in_relu, residual);
+  const int64_t n = x.size(0);
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == s.c && weight.scalar_type() == at::kFloat,
+              "fused conv: weight must be [K, C, kh, kw] float32");
+  TORCH_CHECK(upsample == 1 || upsample == 2, "fused conv: upsample must be 1 or 2");
+  TORCH_CHECK(stride == 1 || stride == 2, "fused conv: stride must be 1 or 2");
+  Layer l{};
+  l.k = weight.size(0); l.kh = weight.size(2); l.kw = weight.size(3);
+  TORCH_CHECK(l.kh == l.kw && l.kh % 2 == 1, "fused conv: odd square kernels only");
+  l.stride = stride; l.up = upsample; l.pad = l.kh / 2;
+  l.in_h = s.h * upsample; l.in_w = s.w * upsample;
+  TORCH_CHECK(l.pad < l.in_h && l.pad < l.in_w, "fused conv: image smaller than the padding");
+  l.out_h = (l.in_h + 2 * l.pad - l.kh) / stride + 1;
+  l.out_w = (l.in_w + 2 * l.pad - l.kw) / stride + 1;
+  l.row_w = l.in_w + 2 * l.pad;
+  l.by_pixel = l.k % VL != 0;
+  TORCH_CHECK(!l.by_pixel || (by_pixel_supported(l.k) && stride == 1),
+              "fused conv: output channels must be a multiple of 16, or 3, 4, 8 at stride 1");
+  // by-pixel rows: C planes of row_w + slack (vector reads past the row end stay inside)
+  const int64_t plane = l.row_w + 8 * VL;
+  l.row_len = l.by_pixel ? plane * s.c : l.row_w * s.c;
+  const bool norm = gamma.defined() && gamma.numel() > 0;
+  TORCH_CHECK(!norm || (gamma.numel() == n * l.k && beta.numel() == n * l.k),
+              "fused conv: gamma/beta must be [N, K]");
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  TORCH_CHECK(!has_bias || bias.numel() == l.k, "fused conv: bias must be [K]");
+
+  // weights: by channel [kh][kw][C][K], by pixel [C][kh][kw][K]
+  const at::Tensor packed = (l.by_pixel ? weight.permute({1, 2, 3, 0})
+                                        : weight.permute({2, 3, 1, 0})).contiguous();
+  const float* wp = packed.data_ptr<float>();
+  const auto layout = l.by_pixel ? at::MemoryFormat::Contiguous : at::MemoryFormat::ChannelsLast;
+  at::Tensor out = output_tensor(buffer, {n, l.k, l.out_h, l.out_w}, layout, x.options());
+  at::Tensor scale = at::empty({n, l.k}, x.options());
+  at::Tensor shift = at::empty({n, l.k}, x.options());
+  std::vector<float> row_mean(static_cast<size_t>(l.out_h * l.k));
+  std::vector<float> row_m2(static_cast<size_t>(l.out_h * l.k));
+  const int64_t ring = l.kh + l.stride;
+  std::vector<int64_t> cols(static_cast<size_t>(l.row_w));
+  for (int64_t j = 0; j < l.row_w; ++j) cols[j] = reflect(j - l.pad, l.in_w) / l.up;
+  // a raw output much larger than the caches goes to memory without being read into them
+  const bool stream = !l.by_pixel && out.numel() * 4 > (int64_t(64) << 20);
+
+  for (int64_t image = 0; image < n; ++image) {
+    float* out_image = out.data_ptr<float>() + image * l.k * l.out_h * l.out_w;
+    // Bands of rows handed out one at a time (not one fixed half per thread): on a shared
+    // machine a thread that loses its CPU for a while then takes fewer bands instead of
+    // holding the other at the end. Statistics are per row, so the split changes no bit.
+    std::atomic<int64_t> next_band{0};
+    const int64_t threads = at::get_num_threads();
+    const int64_t band = std::max<int64_t>(4, l.out_h / (8 * threads));
+    const int64_t bands = (l.out_h + band - 1) / band;
+    at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      std::vector<float> rows(static_cast<size_t>(ring * l.row_len), 0.f);
+      std::vector<int64_t> held(static_cast<size_t>(ring), -1);
+      std::vector<const float*> taps(static_cast<size_t>(l.kh));
+      std::vector<float> sums(static_cast<size_t>(3 * l.k));
+      for (int64_t b = next_band.fetch_add(1); b < bands; b = next_band.fetch_add(1))
+      for (int64_t y = b * band; y < std::min(l.out_h, (b + 1) * band); ++y) {
+        for (int64_t dy = 0; dy < l.kh; ++dy) {
+          const int64_t r = y * l.stride + dy, slot = r % ring;
+          float* dst = rows.data() + slot * l.row_len;
+          if (held[slot] != r) {
+            prepare_row(s, l, cols.data(), image, r, dst);
+            held[slot] = r;
+          }
+          taps[dy] = dst;
+        }
+        float* out_row;
+        const int64_t out_plane = l.out_h * l.out_w;
+        if (l.by_pixel) {
+          out_row = out_image + y * l.out_w;
+          switch (l.k) {
+            case 3: by_pixel_row<3>(taps.data(), wp, l, s.c, out_row, out_plane); break;
+            case 4: by_pixel_row<4>(taps.data(), wp, l, s.c, out_row, out_plane); break;
+            default: by_pixel_row<8>(taps.data(), wp, l, s.c, out_row, out_plane); break;
+          }
+          if (norm)
+            row_statistics(out_row, l, out_plane, row_mean.data() + y * l.k,
+                           row_m2.data() + y * l.k);
+        } else {
+          out_row = out_image + y * l.out_w * l.k;
+          std::fill(sums.begin(), sums.end(), 0.f);
+          by_channel_row(taps.data(), wp, l, s.c, out_row, norm ? sums.data() : nullptr,
+                         stream);
+          if (norm) {
+            const float count = static_cast<float>(l.out_w);
+            for (int64_t ch = 0; ch < l.k; ++ch) {
+              const float s1 = sums[l.k + ch], s2 = sums[2 * l.k + ch];
+              row_mean[y * l.k + ch] = sums[ch] + s1 / count;
+              row_m2[y * l.k + ch] = std::max(0.f, s2 - s1 * s1 / count);
+            }
+          }
+        }
+      }
+#if defined(__AVX512F__)
+      if (stream) _mm_sfence();
+#endif
+    });
+    float* sc = scale.data_ptr<float>() + image * l.k;
+    float* sh = shift.data_ptr<float>() + image * l.k;
+    if (!norm) {
+      for (int64_t ch = 0; ch < l.k; ++ch) {
+        sc[ch] = 1.f;
+        sh[ch] = has_bias ? bias.data_ptr<float>()[ch] : 0.f;
+      }
+      continue;
+    }
+    const float* g = gamma.data_ptr<float>() + image * l.k;
+    const float* b = beta.data_ptr<float>() + image * l.k;
+    for (int64_t ch = 0; ch < l.k; ++ch) {   // Chan et al.'s merge, rows in order
+      double mean = 0.0, m2 = 0.0, count = 0.0;
+      const double size = static_cast<double>(l.out_w);
+      for (int64_t y = 0; y < l.out_h; ++y) {
+        const double delta = row_mean[y * l.k + ch] - mean;
+        const double total = count + size;
+        mean += delta * size / total;
+        m2 += row_m2[y * l.k + ch] + delta * delta * count * size / total;
+        count = total;
+      }
+      const double inv = 1.0 / std::sqrt(std::max(0.0, m2 / count) + eps);
+      sc[ch] = static_cast<float>(g[ch] * inv);
+      sh[ch] = static_cast<float>(b[ch] - mean * g[ch] * inv);
+    }
+  }
+  return {out, scale, shift};
+}
+
+// value = act(raw * scale + shift) (+ residual), act: 0 none, 1 ReLU, 2 sigmoid; the layout of
+// raw (NCHW or channels_last) is kept.
+at::Tensor fused_apply(const at::Tensor& raw, const at::Tensor& scale, const at::Tensor& shift,
+                       int64_t act, const at::Tensor& residual, const at::Tensor& buffer) {
+  const Source s = source_of(raw, scale, shift, act == 1, residual);
+  const int64_t n = raw.size(0), c = s.c, pixels = s.h * s.w;
+  at::Tensor out = output_tensor(buffer, raw.sizes(), s.planar ? at::MemoryFormat::Contiguous
+                                                              : at::MemoryFormat::ChannelsLast,
+                                 raw.options());
+  float* dst = out.data_ptr<float>();
+  const bool sigmoid = act == 2;
+  if (s.planar) {
+    at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t plane = begin; plane < end; ++plane) {
+        const float a = s.scale ? s.scale[plane] : 1.f, b = s.shift ? s.shift[plane] : 0.f;
+        const float* in = s.data + plane * pixels;
+        const float* res = s.residual ? s.residual + plane * pixels : nullptr;
+        float* o = dst + plane * pixels;
+        for (int64_t p = 0; p < pixels; ++p) {
+          float v = in[p] * a + b;
+          if (s.relu) v = v > 0.f ? v : 0.f;
+          if (sigmoid) v = 1.f / (1.f + std::exp(-v));
+          o[p] = res ? v + res[p] : v;
+        }
+      }
+    });
+    return out;
+  }
+  for (int64_t image = 0; image < n; ++image) {
+    const float* sc = s.scale ? s.scale + image * c : nullptr;
+    const float* sh = s.shift ? s.shift + image * c : nullptr;
+    at::parallel_for(0, pixels, 1024, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t at = (image * pixels + p) * c;
+        const float* in = s.data + at;
+        const float* res = s.residual ? s.residual + at : nullptr;
+        float* o = dst + at;
+#pragma omp simd
+        for (int64_t ch = 0; ch < c; ++ch) {
+          float v = sc ? in[ch] * sc[ch] + sh[ch] : in[ch];
+          if (s.relu) v = v > 0.f ? v : 0.f;
+          if (sigmoid) v = 1.f / (1.f + std::exp(-v));
+          o[ch] = res ? v + res[ch] : v;
+        }
+      }
+    });
+  }
+  return out;
+}
