@@ -22,6 +22,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from stclient.paths import RUNTIME_DIR_ENV
+
 from .chroot import ChrootUnavailable, GimpChroot, GimpRun
 from .install_plugin import install
 
@@ -172,6 +174,9 @@ class GimpSession:
         code = (f"CASES_PATH = {str(cases_path)!r}\nRESULTS_PATH = {str(results_path)!r}\n"
                 f"exec(open({str(self.shared / 'driver.py')!r}).read())\n")
         (self.shared / "driver.py").write_text(DRIVER.read_text())
+        # the plug-in's runtime dir is the shared one the tests' daemons use (as a user's
+        # plug-in and daemon share theirs): its ipc socket there is private, no token needed
+        env = {RUNTIME_DIR_ENV: str(self.shared / "run"), **(env or {})}
         run = self.gimp.run_batch(code, env=env, timeout=timeout)
         self.last_run = run
         if not results_path.is_file():
