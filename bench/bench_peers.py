@@ -28,7 +28,6 @@ import copy
 import datetime
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import native, optimize  # noqa: E402
 from backend.perf.fast import FastOptions  # noqa: E402
 from _report import finish, load  # noqa: E402
-from bench_suite import calibrate, test_image  # noqa: E402
+from bench_suite import calibrate, reset_peak, rss_bytes, test_image  # noqa: E402
 
 NETWORKS = ("cin", "cyclegan", "adain")
 PEERS = ("onnxruntime", "openvino f32", "openvino default")
@@ -277,17 +276,17 @@ def one_peak(network: str, variant: str, size: int, threads: int) -> None:
             fn = {"plain torch": lambda: net.plain(x), "project": lambda: net.project(x),
                   "project --precision fast": lambda: net.fast(x)}[variant]
         with torch.inference_mode():
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            before = reset_peak(torch.device("cpu"))       # VmHWM := VmRSS now
             start = time.perf_counter()
             fn()
             seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(f"PEAK {peak / 1024:.0f} {before / 1024:.0f} {seconds:.2f}")
+            peak = rss_bytes("VmHWM")
+    print(f"PEAK {peak / 2**20:.0f} {before / 2**20:.0f} {seconds:.2f}")
 
 
 def memory_table(network: str, sizes: list[int], threads: int, peers: list[str]) -> list[str]:
-    lines = ["| network | size | variant | peak RSS MiB (process) | RSS before the call MiB | "
-             "seconds (one call) |", "|---|---|---|---|---|---|"]
+    lines = ["| network | size | variant | peak RSS during the call MiB | RSS before it MiB | "
+             "rise MiB | seconds (one call) |", "|---|---|---|---|---|---|---|"]
     for size in sizes:
         for variant in ["project", "project --precision fast", *peers]:
             done = subprocess.run([sys.executable, __file__, "--one-peak", network, variant,
@@ -297,10 +296,11 @@ def memory_table(network: str, sizes: list[int], threads: int, peers: list[str])
                         None)
             if line is None:
                 lines.append(f"| {network} | {size}² | {variant} | failed: "
-                             f"{done.stderr.strip().splitlines()[-1:]} | | |")
+                             f"{done.stderr.strip().splitlines()[-1:]} | | | |")
                 continue
             peak, before, seconds = line.split()[1:]
-            lines.append(f"| {network} | {size}² | {variant} | {peak} | {before} | {seconds} |")
+            lines.append(f"| {network} | {size}² | {variant} | {peak} | {before} | "
+                         f"{int(peak) - int(before)} | {seconds} |")
             print(lines[-1], flush=True)
     return lines
 

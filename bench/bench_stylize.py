@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- {os.cpu_count()} logical CPUs, {args.threads} threads; PNG in and out",
              f"- load average at start (1/5/15 min): {load()}", "",
              "| engine | size | cold stylize, 1 image s | marginal s per image (CLI) | "
-             "Runtime.stylize in process s | bare share of marginal |", "|---|---|---|---|---|---|"]
+             "Runtime.stylize in process s | in-process share of marginal |", "|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
