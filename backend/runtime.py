@@ -28,6 +28,7 @@ import torch
 from backend.engines import get_engine
 from backend.engines.base import EngineContext
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+from backend.engines.progress import Monotonic, warm_meta
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
                              StyleTransferError)
 from backend.pixels import checked_pixels, from_float_rgb, mask_to_float, to_float_rgb
@@ -35,6 +36,7 @@ from stclient import registry
 from stclient.registry import resolve_options
 
 GIB = 1024 ** 3
+END_OF_ENGINE = 0.99       # the rest of the bar: rounding back to the content's pixels
 STATS_KEYS = ("runs", "model_loads", "model_cache_hits", "model_evictions", "style_encodes",
               "style_cache_hits")
 
@@ -141,6 +143,48 @@ class ModelSource:
         return "|".join(parts)
 
 
+class _Rates:
+    """Seconds per checkpoint byte to load and seconds per pixel to compute, as measured by this
+    Runtime (exponential averages), for the progress bar's split between loading and work."""
+
+    DEFAULT_LOAD_SHARE = 0.15
+
+    def __init__(self) -> None:
+        self.load_s_per_byte: Optional[float] = None
+        self.compute_s_per_pixel: dict[str, float] = {}
+
+    @staticmethod
+    def _bytes(source: ModelSource) -> int:
+        total = 0
+        for path in source.paths.values():
+            try:
+                total += os.stat(path).st_size
+            except OSError:
+                pass
+        return total
+
+    def loaded(self, source: ModelSource, seconds: float) -> None:
+        size = self._bytes(source)
+        if size > 0:
+            rate = seconds / size
+            old = self.load_s_per_byte
+            self.load_s_per_byte = rate if old is None else 0.5 * (rate + old)
+
+    def computed(self, key: str, pixels: int, seconds: float) -> None:
+        if pixels > 0:
+            rate = seconds / pixels
+            old = self.compute_s_per_pixel.get(key)
+            self.compute_s_per_pixel[key] = rate if old is None else 0.5 * (rate + old)
+
+    def load_share(self, source: ModelSource, pixels: int) -> float:
+        per_pixel = self.compute_s_per_pixel.get(source.key)
+        if self.load_s_per_byte is None or per_pixel is None:
+            return self.DEFAULT_LOAD_SHARE
+        load = self.load_s_per_byte * self._bytes(source)
+        compute = per_pixel * pixels
+        return min(0.8, max(0.01, load / max(load + compute, 1e-9)))
+
+
 # ================================================================ the runtime
 
 class Runtime:
@@ -168,6 +212,7 @@ class Runtime:
         self._models: "OrderedDict[str, LoadedModel]" = OrderedDict()
         self._lock = threading.RLock()       # the model cache
         self._run_lock = threading.Lock()    # one job at a time: engines set per-job modes
+        self._rates = _Rates()                # what loading and computing took (progress)
         if self.device.type == "cpu":
             # every logical CPU: torch defaults to the physical cores, which left the second
             # hyper-thread idle
@@ -201,11 +246,8 @@ class Runtime:
                                  f"{missing[0]}=PATH).")
             name = "file:" + "+".join(Path(paths[r]).name for r in roles)
             return ModelSource(engine, name, paths, {role: None for role in roles})
-        info = self._store_model(engine, model)
-        if info.engine != engine:
-            raise StyleTransferError(
-                BAD_REQUEST, f"Model {info.name!r} is a {info.engine} model, not {engine}; use "
-                             f"--engine {info.engine}.")
+        from backend.modelstore.choice import model_for
+        info = model_for(engine, model, self.models_dir)
         declared = {f.role: f.arch for f in getattr(info, "files", ())}
         # the model's own `arch` names its main file's layout (AdaIN's "adain" names a family)
         main = registry.card(engine).main_role
@@ -243,6 +285,7 @@ class Runtime:
                 from backend.perf import prepare
                 prepare(loaded_model, engine, self.device, self.fast, self.activation_budget,
                         compile=self.compile)
+                warm_meta()           # the shape passes' first-use cost belongs to loading
             except torch.OutOfMemoryError:
                 self._evict(keep=None, budget=0)
                 raise StyleTransferError(TOO_LARGE, f"Not enough {self.device.type} memory to "
@@ -260,6 +303,14 @@ class Runtime:
             self.stats["model_loads"] += 1
             self._evict(keep=key, budget=self.memory_budget)
             return loaded
+
+    def _load_share(self, source: ModelSource, pixels: int) -> float:
+        """The share of the progress bar the model's loading gets: 0 when it is loaded, else its
+        expected seconds over the job's (measured in this Runtime when it can be)."""
+        with self._lock:
+            if source.key in self._models:
+                return 0.0
+        return self._rates.load_share(source, pixels)
 
     def _evict(self, keep: Optional[str], budget: int) -> None:
         """Drop least recently used models until the total fits the budget."""
@@ -291,16 +342,23 @@ class Runtime:
         engine.validate(job, options)
         if cancelled():
             raise Cancelled()
+        progress = Monotonic(progress)
         progress(0.0, "loading model")
+        source = self.resolve_model(job.engine, job.model, job.checkpoints)
+        start = self._load_share(source, height * width)
+        load_started = time.monotonic()
         loaded = self.load_model(job.engine, job.model, job.checkpoints)
+        if start:
+            self._rates.loaded(source, time.monotonic() - load_started)
         if cancelled():
             raise Cancelled()
         rgb, alpha = to_float_rgb(content)
+        compute_started = time.monotonic()
         ctx = EngineContext(
             device=self.device,
-            progress=lambda frac, text: progress(0.05 + 0.9 * frac, text),
+            progress=lambda frac, text: progress(start + (END_OF_ENGINE - start) * frac, text),
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
-            stats=self.stats)
+            stats=self.stats, budget=self.activation_budget)
         try:
             with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)
@@ -315,6 +373,7 @@ class Runtime:
                                                   f"{out.shape} for a {width}x{height} image.")
         if cancelled():
             raise Cancelled()
+        self._rates.computed(loaded.key, height * width, time.monotonic() - compute_started)
         result = from_float_rgb(out, content, alpha, bool(options.get("color_output")))
         self.stats["runs"] += 1
         progress(1.0, "done")

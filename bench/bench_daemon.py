@@ -58,7 +58,8 @@ def serve_echo(endpoint: str) -> None:
     from backend.daemon.config import DaemonConfig
     from backend.daemon.server import DaemonServer
     validation.resolve_model = lambda engine, model, config: model or "echo"
-    config = DaemonConfig(endpoint=endpoint, runtime_dir=Path(tempfile.gettempdir()),
+    # the socket's own 0700 folder is the runtime dir: a private endpoint, no token
+    config = DaemonConfig(endpoint=endpoint, runtime_dir=Path(endpoint[len("ipc://"):]).parent,
                           max_pixels=1 << 26)
     server = DaemonServer(config, runtime_factory=lambda _: EchoRuntime())
     server.bind()

@@ -4,23 +4,29 @@
     python bench/mixgan_starter.py evaluate   # numbers -> bench/results/mixgan-starter.md
 
 `train` is `python -m backend train mixgan` with the starter's settings, in two runs of one run
-folder (runs/mixgan/mixgan_glyphs), exactly as the committed file was made:
+folder (runs/mixgan/glyphs_starter), exactly as the committed file was made:
 1. the autoencoder (E, Gc, Dz): 9000 steps, 2 threads
        python -m backend train mixgan --content builtin:glyphs --style builtin:textures \
-           --name mixgan_glyphs --arch conv --size 32 --batch 32 --width 16 --latent 64 \
-           --n-res 6 --steps 9000 --mix-fraction 0 --threads 2 --models-dir runs/mixgan/ae
+           --name glyphs_starter --runs-dir runs/mixgan --arch conv --size 32 --batch 32 \
+           --ngf 16 --latent 64 --n-res 6 --steps 9000 --mix-fraction 0 --threads 2 \
+           --checkpoint-every 500 --models-dir runs/mixgan/glyphs_starter/autoencoder
 2. the mixture decoder (Gm vs Dp): 3000 steps with the structure term (--content-weight 3) and
    a moving average of Gm's weights (--ema 0.999), 1 thread
-       the same with --steps 12000 --mix-fraction 0.25 --content-weight 3 --ema 0.999 \
-           --restart-mixture --threads 1 --models-dir models/starter
-The model is written to models/starter/mixgan_glyphs.pth (+ .json). `evaluate` is in
-backend/training/mixgan_eval.py. Thread counts are part of the recipe: they change the float
-summation order, and GAN training amplifies such differences.
+       python -m backend train mixgan --name glyphs_starter --runs-dir runs/mixgan \
+           --restart-mixture --steps 12000 --mix-fraction 0.25 --content-weight 3 --ema 0.999 \
+           --threads 1 --models-dir runs/mixgan/glyphs_starter/model
+The run has its own name because `mixgan_glyphs` is the name of the bundled (official) model,
+which training does not overwrite; `train` then copies the result to
+models/starter/mixgan_glyphs.pth (+ .json). `evaluate` is in backend/training/mixgan_eval.py.
+Thread counts are part of the recipe: they change the float summation order, and GAN training
+amplifies such differences.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,14 +34,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 STARTER_PATH = ROOT / "models" / "starter" / "mixgan_glyphs.pth"
+RUN_NAME = "glyphs_starter"
 STARTER = dict(
-    content="builtin:glyphs", style="builtin:textures", name="mixgan_glyphs", arch="conv",
-    size=32, batch=32, steps=12000, mix_fraction=0.25, width=16, latent=64, n_res=6, lr=2e-4,
-    content_weight=3.0, ema=0.999,
+    content="builtin:glyphs", style="builtin:textures", arch="conv",
+    size=32, batch=32, steps=12000, mix_fraction=0.25, ngf=16, latent=64, n_res=6, lr=2e-4,
+    content_weight=3.0, ema=0.999, threads=1,
     seed=0, pool=20000, device="cpu", sample_every=500, checkpoint_every=500,
     display_name="Glyphs in colourful textures (MIXGAN starter)")
-AUTOENCODER = dict(steps=9000, mix_fraction=0.0, content_weight=0.0, ema=0.0)
-THREADS = (2, 1)        # autoencoder run, mixture run
+AUTOENCODER = dict(steps=9000, mix_fraction=0.0, content_weight=0.0, ema=0.0, threads=2)
 
 
 NOTES = """
@@ -67,30 +73,48 @@ Why these settings (all rows below are measured the same way):
 """
 
 
-def train_starter(out: Path, models_dir: Path, device: str) -> Path:
+def train_starter(run_folder: Path, models_dir: Path, device: str) -> Path:
     """Run 1 (autoencoder) unless its checkpoint is there, then run 2 (mixture decoder):
-    restarted when the run folder holds only the autoencoder, else resumed."""
-    import torch
-    from backend.training.mixgan import TrainOptions, train as run
-    checkpoint = out / "checkpoint.pth"
-    step = 0
-    if checkpoint.exists():
-        step = int(torch.load(checkpoint, weights_only=True)["meta"]["step"])
-    common = {**STARTER, "device": device, "out": str(out)}
+    restarted when the run folder holds only the autoencoder, else resumed. The model is then
+    copied to `models_dir`/mixgan_glyphs.pth (+ .json)."""
+    from backend.training import mixgan
+    from backend.training.common import load_checkpoint, run_training
+    from backend.training.mixgan_model import MixganRecipe
+    from backend.training.options import engine_options
+
+    def options(**values):
+        return engine_options("mixgan", RUN_NAME, mixgan.DEFAULTS, **values)
+
+    common = {**STARTER, "device": device, "run_folder": str(run_folder)}
+    checkpoint = options(**common).checkpoint_path
+    step = int(load_checkpoint(checkpoint)["step"]) if checkpoint.exists() else 0
     if step < AUTOENCODER["steps"]:
-        torch.set_num_threads(THREADS[0])
-        run(TrainOptions(**{**common, **AUTOENCODER, "models_dir": str(out / "autoencoder")}))
+        first = options(**{**common, **AUTOENCODER, "models_dir": str(run_folder / "autoencoder"),
+                           "resume": checkpoint.exists()})
+        if run_training(MixganRecipe, first, given={"resume"}).stopped:
+            raise SystemExit(130)
         step = AUTOENCODER["steps"]
-    torch.set_num_threads(THREADS[1])
-    return run(TrainOptions(**{**common, "models_dir": str(models_dir),
-                               "restart_mixture": step == AUTOENCODER["steps"]}))
+    restart = step == AUTOENCODER["steps"]
+    second = options(**common, models_dir=str(run_folder / "model"), resume=not restart,
+                     restart_phase="mixture" if restart else "")
+    changed = {"resume", "models_dir", "threads"} | (
+        {"restart_phase", "steps", "mix_fraction", "content_weight", "ema"} if restart else set())
+    result = run_training(MixganRecipe, second, given=changed)
+    if result.stopped:
+        raise SystemExit(130)
+    target = models_dir / STARTER_PATH.name
+    shutil.copyfile(result.registered[0], target)
+    sidecar = json.loads(result.registered[0].with_suffix(".json").read_text(encoding="utf-8"))
+    target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2) + "\n", encoding="utf-8")
+    return target
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="(re)train the starter model")
-    train.add_argument("--out", default=str(ROOT / "runs" / "mixgan" / "mixgan_glyphs"))
+    train.add_argument("--out", default=str(ROOT / "runs" / "mixgan" / RUN_NAME),
+                       help="the run folder")
     train.add_argument("--models-dir", default=str(ROOT / "models" / "starter"))
     train.add_argument("--device", default="cpu")
     evaluate = sub.add_parser("evaluate", help="measure content kept and style taken")

@@ -17,6 +17,7 @@ from .options import OptionSpec
 # Style inputs an engine takes besides the content image.
 STYLE_NONE = "none"          # the model is the style (CycleGAN, pix2pix, MIXGAN)
 STYLE_IMAGES = "images"      # style images given by the user (AdaIN)
+STYLE_BUILTIN = "builtin"    # styles the model holds, chosen by the `style_index` option (CIN)
 
 # How a checkpoint file is stored. "state_dict": a plain state dict whose keys and shapes pick the
 # architecture; any other name is a format its network module reads (CHECKPOINT_FORMATS there).
@@ -57,11 +58,16 @@ class StyleInputs:
     minimum: int = 0
     maximum: int = 0
     mask: bool = False                      # a mask (in GIMP: the selection) places the styles
-    mask_max: int = 0                       # at most this many styles with a mask
+    mask_max: int = 0                       # at most this many styles with a mask (images)
+    builtin: int = 0                        # STYLE_BUILTIN: how many styles the models hold
 
     @property
     def takes_images(self) -> bool:
         return self.kind == STYLE_IMAGES
+
+    @property
+    def builtin_styles(self) -> bool:
+        return self.kind == STYLE_BUILTIN
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,9 @@ class EngineCard:
     roles: tuple[RoleSpec, ...]
     options: tuple[OptionSpec, ...]
     default_model: str = ""                 # preferred when installed and none is named
+    # other engines whose models this one runs (their files for this card's roles), e.g. the
+    # optimisation engine on AdaIN's VGG encoder
+    models_from: tuple[str, ...] = ()
     styles: StyleInputs = StyleInputs()
     sample: Optional[SampleSpec] = None
     perf: PerfPolicy = PerfPolicy()

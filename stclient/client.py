@@ -40,6 +40,12 @@ CONFIG_FILE = PACKAGE_HOME / "config.json"
 
 _AUTH_EVENTS = (getattr(zmq, "EVENT_HANDSHAKE_FAILED_AUTH", 0)
                 | getattr(zmq, "EVENT_HANDSHAKE_FAILED_PROTOCOL", 0))
+# A connection that drops while we wait means the daemon is gone: the kernel closes the socket
+# of a killed process at once, and ZeroMQ's own PING/PONG (below) closes one to a process that
+# stopped answering. Either shows up as EVENT_DISCONNECTED on the socket monitor.
+_GONE_EVENTS = zmq.EVENT_DISCONNECTED
+ZMQ_HEARTBEAT_MS = 1000       # PING the daemon this often while connected ...
+ZMQ_HEARTBEAT_TIMEOUT_MS = 2000   # ... and drop the connection after this much silence
 
 
 def load_config() -> dict[str, Any]:
@@ -61,6 +67,8 @@ class Client:
                  start_timeout: float = 120.0, serve_args: Sequence[str] = ()) -> None:
         config = load_config()
         self.runtime_dir = Path(runtime_dir) if runtime_dir else paths.runtime_dir()
+        if os.path.lexists(self.runtime_dir):     # whoever owns it picks the daemon we talk to
+            paths.check_runtime_dir(self.runtime_dir)
         self.endpoint = paths.resolve_endpoint(endpoint or config.get("endpoint") or None,
                                                self.runtime_dir)
         self.timeout = float(timeout)
@@ -75,6 +83,7 @@ class Client:
         self._context = zmq.Context.instance()
         self._socket: Optional[zmq.Socket] = None
         self._monitor: Optional[zmq.Socket] = None
+        self._auth = "private"        # how the current socket authenticates: private|token|curve
 
     # ------------------------------------------------------------------ public operations
 
@@ -139,7 +148,8 @@ class Client:
         return result.images, result.data
 
     def cancel(self, request_id: str) -> dict[str, Any]:
-        """Cancel a job by id (any client of this user may cancel it)."""
+        """Cancel a job by id: any client of this user may cancel the user's jobs, a CURVE
+        client only the jobs sent with its own key."""
         return self._call(CancelRequest(target=request_id)).data
 
     def shutdown(self) -> dict[str, Any]:
@@ -197,11 +207,36 @@ class Client:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        if self._curve_keys:
-            self._setup_curve(socket, Path(self._curve_keys))
+        if hasattr(zmq, "HEARTBEAT_IVL"):               # libzmq >= 4.2
+            socket.setsockopt(zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_MS)
+            socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, ZMQ_HEARTBEAT_TIMEOUT_MS)
+        self._auth = "private"
+        try:
+            if self._curve_keys:
+                self._setup_curve(socket, Path(self._curve_keys))
+                self._auth = "curve"
+            elif not paths.is_private_endpoint(self.endpoint, self.runtime_dir):
+                self._setup_plain(socket)
+                self._auth = "token"
+            self._monitor = socket.get_monitor_socket(_AUTH_EVENTS | _GONE_EVENTS)
+        except BaseException:
+            socket.close(linger=0)
+            raise
         socket.connect(self.endpoint)
         self._socket = socket
         return socket
+
+    def _setup_plain(self, socket: zmq.Socket) -> None:
+        """Shared endpoints authenticate at the ZeroMQ handshake: PLAIN, password = token."""
+        token = self._token_for()
+        if not token:
+            raise StyleTransferError(
+                UNAUTHORIZED, f"{self.endpoint} is not this user's private socket, so the daemon "
+                              "there wants its token, and there is none: run the client as the "
+                              f"daemon's user, or set {paths.TOKEN_ENV} to the content of the "
+                              f"daemon's {paths.token_path(self.runtime_dir)}.")
+        socket.plain_username = paths.PLAIN_USER.encode("utf-8")
+        socket.plain_password = token.encode("utf-8")
 
     def _setup_curve(self, socket: zmq.Socket, directory: Path) -> None:
         """CURVE client: `directory` holds server.key (public) and client.key_secret."""
@@ -220,15 +255,13 @@ class Client:
         socket.curve_serverkey = server_public
         socket.curve_publickey = client_public
         socket.curve_secretkey = client_secret
-        if _AUTH_EVENTS:
-            self._monitor = socket.get_monitor_socket(_AUTH_EVENTS)
 
     def _reset(self) -> None:
         """Drop the socket after a timeout so stale replies never reach the next request."""
         self.close()
 
     def _token_for(self) -> Optional[str]:
-        if not paths.is_tcp(self.endpoint):
+        if paths.is_private_endpoint(self.endpoint, self.runtime_dir):
             return self._token
         return self._token or paths.read_token(self.runtime_dir)
 
@@ -236,6 +269,7 @@ class Client:
               cancelled: Optional[Callable[[], bool]] = None,
               timeout: Optional[float] = None,
               cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
+        self._drop_if_disconnected()
         if not self._checked:
             self._ensure_daemon()
         request.token = self._token_for()
@@ -254,6 +288,16 @@ class Client:
             # Ctrl-C, an exception from on_progress, ...: do not leave the job running.
             self._send_cancel(request)
             raise
+
+    def _drop_if_disconnected(self) -> None:
+        """A connection that dropped between calls (the daemon restarted) is not this call's
+        problem: start on a fresh socket rather than report it."""
+        if self._monitor is None:
+            return
+        try:
+            self._check_monitor()
+        except StyleTransferError:
+            self._reset()
 
     def _send_request(self, socket: zmq.Socket, request: Request, timeout: float) -> None:
         """Send without ever blocking for good: no connection within `timeout` is an error."""
@@ -290,8 +334,6 @@ class Client:
         while True:
             events = dict(poller.poll(100))
             now = time.monotonic()
-            if self._monitor is not None and self._monitor in events:
-                self._check_monitor()
             if socket in events:
                 while socket.poll(0):
                     reply = self._decode(socket.recv_multipart(copy=False))
@@ -310,6 +352,8 @@ class Client:
                         raise reply.to_exception()
                     return reply
                 now = time.monotonic()
+            if self._monitor is not None and self._monitor in events:
+                self._check_monitor()        # after the replies: a last reply still counts
             if cancel_sent_at is None and cancelled is not None and cancelled():
                 self._send_cancel(request)
                 cancel_sent_at = now
@@ -342,12 +386,43 @@ class Client:
         from zmq.utils.monitor import recv_monitor_message
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)
-            if event.get("event", 0) & _AUTH_EVENTS:
+            kind = event.get("event", 0)
+            if kind & _AUTH_EVENTS:
                 self._reset()
-                raise StyleTransferError(
-                    UNAUTHORIZED, f"The daemon at {self.endpoint} rejected this client's CURVE "
-                                  "key; ask its owner to add your public key to its allowed "
-                                  "clients.")
+                raise StyleTransferError(UNAUTHORIZED, self._rejected_message())
+            if kind & _GONE_EVENTS:
+                self._reset()
+                raise self._gone_error()
+
+    def _gone_error(self) -> StyleTransferError:
+        """The daemon's connection dropped: say what happened and what happens next."""
+        state = paths.read_state(self.runtime_dir) or {}
+        pid = state.get("pid") if state.get("endpoint") == self.endpoint else None
+        self._checked = not self.autostart     # so this Client's next call starts it again
+        if self.autostart:
+            then = "the next run starts it again."
+        else:
+            then = "start it again with `python -m backend serve`."
+        if pid is not None and paths.pid_alive(pid):
+            return StyleTransferError(
+                UNAVAILABLE, f"The style-transfer backend (pid {pid}) stopped answering and its "
+                             f"connection was closed; its log is at {self.log_path}. Stop it "
+                             f"with `python -m backend stop` (or kill {pid}); {then}")
+        where = f" (pid {pid})" if pid is not None else ""
+        return StyleTransferError(
+            UNAVAILABLE, f"The style-transfer backend{where} stopped unexpectedly while working "
+                         f"on this request; its log is at {self.log_path}; {then}")
+
+    def _rejected_message(self) -> str:
+        if self._auth == "curve":
+            return (f"The daemon at {self.endpoint} rejected this client's CURVE key; ask its "
+                    "owner to add your public key to its allowed clients.")
+        if self._auth == "token":
+            return (f"The daemon at {self.endpoint} rejected this client's token (the daemon's "
+                    f"{paths.token_path(self.runtime_dir)}, or {paths.TOKEN_ENV}); it is "
+                    "another user's daemon, or the token is out of date.")
+        return (f"The daemon at {self.endpoint} wants authentication this client did not offer "
+                "(a token or CURVE keys).")
 
     def _send_cancel(self, request: Request) -> None:
         if self._socket is None:

@@ -13,13 +13,15 @@ TIMEOUT = "timeout"
 UNAUTHORIZED = "unauthorized"
 UNAVAILABLE = "unavailable"
 BUSY = "busy"
+OUT_OF_MEMORY = "out_of_memory"  # the job does not fit the memory it may use; the daemon serves on
 INTERNAL = "internal"
 UNREADABLE = "unreadable"      # an input file the file system will not hand over (batch)
 WRITE_FAILED = "write_failed"  # an output file could not be written (disk full, permissions)
 
 ERROR_CODES = frozenset({
     BAD_REQUEST, UNKNOWN_MODEL, MODEL_MISSING, BAD_CHECKPOINT, BAD_IMAGE, TOO_LARGE,
-    CANCELLED, TIMEOUT, UNAUTHORIZED, UNAVAILABLE, BUSY, INTERNAL, UNREADABLE, WRITE_FAILED,
+    CANCELLED, TIMEOUT, UNAUTHORIZED, UNAVAILABLE, BUSY, OUT_OF_MEMORY, INTERNAL, UNREADABLE,
+    WRITE_FAILED,
 })
 
 

@@ -13,12 +13,14 @@ from typing import Any, Iterable
 
 from .errors import BAD_REQUEST, StyleTransferError
 
-OPTION_KINDS = ("bool", "int", "float", "choice", "floats")
+OPTION_KINDS = ("bool", "int", "float", "choice", "floats", "ints")
+MAX_LIST = 256           # numbers in one list option (style weights, style indices)
 
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One engine option. `kind` is bool, int, float, choice or floats (a list of floats).
+    """One engine option. `kind` is bool, int, float, choice, floats or ints (lists of numbers;
+    minimum/maximum apply to each).
 
     GIMP (for the options a card's `gimp_arguments` names): `label` is the dialog label (with a
     _mnemonic), `widget` "scale" for a slider instead of a spin button, and `choice_labels` the
@@ -64,10 +66,13 @@ class OptionSpec:
             if isinstance(value, str) and value in self.choices:
                 return value
             raise fail(f"must be one of {', '.join(self.choices)}, not {value!r}")
-        if self.kind == "floats":
-            if not isinstance(value, (list, tuple)) or not value:
+        if self.kind in ("floats", "ints"):
+            if not isinstance(value, (list, tuple)) or (not value and self.default != []):
                 raise fail("must be a non-empty list of numbers")
-            return [self._number(v, fail, float) for v in value]
+            if len(value) > MAX_LIST:
+                raise fail(f"takes at most {MAX_LIST} numbers")
+            cast = float if self.kind == "floats" else int
+            return [self._number(v, fail, cast) for v in value]
         if self.kind in ("int", "float"):
             return self._number(value, fail, int if self.kind == "int" else float)
         raise fail(f"has an unknown kind {self.kind!r}")  # a programming error, reported clearly
@@ -115,10 +120,30 @@ WORKING_SIZE = OptionSpec(
     minimum=0, maximum=16384, label="_Working size")
 
 
+FINER_STROKES = " Larger than the image gives finer strokes."
+WORKING_SIZE_FINER = OptionSpec(          # for fully convolutional style networks
+    WORKING_SIZE.name, WORKING_SIZE.kind, WORKING_SIZE.default, WORKING_SIZE.help + FINER_STROKES,
+    WORKING_SIZE.minimum, WORKING_SIZE.maximum, label=WORKING_SIZE.label)
+
+STYLE_WEIGHTS = OptionSpec(
+    "style_weights", "floats", [1.0], "Weights of several styles (normalised to sum 1).",
+    0.0, 1e6)
+
+
+def style_strength(help_text: str = "Style strength: 0 keeps the content, 1 is full style."
+                   ) -> OptionSpec:
+    return OptionSpec("alpha", "float", 1.0, help_text, 0.0, 1.0, label="Style s_trength")
+
+
+def preserve_color(help_text: str = "Keep the content's colours (stylize the luminance only)."
+                   ) -> OptionSpec:
+    return OptionSpec("preserve_color", "bool", False, help_text, label="_Keep colours")
+
+
 def color_output(default: bool) -> OptionSpec:
     """Colour results on grey images (on by default where the style's colour is the point)."""
     return OptionSpec(
         "color_output", "bool", default,
         "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
         "off: the result is turned back into grey like its input.",
-        label="_Colour result on grey images")
+        label="Colour result on _grey images")

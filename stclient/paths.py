@@ -19,6 +19,7 @@ from . import settings
 from .errors import UNAVAILABLE, StyleTransferError
 
 RUNTIME_DIR_ENV = settings.ENV["runtime_dir"]
+TOKEN_ENV = settings.ENV["token"]
 DEFAULT_TCP_PORT = 47621
 IPC_PATH_LIMIT = 100          # sockaddr_un.sun_path is 104-108 bytes depending on the system
 
@@ -26,6 +27,7 @@ SOCKET_NAME = "daemon.sock"
 STATE_NAME = "state.json"
 LOCK_NAME = "daemon.lock"
 TOKEN_NAME = "token"
+PLAIN_USER = "style-transfer"  # ZeroMQ PLAIN user name on shared endpoints; the password is the token
 LOG_NAME = "daemon.log"
 OUTPUT_NAME = "daemon.out"    # stdout/stderr of a detached daemon (crashes outside logging)
 
@@ -54,19 +56,64 @@ def ensure_runtime_dir(directory: Optional[Path] = None) -> Path:
     except OSError as error:
         raise StyleTransferError(UNAVAILABLE, f"Cannot create the runtime directory {directory}: "
                                               f"{error.strerror}.") from None
+    return check_runtime_dir(directory)
+
+
+def runtime_dir_problem(directory: Path) -> Optional[str]:
+    """Why `directory` cannot be this user's private runtime dir (None when it can).
+
+    A plain directory (not a symlink), owned by the current user; group/other access is not a
+    problem here (the owner may tighten it, see check_runtime_dir).
+    """
     if IS_WINDOWS:
-        return directory
-    info = os.lstat(directory)
+        return None
+    try:
+        info = os.lstat(directory)
+    except OSError as error:
+        return f"cannot be examined ({error.strerror})"
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} is not a plain "
-                                              "directory; remove it and try again.")
+        return "is not a plain directory (a symlink or a file)"
     if info.st_uid != os.getuid():
-        raise StyleTransferError(UNAVAILABLE, f"The runtime directory {directory} belongs to "
-                                              "another user; set STYLE_TRANSFER_RUNTIME_DIR to a "
-                                              "private directory.")
-    if stat.S_IMODE(info.st_mode) & 0o077:
+        return f"belongs to another user (uid {info.st_uid})"
+    return None
+
+
+def check_runtime_dir(directory: Path) -> Path:
+    """Refuse a runtime dir another user owns or that is a symlink; make ours 0700.
+
+    The daemon (serve) and every client call this before they trust anything inside: whoever
+    owns the folder decides which daemon a client finds (state.json) and talks to (the socket).
+    """
+    directory = Path(directory)
+    problem = runtime_dir_problem(directory)
+    if problem is not None:
+        raise StyleTransferError(
+            UNAVAILABLE, f"The runtime directory {directory} {problem}, so neither its daemon "
+                         "nor its files can be trusted. Remove it if it is yours, or set "
+                         f"{RUNTIME_DIR_ENV} (or XDG_RUNTIME_DIR) to a private directory.")
+    if not IS_WINDOWS and stat.S_IMODE(os.lstat(directory).st_mode) & 0o077:
         os.chmod(directory, 0o700)
     return directory
+
+
+def is_private_endpoint(endpoint: str, directory: Optional[Path] = None) -> bool:
+    """True for an ipc socket directly inside this user's private runtime dir.
+
+    Only such a socket is reachable by this user alone, so only there may a client go without
+    the token. Abstract sockets (ipc://@name), relative paths, sockets in other folders and every
+    tcp:// endpoint need it.
+    """
+    if not endpoint.startswith("ipc://"):
+        return False
+    path = endpoint[len("ipc://"):]
+    if not path or path.startswith("@") or not os.path.isabs(path):
+        return False
+    directory = Path(directory or runtime_dir())
+    if os.path.realpath(os.path.dirname(path)) != os.path.realpath(directory):
+        return False
+    if IS_WINDOWS or runtime_dir_problem(directory) is not None:
+        return False
+    return stat.S_IMODE(os.lstat(directory).st_mode) & 0o077 == 0
 
 
 def socket_path(directory: Optional[Path] = None) -> Path:
@@ -103,11 +150,40 @@ def default_endpoint(directory: Optional[Path] = None) -> str:
     return f"ipc://{path}"
 
 
+def read_own_file(path: os.PathLike | str, limit: int = 1 << 20) -> Optional[bytes]:
+    """The bytes of `path` when it is a regular file (not a link) of this user's and at most
+    `limit` bytes, else None: a file someone else put there, or a device, says nothing to us."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit \
+                or (not IS_WINDOWS and info.st_uid != os.getuid()):
+            return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_own_text(path: Path, limit: int = 1 << 20) -> Optional[str]:
+    data = read_own_file(path, limit)
+    try:
+        return data.decode("utf-8") if data is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
 def read_state(directory: Optional[Path] = None) -> Optional[dict[str, Any]]:
     """The running daemon's state file (endpoint, pid, version), or None."""
+    text = _read_own_text(state_path(directory))
     try:
-        data = json.loads(state_path(directory).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(text) if text is not None else None
+    except ValueError:
         return None
     return data if isinstance(data, dict) else None
 
@@ -128,10 +204,10 @@ def read_token(directory: Optional[Path] = None) -> Optional[str]:
     """The per-user TCP token (the `token` setting wins), or None when there is none yet."""
     if settings.current().token:
         return settings.current().token
-    try:
-        return token_path(directory).read_text(encoding="ascii").strip() or None
-    except (OSError, UnicodeDecodeError):
+    text = _read_own_text(token_path(directory), 4096)
+    if text is None:
         return None
+    return text.strip() or None
 
 
 def is_tcp(endpoint: str) -> bool:

@@ -33,6 +33,7 @@ MAX_REPLY_HEADER_BYTES = 1 << 28   # from our own daemon: a batch report lists e
 MAX_ID_LENGTH = 128
 MAX_STYLES = 16
 MAX_SAMPLE_COUNT = 256
+MAX_JSON_INT = 2 ** 63        # |integers| in headers stay below this (every count, size, seed)
 
 REQUEST_OPS = ("status", "models", "stylize", "batch", "sample", "cancel", "shutdown",
                "heartbeat")
@@ -141,9 +142,24 @@ def _get(header: dict, key: str, kinds: tuple, default: Any = ..., what: str = "
 
 
 def _rid(header: Any) -> str:
+    """The header's id when it is a valid one (the client can match it), else ""."""
     if isinstance(header, dict) and isinstance(header.get("id"), str):
-        return header["id"][:MAX_ID_LENGTH]
+        rid = header["id"]
+        if len(rid) <= MAX_ID_LENGTH and _encodable(rid):
+            return rid
     return ""
+
+
+def _encodable(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON "\\ud800"): no file name, no log line
+    and no UTF-8 reply can carry it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _str_list(header: dict, key: str) -> list[str]:
@@ -179,16 +195,70 @@ def decode_header(frame: Buffer, limit: int = MAX_HEADER_BYTES) -> dict[str, Any
         raise ProtocolError(TOO_LARGE, f"The header is {len(raw)} bytes; the limit is "
                                        f"{limit}.")
     try:
-        header = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        header = json.loads(raw.decode("utf-8"), parse_constant=_out_of_range,
+                            parse_int=_parse_int, parse_float=_parse_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ProtocolError(BAD_REQUEST, f"The header is not valid UTF-8 JSON ({error}).") from None
     if not isinstance(header, dict):
         raise ProtocolError(BAD_REQUEST, "The header must be a JSON object.")
+    problem = _value_problem(header)
+    if problem:
+        raise ProtocolError(BAD_REQUEST, f"The header {problem}.", _rid(header))
     return header
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+def peek_id(frame: Buffer) -> str:
+    """The request id of a header frame when it is readable, else "" (for early refusals)."""
+    try:
+        return _rid(decode_header(frame))
+    except ProtocolError as error:
+        return error.request_id
+
+
+class _OutOfRange:
+    """Stands in for a number no field can hold, so the header (and its id) still parses and
+    the request is refused as bad_request with its id, instead of failing later as internal."""
+
+
+_OUT_OF_RANGE = _OutOfRange()
+
+
+def _out_of_range(name: str) -> Any:
+    """NaN and Infinity: refused like any number out of range (after the id is known)."""
+    return _OUT_OF_RANGE
+
+
+def _parse_int(text: str) -> Any:
+    if len(text) > 20:                      # cheap: never convert a 4000-digit string
+        return _OUT_OF_RANGE
+    value = int(text)
+    return value if -MAX_JSON_INT < value < MAX_JSON_INT else _OUT_OF_RANGE
+
+
+def _parse_float(text: str) -> Any:
+    value = float(text)                     # 1e400 is inf here
+    return value if math.isfinite(value) else _OUT_OF_RANGE
+
+
+def _value_problem(header: dict) -> str:
+    """Why a parsed header holds a value no field can take (a number out of range, a string
+    with a lone surrogate), or ""."""
+    stack: list[Any] = [header]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not _encodable(key):
+                    return "has a field name that is not valid Unicode"
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif value is _OUT_OF_RANGE:
+            return (f"holds a number out of range (integers must be below 2**63 in size, "
+                    "numbers finite)")
+        elif isinstance(value, str) and not _encodable(value):
+            return "holds text that is not valid Unicode (a lone surrogate)"
+    return ""
 
 
 def _check_envelope(header: dict, kind_key: str, allowed: Sequence[str]) -> str:

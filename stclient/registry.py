@@ -49,6 +49,11 @@ def card(engine: str) -> EngineCard:
     return known[engine]
 
 
+def model_engines(engine: str) -> tuple[str, ...]:
+    """The engines whose models `engine` can run: its own, and its card's `models_from`."""
+    return (engine, *card(engine).models_from)
+
+
 def sampling_engines() -> tuple[str, ...]:
     return tuple(name for name, c in cards().items() if c.sample is not None)
 
@@ -91,6 +96,9 @@ def check_inputs(engine: str, style_count: int, has_mask: bool,
     what to give instead. `options` (resolved) lets style weights be checked against the styles."""
     c = card(engine)
     styles = c.styles
+    if styles.builtin_styles:
+        _check_builtin(c, style_count, has_mask, options)
+        return
     if not styles.takes_images:
         if style_count:
             raise StyleTransferError(BAD_REQUEST, f"The {c.title} engine takes no style image; "
@@ -116,6 +124,35 @@ def check_inputs(engine: str, style_count: int, has_mask: bool,
         style_weights(options, style_count)
 
 
+
+def _check_builtin(c: EngineCard, style_count: int, has_mask: bool,
+                   options: dict[str, Any] | None) -> None:
+    """Built-in styles: chosen by index (in range), weighted, and with a mask split into the
+    styles inside and outside it."""
+    if style_count:
+        raise StyleTransferError(BAD_REQUEST, f"The {c.title} engine has built-in styles; it "
+                                              "takes no style image (choose --style-index).")
+    if options is None:
+        return
+    last = c.styles.builtin - 1
+    for name in ("style_index", "outside_style_index"):
+        for index in options.get(name) or []:
+            if not 0 <= index <= last:
+                raise StyleTransferError(
+                    BAD_REQUEST, f"Style index {index} is out of range: {c.title} has styles "
+                                 f"0 to {last} (see `python -m backend sheet IMAGE`).")
+    inside = options.get("style_index") or []
+    if not inside:
+        raise StyleTransferError(BAD_REQUEST, f"{c.title} needs at least one style index.")
+    style_weights(options, len(inside))
+    outside = options.get("outside_style_index") or []
+    if outside and not has_mask:
+        raise StyleTransferError(BAD_REQUEST, "--outside-style-index places styles outside a "
+                                              "mask; give --mask too.")
+    if outside:
+        style_weights({"style_weights": options.get("outside_style_weights")}, len(outside))
+
+
 def _words(number: int) -> str:
     return {1: "one", 2: "two", 3: "three"}.get(number, str(number))
 
@@ -127,7 +164,7 @@ def style_weights(options: dict[str, Any], count: int) -> list[float]:
         weights = [1.0] * count
     if len(weights) != count:
         raise StyleTransferError(
-            BAD_REQUEST, f"{len(weights)} style weight(s) given for {count} style image(s); "
+            BAD_REQUEST, f"{len(weights)} style weight(s) given for {count} style(s); "
                          "give one weight per style.")
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise StyleTransferError(BAD_REQUEST, "Style weights must be >= 0 and not all zero.")

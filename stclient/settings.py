@@ -40,6 +40,7 @@ class Settings:
     # plug-in
     timing: bool = False                    # print a timing line per GIMP filter run
     test_dialog_response: str = ""          # automated UI tests: "ok" / "cancel" dialogs
+    test_screenshots: str = ""              # automated UI tests: save dialog screenshots here
 
 
 ENV: dict[str, str] = {
@@ -57,6 +58,7 @@ ENV: dict[str, str] = {
     "spill_dir": "STYLE_TRANSFER_SPILL_DIR",
     "timing": "STYLE_TRANSFER_TIMING",
     "test_dialog_response": "STYLE_TRANSFER_TEST_DIALOG_RESPONSE",
+    "test_screenshots": "STYLE_TRANSFER_TEST_SCREENSHOTS",
 }
 
 _overrides: dict[str, Any] = {}

@@ -19,9 +19,10 @@ class LoadedModel:
 
 @dataclass
 class JobInfo:
-    """A queued or running job (running ones have running_s, fraction and text)."""
+    """A queued or running job (running ones have running_s, fraction and text). Another
+    client's job is shown without its id, engine, model and text (`own` False)."""
 
-    id: str
+    id: Optional[str]
     op: str
     priority: str = "interactive"
     waiting_s: float = 0.0
@@ -30,6 +31,17 @@ class JobInfo:
     running_s: Optional[float] = None
     fraction: float = 0.0
     text: str = ""
+    own: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """Only what is known: no empty engine/model/text, no progress for a queued job."""
+        data = asdict(self)
+        for key in ("engine", "model", "text"):
+            if not data[key]:
+                del data[key]
+        if self.running_s is None:
+            del data["running_s"], data["fraction"]
+        return data
 
 
 @dataclass
@@ -55,7 +67,10 @@ class DaemonStatus:
                 if isinstance(m, dict)]
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["running"] = self.running.to_json() if self.running is not None else None
+        data["queue"] = [job.to_json() for job in self.queue]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "DaemonStatus":
@@ -120,7 +135,8 @@ def format_status(status: DaemonStatus) -> str:
 
 
 def _job(job: JobInfo) -> str:
-    return " ".join(part for part in (job.op, job.id, job.engine, job.model) if part)
+    return " ".join(part for part in (job.op, job.id if job.own else "(another client's)",
+                                      job.engine, job.model) if part)
 
 
 def mib(value: Any) -> str:

@@ -1,6 +1,8 @@
 """run_batch: stylize every image of a folder, overlapping file I/O with compute, losing nothing.
 
-Used by the daemon's `batch` op and by `python -m backend batch --in-process`.
+Used by the daemon's `batch` op and by `python -m backend batch --in-process`. Everything
+around the images (checks, OUTPUT_DIR lock, scan, skip-existing, temp clean-up, report) is
+run_planned, which other executors reuse (ray_runner.py); one image's steps are steps.py.
 
 Pipeline: a small pool of reader threads decodes the next images while the calling thread runs
 the network, and a writer thread encodes and atomically writes finished images (imageio's
@@ -28,6 +30,7 @@ import datetime as _dt
 import json
 import os
 import re
+import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -35,19 +38,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from stclient.errors import (BAD_CHECKPOINT, BAD_REQUEST, INTERNAL, MODEL_MISSING, UNKNOWN_MODEL,
-                             BUSY, UNREADABLE, WRITE_FAILED, Cancelled, StyleTransferError)
 from stclient import registry
+from stclient.errors import BAD_REQUEST, BUSY, WRITE_FAILED, Cancelled, StyleTransferError
 from stclient.registry import resolve_options
 
-from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+from backend.atomicfile import check_writable
+from backend.engines.job import CancelledFn, ProgressFn, never_cancelled, no_progress
 
 from . import scan as scanning
-from .spec import (CANCELLED, FAILED, OK, SKIPPED, BatchReport, BatchSpec, ItemResult,
-                   progress_text)
-
-# Errors that would hit every image alike: stop the batch instead of failing each file.
-FATAL_CODES = frozenset({UNKNOWN_MODEL, MODEL_MISSING, BAD_CHECKPOINT})
+from .spec import (CANCELLED, FAILED, REPORT_VERSION, SKIPPED, BatchReport, BatchSpec,
+                   ItemResult, progress_text)
+from .steps import FATAL_CODES, ImageSteps, JobTemplate, LoadedInput, PlannedItem, read_image
 
 # write_image's temp files: mkstemp(prefix=".<name>.", suffix=".tmp") -> ".<name>.<8 chars>.tmp"
 # (tests/unit/test_batch_runner.py checks this against a real write_image call).
@@ -55,24 +56,45 @@ _TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 @dataclass
-class _Planned:
-    item: scanning.BatchItem
-    target: Path
+class BatchPlan:
+    """A checked, scanned and locked batch: what is left to do and what is already decided.
+
+    Handed to an executor (the local pipeline, or the Ray runner), which fills `results` with
+    one ItemResult per entry of `todo`.
+    """
+
+    spec: BatchSpec
+    job: JobTemplate
+    input_root: Path
+    output_root: Path
+    todo: list[PlannedItem]
+    results: dict[str, ItemResult]
+    targets: list[Path]               # every output this batch may write (temp-file clean-up)
+
+    def steps(self, imageio: Any) -> ImageSteps:
+        return ImageSteps(self.spec, imageio, self.job, self.output_root, self.input_root)
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete write_image temp files next to this batch's outputs (left by a killed
+        writer); only safe while no writer of this batch is running."""
+        return _remove_stale_temp_files(self.targets)
 
 
-@dataclass
-class _Loaded:
-    image: Any = None                 # imageio.LoadedImage
-    error: Optional[ItemResult] = None
-    seconds: float = 0.0
+Executor = Callable[[BatchPlan, ProgressFn], None]
 
 
 def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
               cancelled: CancelledFn = never_cancelled, *,
               abort: CancelledFn = never_cancelled,
               between_images: Optional[Callable[[], None]] = None,
-              readers: int = 2, prefetch: int = 2) -> BatchReport:
+              readers: int = 2, prefetch: int = 2,
+              confine: tuple[Path, ...] = (),
+              read_style: Optional[Callable[[str], Any]] = None) -> BatchReport:
     """Run `spec` with `runtime` (a backend.runtime.Runtime); return the report.
+
+    `confine` (the daemon, for a remote client): inputs reached through links that leave these
+    folders are reported, not read. `read_style(path) -> pixels` replaces the plain read of the
+    spec's style images (the daemon reads them with a timeout, off its worker thread).
 
     Raises StyleTransferError only for problems that concern the whole batch (bad spec, refused
     folders, unknown/missing model, unreadable style image, another batch writing to the same
@@ -80,26 +102,49 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
     """
     from backend import imageio  # heavy (numpy, Pillow): imported when a batch runs
 
+    def execute(plan: BatchPlan, progress: ProgressFn) -> None:
+        if plan.todo and hasattr(runtime, "load_model"):
+            # a missing or mismatched model fails the batch here, once, not every file
+            progress(0.0, "loading model")
+            runtime.load_model(spec.engine, spec.model, spec.checkpoints or None)
+        _Pipeline(plan.steps(imageio), runtime, progress, cancelled, abort, between_images,
+                  max(1, readers), max(1, prefetch)).run(plan.todo, plan.results)
+
+    return run_planned(spec, execute, progress, confine=confine, read_style=read_style)
+
+
+def run_planned(spec: BatchSpec, execute: Executor, progress: ProgressFn = no_progress, *,
+                confine: tuple[Path, ...] = (),
+                read_style: Optional[Callable[[str], Any]] = None) -> BatchReport:
+    """Everything of a batch around the images: checks, OUTPUT_DIR lock, scan, skip-existing,
+    temp clean-up, the report. `execute(plan, progress)` stylizes plan.todo into plan.results;
+    any executor gets the same semantics and the same report (`confine`, `read_style`: see
+    run_batch)."""
+    from backend import imageio
+
     started = time.monotonic()
     spec.validate()
     options = resolve_options(spec.engine, spec.options)
     # every image gets the same styles and no mask
     registry.check_inputs(spec.engine, len(spec.styles), False, options)
     input_root, output_root = scanning.resolve_roots(spec)
+    if spec.report:
+        _check_report_target(output_root, spec.report)   # refused before any work, not after
     try:
-        output_root.mkdir(parents=True, exist_ok=True)
+        check_writable(output_root)     # a read-only destination fails now, not per image
     except OSError as error:
-        raise StyleTransferError(WRITE_FAILED, f"Cannot create OUTPUT_DIR {output_root}: "
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write to OUTPUT_DIR {output_root}: "
                                                f"{error.strerror or error}.") from None
     report = BatchReport(spec=spec, started=_dt.datetime.now(_dt.timezone.utc)
                          .isoformat(timespec="seconds"))
     with _exclusive(output_root):
         progress(0.0, "scanning " + str(input_root))
-        scanned = scanning.scan(spec, input_root, output_root)
+        scanned = scanning.scan(spec, input_root, output_root, tuple(confine))
         report.ignored = scanned.ignored
-        styles = [_read_style(imageio, path, spec.max_pixels) for path in spec.styles]
+        styles = [read_style(path) if read_style is not None
+                  else _read_style(imageio, path, spec.max_pixels) for path in spec.styles]
         results: dict[str, ItemResult] = {p.input: p for p in scanned.problems}
-        todo: list[_Planned] = []
+        todo: list[PlannedItem] = []
         targets: list[Path] = []
         for item in scanned.items:
             rel = item.rel.as_posix()
@@ -114,15 +159,11 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
                 results[rel] = ItemResult(rel, SKIPPED, item.output_rel.as_posix(),
                                           message="The output already exists.")
                 continue
-            todo.append(_Planned(item, target))
+            todo.append(PlannedItem(item, target))
         _remove_stale_temp_files(targets)
-        if todo and hasattr(runtime, "load_model"):
-            # a missing or mismatched model fails the batch here, once, not every file
-            progress(0.0, "loading model")
-            runtime.load_model(spec.engine, spec.model, spec.checkpoints or None)
-        job = _JobTemplate(spec, options, styles)
-        _Pipeline(spec, runtime, imageio, job, output_root, input_root, progress, cancelled,
-                  abort, between_images, max(1, readers), max(1, prefetch)).run(todo, results)
+        plan = BatchPlan(spec, JobTemplate(spec, options, styles), input_root, output_root,
+                         todo, results, targets)
+        execute(plan, progress)
         report.items = sorted(results.values(), key=lambda r: tuple(r.input.split("/")))
         report.cancelled = any(r.status == CANCELLED for r in report.items)
         report.elapsed_s = time.monotonic() - started
@@ -133,52 +174,38 @@ def run_batch(spec: BatchSpec, runtime: Any, progress: ProgressFn = no_progress,
     return report
 
 
-@dataclass
-class _JobTemplate:
-    spec: BatchSpec
-    options: dict[str, Any]
-    styles: list[Any]
-
-    def make(self, pixels: Any) -> StylizeJob:
-        return StylizeJob(engine=self.spec.engine, content=pixels, model=self.spec.model,
-                          styles=list(self.styles), options=dict(self.options),
-                          checkpoints=dict(self.spec.checkpoints))
-
-
 class _Pipeline:
     """Readers ahead of the compute thread, one writer behind it."""
 
-    def __init__(self, spec: BatchSpec, runtime: Any, imageio: Any, job: _JobTemplate,
-                 output_root: Path, input_root: Path, progress: ProgressFn,
+    def __init__(self, steps: ImageSteps, runtime: Any, progress: ProgressFn,
                  cancelled: CancelledFn, abort: CancelledFn,
                  between_images: Optional[Callable[[], None]], readers: int,
                  prefetch: int) -> None:
-        self.spec, self.runtime, self.imageio, self.job = spec, runtime, imageio, job
-        self.output_root, self.input_root = output_root, input_root
+        self.steps, self.runtime = steps, runtime
         self.progress, self.cancelled, self.abort = progress, cancelled, abort
         self.between_images = between_images
         self.readers, self.prefetch = readers, prefetch
 
-    def run(self, todo: list[_Planned], results: dict[str, ItemResult]) -> None:
+    def run(self, todo: list[PlannedItem], results: dict[str, ItemResult]) -> None:
         total = len(todo)
-        reads: collections.deque[tuple[_Planned, Future]] = collections.deque()
-        writes: collections.deque[tuple[ItemResult, Future]] = collections.deque()
+        reads: collections.deque[tuple[PlannedItem, Future]] = collections.deque()
+        writes: collections.deque[Future] = collections.deque()
         next_read = 0
         done = 0
         read_pool = ThreadPoolExecutor(self.readers, thread_name_prefix="batch-read")
         write_pool = ThreadPoolExecutor(1, thread_name_prefix="batch-write")
         try:
             for index, planned in enumerate(todo):
-                rel = planned.item.rel.as_posix()
+                rel = planned.rel
                 if self.cancelled() or self.abort():
-                    self._mark_cancelled(todo[index:], results)
+                    mark_cancelled(todo[index:], results)
                     break
                 while next_read < total and next_read < index + self.prefetch:
                     ahead = todo[next_read]
-                    reads.append((ahead, read_pool.submit(self._read, ahead)))
+                    reads.append((ahead, read_pool.submit(self.steps.read, ahead)))
                     next_read += 1
                 _, future = reads.popleft()
-                loaded: _Loaded = future.result()
+                loaded: LoadedInput = future.result()
                 if loaded.error is not None:
                     results[rel] = loaded.error
                     done += 1
@@ -187,100 +214,32 @@ class _Pipeline:
                 if self.between_images is not None:
                     self.between_images()
                     if self.cancelled() or self.abort():
-                        self._mark_cancelled(todo[index:], results)
+                        mark_cancelled(todo[index:], results)
                         break
-                start = time.monotonic()
                 try:
-                    pixels = self.runtime.stylize(
-                        self.job.make(loaded.image.pixels),
+                    result, pixels = self.steps.stylize(
+                        self.runtime, planned, loaded,
                         progress=self._sub_progress(done, total, rel), cancelled=self.abort)
                 except Cancelled:
-                    self._mark_cancelled(todo[index:], results)
+                    mark_cancelled(todo[index:], results)
                     break
-                except StyleTransferError as error:
-                    if error.code in FATAL_CODES:
-                        raise
-                    results[rel] = self._failed(planned, error.code, error.message)
-                    done += 1
-                    self.progress(done / total, progress_text(done, total, rel))
-                    continue
-                except Exception as error:   # out of memory, a bug: this image, not the batch
-                    results[rel] = self._failed(planned, INTERNAL,
-                                                f"{type(error).__name__}: {error}")
-                    done += 1
-                    self.progress(done / total, progress_text(done, total, rel))
-                    continue
-                seconds = loaded.seconds + time.monotonic() - start
-                result = ItemResult(rel, OK, planned.item.output_rel.as_posix(), seconds=seconds)
                 results[rel] = result
-                while len(writes) >= 2:      # bound memory: at most two results waiting
-                    self._finish_write(*writes.popleft())
-                writes.append((result, write_pool.submit(
-                    self._write, planned, pixels, loaded.image)))
+                if pixels is not None:
+                    while len(writes) >= 2:      # bound memory: at most two results waiting
+                        writes.popleft().result()
+                    writes.append(write_pool.submit(self.steps.write, result, planned, pixels,
+                                                    loaded))
                 done += 1
                 self.progress(done / total, progress_text(done, total, rel))
             while writes:
-                self._finish_write(*writes.popleft())
+                writes.popleft().result()
         finally:
             for _, future in reads:
                 future.cancel()
             read_pool.shutdown(wait=True)
-            for result, future in writes:  # only left when an exception is on its way out
-                self._finish_write(result, future)
+            for future in writes:  # only left when an exception is on its way out
+                future.result()
             write_pool.shutdown(wait=True)
-
-    # --------------------------------------------------------------------------- per image
-
-    def _read(self, planned: _Planned) -> _Loaded:
-        start = time.monotonic()
-        why = scanning.check_readable(planned.item.source)
-        if why is not None:
-            return _Loaded(error=self._failed(planned, UNREADABLE, why))
-        try:
-            image = _read(self.imageio, planned.item.source, self.spec.max_pixels)
-        except StyleTransferError as error:
-            return _Loaded(error=self._failed(planned, error.code, error.message))
-        except OSError as error:
-            return _Loaded(error=self._failed(planned, UNREADABLE,
-                                              f"Cannot read it: {error.strerror or error}."))
-        except Exception as error:
-            return _Loaded(error=self._failed(planned, INTERNAL,
-                                              f"{type(error).__name__}: {error}"))
-        return _Loaded(image=image, seconds=time.monotonic() - start)
-
-    def _write(self, planned: _Planned, pixels: Any, loaded: Any) -> float:
-        """Encode and write atomically; every failure here is a write_failed for this file,
-        except a refused target (bad_request from output_target)."""
-        start = time.monotonic()
-        target = scanning.output_target(self.output_root, self.input_root, planned.item,
-                                        create=True)
-        try:
-            self.imageio.write_image(
-                target, pixels, icc_profile=loaded.icc_profile, exif=loaded.exif,
-                quality=self.spec.quality, format=self._write_format(planned))
-        except StyleTransferError as error:
-            raise StyleTransferError(WRITE_FAILED, error.message) from None
-        except OSError as error:
-            raise StyleTransferError(WRITE_FAILED, f"Cannot write {target}: "
-                                                   f"{error.strerror or error}.") from None
-        return time.monotonic() - start
-
-    def _write_format(self, planned: _Planned) -> str:
-        return self.imageio.FORMATS_BY_EXTENSION[planned.item.output_rel.suffix.lower()]
-
-    def _finish_write(self, result: ItemResult, future: Future) -> None:
-        try:
-            result.seconds += future.result()
-        except StyleTransferError as error:
-            result.status, result.code, result.message = FAILED, error.code, error.message
-        except OSError as error:
-            result.status, result.code = FAILED, WRITE_FAILED
-            result.message = f"Cannot write {result.output}: {error.strerror or error}."
-        except Exception as error:
-            result.status, result.code = FAILED, WRITE_FAILED
-            result.message = f"Cannot write {result.output}: {type(error).__name__}: {error}"
-
-    # --------------------------------------------------------------------------- helpers
 
     def _sub_progress(self, done: int, total: int, rel: str) -> ProgressFn:
         def report(fraction: float, text: str) -> None:
@@ -288,28 +247,18 @@ class _Pipeline:
                           progress_text(done, total, rel))
         return report
 
-    @staticmethod
-    def _failed(planned: _Planned, code: str, message: str) -> ItemResult:
-        return ItemResult(planned.item.rel.as_posix(), FAILED, planned.item.output_rel.as_posix(),
-                          code, message)
 
-    @staticmethod
-    def _mark_cancelled(rest: list[_Planned], results: dict[str, ItemResult]) -> None:
-        for planned in rest:
-            rel = planned.item.rel.as_posix()
-            results[rel] = ItemResult(rel, CANCELLED, planned.item.output_rel.as_posix(),
-                                      message="Not done: the batch was cancelled first.")
-
-
-def _read(imageio: Any, path: Path, max_pixels: Optional[int]) -> Any:
-    if max_pixels is None:
-        return imageio.read_image(path)
-    return imageio.read_image(path, max_pixels)
+def mark_cancelled(rest: list[PlannedItem], results: dict[str, ItemResult]) -> None:
+    """Record `rest` as not done because the batch was cancelled first."""
+    for planned in rest:
+        results[planned.rel] = ItemResult(planned.rel, CANCELLED,
+                                          planned.item.output_rel.as_posix(),
+                                          message="Not done: the batch was cancelled first.")
 
 
 def _read_style(imageio: Any, path: str, max_pixels: Optional[int]) -> Any:
     try:
-        return _read(imageio, Path(path), max_pixels).pixels
+        return read_image(imageio, Path(path), max_pixels).pixels
     except StyleTransferError as error:
         raise StyleTransferError(error.code, f"Style image {path}: {error.message}") from None
     except OSError as error:
@@ -378,24 +327,57 @@ def _remove_stale_temp_files(planned: list[Path]) -> int:
     return removed
 
 
+def _check_report_target(output_root: Path, name: str) -> Path:
+    """OUTPUT_DIR/NAME.json, where nothing but an earlier report may be in the way."""
+    from .spec import check_report_name
+    target = output_root / check_report_name(name)
+    if os.path.lexists(target) and not is_earlier_report(target):
+        raise StyleTransferError(BAD_REQUEST, f"Refusing to write the report {target}: a file "
+                                              "that is not an earlier batch report is in the "
+                                              "way; choose another report name.")
+    return target
+
+
 def _write_report(report: BatchReport, output_root: Path, name: str) -> None:
-    from .spec import check_relative_name
-    rel = check_relative_name(name, "The report name")
-    target = output_root.joinpath(*rel.parts)
-    if not scanning.is_within(target.parent.resolve(), output_root):
-        raise StyleTransferError(BAD_REQUEST, f"The report {name} would be outside OUTPUT_DIR.")
-    write_report_file(report, target)
+    """Write the spec's report into OUTPUT_DIR, replacing nothing but an earlier report."""
+    write_report_file(report, _check_report_target(output_root, name))
+
+
+REPORT_READ_LIMIT = 256 << 20      # an earlier report larger than this is not ours to replace
+
+
+def is_earlier_report(path: Path) -> bool:
+    """True when `path` is a regular file of ours (not a link) holding a batch report's JSON."""
+    from stclient.paths import read_own_file
+    data = read_own_file(path, REPORT_READ_LIMIT)
+    try:
+        report = json.loads(data.decode("utf-8")) if data is not None else None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return (isinstance(report, dict) and report.get("version") == REPORT_VERSION
+            and isinstance(report.get("items"), list) and isinstance(report.get("spec"), dict)
+            and isinstance(report.get("counts"), dict))
+
+
+def report_text(report: BatchReport) -> str:
+    """The report's JSON, with `$` and backquotes written as \\u escapes: the same JSON to any
+    parser, but text a shell would never expand (file names and messages are free text)."""
+    text = json.dumps(report.to_json(), indent=1)
+    return text.replace("$", "\\u0024").replace("`", "\\u0060") + "\n"
 
 
 def write_report_file(report: BatchReport, path: Path) -> None:
-    """Write the JSON report atomically (temp file next to it, then rename)."""
+    """Write the JSON report atomically (a fresh temp file next to it, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temp, "w", encoding="utf-8") as handle:
-            json.dump(report.to_json(), handle, indent=1)
-            handle.write("\n")
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise StyleTransferError(WRITE_FAILED, f"Cannot write the report {path}: "
+                                               f"{error.strerror or error}.") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(report_text(report))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
@@ -408,4 +390,5 @@ def write_report_file(report: BatchReport, path: Path) -> None:
                                                f"{error.strerror or error}.") from None
 
 
-__all__ = ["run_batch", "write_report_file", "FATAL_CODES"]
+__all__ = ["BatchPlan", "FATAL_CODES", "mark_cancelled", "run_batch", "run_planned",
+           "write_report_file"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Optional
 
-from stclient.errors import BAD_REQUEST, UNREADABLE, WRITE_FAILED, StyleTransferError
+from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNREADABLE, WRITE_FAILED, StyleTransferError
 
 from backend.imageio import FORMATS_BY_EXTENSION, IMAGE_EXTENSIONS
 
@@ -109,15 +109,31 @@ def _problem(rel: str, code: str, message: str) -> ItemResult:
     return ItemResult(input=rel, status=FAILED, code=code, message=message)
 
 
-def scan(spec: BatchSpec, input_root: Path, output_root: Path) -> ScanResult:
-    """List the inputs (sorted) with their output names; nothing is read or written."""
+_OUTSIDE = "A link to outside the folders this daemon lets remote clients use; not followed."
+
+
+def _outside(path: str | Path, confine: tuple[Path, ...]) -> bool:
+    """With `confine` (a remote client's --allow-dir roots): True when the real path leaves them."""
+    if not confine:
+        return False
+    real = Path(os.path.realpath(path))
+    return not any(real == root or root in real.parents for root in confine)
+
+
+def scan(spec: BatchSpec, input_root: Path, output_root: Path,
+         confine: tuple[Path, ...] = ()) -> ScanResult:
+    """List the inputs (sorted) with their output names; nothing is read or written. With
+    `confine`, links that lead outside those roots are reported, never followed."""
     result = ScanResult(input_root=input_root, output_root=output_root)
     if spec.files:
         rels = [check_relative_name(name, "A file name") for name in spec.files]
     else:
-        rels = _walk(spec, input_root, result)
+        rels = _walk(spec, input_root, result, confine)
     seen: dict[str, PurePosixPath] = {}
     for rel in sorted(set(rels), key=lambda p: p.parts):
+        if _outside(input_root.joinpath(*rel.parts), confine):
+            result.problems.append(_problem(rel.as_posix(), UNAUTHORIZED, _OUTSIDE))
+            continue
         out_rel = output_name(rel, spec.format)
         key = out_rel.as_posix().casefold() if _CASE_INSENSITIVE_FS else out_rel.as_posix()
         if key in seen:
@@ -132,7 +148,8 @@ def scan(spec: BatchSpec, input_root: Path, output_root: Path) -> ScanResult:
     return result
 
 
-def _walk(spec: BatchSpec, input_root: Path, result: ScanResult) -> list[PurePosixPath]:
+def _walk(spec: BatchSpec, input_root: Path, result: ScanResult,
+          confine: tuple[Path, ...] = ()) -> list[PurePosixPath]:
     """Depth-first walk; follows folder symlinks but never into one of its own ancestors."""
     found: list[PurePosixPath] = []
     root_stat = os.stat(input_root)
@@ -158,6 +175,9 @@ def _walk(spec: BatchSpec, input_root: Path, result: ScanResult) -> list[PurePos
                 is_dir = False                    # e.g. a link to itself: read step reports it
             if is_dir:
                 if not spec.recursive:
+                    continue
+                if entry.is_symlink() and _outside(entry.path, confine):
+                    result.problems.append(_problem(rel.as_posix(), UNAUTHORIZED, _OUTSIDE))
                     continue
                 try:
                     info = os.stat(entry.path)

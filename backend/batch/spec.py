@@ -78,6 +78,22 @@ def check_relative_name(name: str, what: str) -> PurePosixPath:
     return path
 
 
+def check_report_name(name: Any) -> str:
+    """The report's name: a plain `*.json` file name in OUTPUT_DIR; raise bad_request otherwise.
+
+    No folders, no dot-files and no other extension, so a request can never make the daemon
+    write `~/.bashrc`, `.profile` or a script, whatever OUTPUT_DIR is.
+    """
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise _bad(f"The report name must be a file name such as report.json, not {name!r}.")
+    if any(ch in name for ch in "/\\\0") or name.startswith(".") \
+            or not name.lower().endswith(".json") or len(name) == len(".json") \
+            or not name.isprintable():
+        raise _bad(f"The report name must be a plain file name ending in .json, without "
+                   f"folders and not starting with '.', not {name!r}.")
+    return name
+
+
 @dataclass
 class BatchSpec:
     """One folder job. Paths are absolute: the daemon's working directory is not the user's."""
@@ -95,7 +111,7 @@ class BatchSpec:
     format: str = "same"                                    # a key of OUTPUT_FORMATS
     quality: int = 95                                       # JPEG / WebP quality 1..100
     overwrite: bool = False                                 # False = skip existing (resume)
-    report: Optional[str] = None                            # name under output_dir for the JSON
+    report: Optional[str] = None                            # NAME.json in output_dir
     max_pixels: Optional[int] = None                        # per-image limit; None = imageio's
     device: str = "auto"                                    # only used by --in-process
 
@@ -156,7 +172,7 @@ class BatchSpec:
                 or not 1 <= self.quality <= 100:
             raise _bad(f"quality must be a whole number from 1 to 100, not {self.quality!r}.")
         if self.report is not None:
-            check_relative_name(self.report, "The report name")
+            check_report_name(self.report)
         if self.max_pixels is not None and (
                 isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int)
                 or self.max_pixels < 1):

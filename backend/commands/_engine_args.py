@@ -22,14 +22,19 @@ from stclient.options import OptionSpec
 DEFAULT_ROLE = "generator"     # what a bare --checkpoint PATH is when the engine is not known
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, not {text!r}")
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
+def _number_list(cast):
+    """argparse type for 'X,Y,...' lists (floats or whole numbers)."""
+    def parse(text: str) -> list:
+        try:
+            values = [cast(part) for part in text.replace(" ", "").split(",") if part]
+        except ValueError:
+            kind = "whole numbers" if cast is int else "numbers"
+            raise argparse.ArgumentTypeError(f"expected {kind} separated by commas, not "
+                                             f"{text!r}")
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one number")
+        return values
+    return parse
 
 
 def _engines_by_option() -> dict[str, list[tuple[str, OptionSpec]]]:
@@ -78,9 +83,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
             choices = sorted({c for _, s in uses for c in s.choices})
             group.add_argument(flag, dest=name, choices=choices, default=None,
                                help=_help(name, uses))
-        elif spec.kind == "floats":
-            group.add_argument(flag, dest=name, type=_float_list, default=None,
-                               metavar="X,Y,...", help=_help(name, uses))
+        elif spec.kind in ("floats", "ints"):
+            group.add_argument(flag, dest=name, default=None,
+                               type=_number_list(float if spec.kind == "floats" else int),
+                               metavar="X,Y,..." if spec.kind == "floats" else "N,M,...",
+                               help=_help(name, uses))
         else:
             group.add_argument(flag, dest=name, type=int if spec.kind == "int" else float,
                                default=None, metavar="N" if spec.kind == "int" else "X",

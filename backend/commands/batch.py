@@ -2,9 +2,10 @@
 
 By default the daemon does the work (models stay loaded between batches, GIMP filters can run in
 between, the daemon is started when none answers); `--in-process` runs the same runner here,
-`--endpoint URL` picks the daemon. Exit status: 0 when every image was written (or already
-there), 1 when some failed or were left undone (the rest are still written), 2 on a usage error,
-130 when stopped with Ctrl-C (after the image in hand).
+`--endpoint URL` picks the daemon, `--ray [ADDRESS]` runs it on Ray workers (backend/batch/
+ray_runner.py). Exit status: 0 when every image was written (or already there), 1 when some
+failed or were left undone (the rest are still written), 2 on a usage error, 130 when stopped
+with Ctrl-C (after the image in hand).
 """
 
 from __future__ import annotations
@@ -65,11 +66,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="the daemon to use (default: this user's local daemon)")
     where.add_argument("--in-process", action="store_true",
                        help="run here instead of in the daemon")
+    where.add_argument("--ray", nargs="?", const="local", type=_ray_address, metavar="ADDRESS",
+                       help="run on Ray workers: no ADDRESS starts a Ray on this machine, 'auto' "
+                            "joins this machine's cluster (ray start), 'ray://HOST:10001' connects "
+                            "as a Ray client; folders must be at the same path on every node "
+                            "(needs: python3 install.py --with ray)")
+    parser.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                        help="with --ray: number of workers (default: one per GPU, else one per "
+                             "--ray-cpus CPUs)")
+    parser.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                        help="with --ray on CPUs: CPUs (and torch threads) per worker (default: "
+                             "4, or all when fewer)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                        help="with --in-process: where the networks run (default auto)")
+                        help="with --in-process or --ray: where the networks run (default auto; "
+                             "with --ray: GPUs when the cluster has them)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="with --in-process: CPU threads (default: all)")
-    add_compile_argument(parser, "with --in-process (the daemon has serve --compile): ")
+    add_compile_argument(parser, "with --in-process or --ray (the daemon has serve --compile): ")
     add_precision_argument(parser, "with --in-process (the daemon has serve --precision): ")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar (the summary and failures are still printed)")
@@ -102,14 +115,31 @@ def run(args: argparse.Namespace) -> int:
                               registry.resolve_options(spec.engine, spec.options))
         if args.threads is not None and args.threads < 1:
             raise StyleTransferError(BAD_REQUEST, "--threads must be at least 1.")
-        if not args.in_process and (args.threads is not None or args.device != "auto"
-                                    or args.compile or args.precision is not None):
+        on_ray = args.ray is not None
+        if not args.in_process and not on_ray and (args.threads is not None
+                                                   or args.device != "auto" or args.compile
+                                                   or args.precision is not None):
             raise StyleTransferError(BAD_REQUEST, "--device, --threads, --compile and "
                                                   "--precision apply to --in-process; the daemon "
                                                   "has its own (serve --device, --compile, "
                                                   "--precision).")
+        if on_ray and args.threads is not None:
+            raise StyleTransferError(BAD_REQUEST, "With --ray, --ray-cpus sets the CPUs and "
+                                                  "threads of each worker, not --threads.")
+        if not on_ray and (args.ray_workers is not None or args.ray_cpus is not None):
+            raise StyleTransferError(BAD_REQUEST, "--ray-workers and --ray-cpus apply to --ray.")
+        ray_batch = _ray_batch(args) if on_ray else None
         from backend.batch.scan import resolve_roots
         resolve_roots(spec)       # refused folders fail here, before a daemon is started
+        if not args.endpoint:     # a daemon elsewhere sees its own file system
+            _check_output_dir(spec.output_dir)
+            for style in spec.styles:
+                if not os.path.isfile(style):
+                    raise StyleTransferError(BAD_REQUEST, f"The style image {style} does not "
+                                                          "exist or is not a file.")
+        if args.in_process and not spec.checkpoints:
+            from backend.modelstore.choice import model_for
+            model_for(spec.engine, spec.model)     # before torch and the scan
     except StyleTransferError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return USAGE_ERROR
@@ -117,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
     stop = _Stop(bar)
     try:
         with stop.installed():
-            if args.in_process:
+            if ray_batch is not None:
+                report = ray_batch.run(spec, progress=bar.update, cancelled=stop.soft.is_set,
+                                       abort=stop.hard.is_set, notify=bar.message)
+            elif args.in_process:
                 report = _run_in_process(spec, bar, stop, args.threads, args.compile)
             else:
                 report = _run_in_daemon(spec, args.endpoint, bar, stop)
@@ -127,12 +160,47 @@ def run(args: argparse.Namespace) -> int:
         return USAGE_ERROR if error.code == BAD_REQUEST else 1
     bar.finish()
     print_summary(report)
+    if ray_batch is not None:
+        print(ray_batch.stats.summary())
     if args.report:
         from backend.batch.runner import write_report_file
         write_report_file(report, args.report)
     if stop.requested:
         return INTERRUPTED
     return report.exit_status()
+
+
+def _ray_address(text: str) -> str:
+    """argparse type of --ray ADDRESS (lazy: the Ray runner imports the engines)."""
+    from backend.batch.ray_runner import check_address
+    try:
+        return check_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _ray_batch(args: argparse.Namespace) -> Any:
+    """The RayBatch for --ray; a missing Ray or bad numbers are usage errors (exit 2)."""
+    from backend.batch.ray_runner import RayBatch, RayOptions, import_ray
+    import_ray()
+    options = RayOptions(address=args.ray, workers=args.ray_workers,
+                         cpus_per_worker=args.ray_cpus, compile=args.compile)
+    options.validate()
+    return RayBatch(options)
+
+def _check_output_dir(folder: str) -> None:
+    """OUTPUT_DIR can be created and written, found before any model loads."""
+    from pathlib import Path
+
+    from backend.atomicfile import check_writable
+    try:
+        check_writable(Path(folder))
+    except OSError as error:
+        blocker = next((p for p in Path(folder).parents if p.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and \
+            not blocker.is_dir() else error.strerror or str(error)
+        raise StyleTransferError(BAD_REQUEST, f"Cannot write to OUTPUT_DIR {folder}: {why}.") \
+            from None
 
 
 def _run_in_process(spec: BatchSpec, bar: Any, stop: "_Stop",

@@ -61,6 +61,10 @@ def run(args) -> int:
             print(f"{name}: built in {time.monotonic() - started:.0f} s: {path}")
         except RuntimeError as error:
             print(f"{name}: {str(error)[-1500:]}", file=sys.stderr)
+            if "missing" in str(error):
+                print("  Install those, then run `python -m backend kernels build` again; "
+                      "everything works without the kernels, only slower on the CPU.",
+                      file=sys.stderr)
             status = 1
         finally:
             if args.lock:

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from stclient import registry
+from stclient import registry as engine_registry
 
 
 def register(subparsers) -> None:
@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 def _add_list_flags(parser: argparse.ArgumentParser, default) -> None:
     parser.add_argument("--json", action="store_true", default=default,
                         help="machine-readable output")
-    parser.add_argument("--engine", choices=registry.engine_names(),
+    parser.add_argument("--engine", choices=engine_registry.engine_names(),
                         default=default, help="only this engine's models")
     parser.add_argument("--installed", dest="installed_only", action="store_true",
                         default=default, help="only installed models")
@@ -71,8 +71,9 @@ def run_list(args: argparse.Namespace) -> int:
     from backend.modelstore import ModelRegistry, install_command
 
     registry = ModelRegistry()
+    engines = None if args.engine is None else engine_registry.model_engines(args.engine)
     models = [m for m in registry.models
-              if (args.engine is None or m.engine == args.engine)
+              if (engines is None or m.engine in engines)
               and (not args.installed_only or m.installed)]
     if args.json:
         json.dump({"models_dir": str(registry.models_dir),
@@ -83,8 +84,11 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     rows = [("NAME", "ENGINE", "STATUS", "SOURCE", "DISPLAY NAME")]
     for m in models:
+        also = [name for name in engine_registry.engine_names()
+                if name != m.engine and m.engine in engine_registry.model_engines(name)]
         rows.append((m.name + (" *" if m.recommended else ""), m.engine,
-                     "installed" if m.installed else "missing", m.source, m.display_name))
+                     "installed" if m.installed else "missing", m.source,
+                     m.display_name + (f" (also runs {', '.join(also)})" if also else "")))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
@@ -92,7 +96,8 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"\n{installed} installed, {len(models) - installed} missing "
           f"(* = recommended). Models folder: {registry.models_dir}")
     missing_recommended = [m.name for m in models
-                           if m.recommended and not m.installed and m.source == "manifest"]
+                           if m.recommended and not m.installed
+                           and m.source in ("manifest", "package")]
     if missing_recommended:
         print(f"Install the recommended ones: {install_command('recommended')}")
     print(f"Install any other: {install_command('NAME[,NAME...]')}  (or --models all)")
@@ -117,6 +122,10 @@ def run_install(args: argparse.Namespace) -> int:
     if report.failed:
         summary.append(f"FAILED: {', '.join(report.failed)}")
     print("; ".join(summary) or "nothing to do")
+    if report.installed or report.present:
+        from backend.commands.sheet import make_installed_sheets
+        make_installed_sheets(report.installed + report.present,
+                              log=lambda text: print(text, file=sys.stderr))
     if report.manual:
         print(report.manual_instructions(sorted({s.model for s in report.manual})),
               file=sys.stderr)

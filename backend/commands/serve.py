@@ -54,6 +54,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--curve-keys", type=Path,
                         help="folder with server.key_secret and clients/*.key: enables CurveZMQ "
                              "(required to listen on a non-loopback address)")
+    parser.add_argument("--allow-dir", action="append", type=Path, default=[], metavar="DIR",
+                        help="let remote (CURVE) clients name files below DIR (style files, "
+                             "batch folders; repeatable). Without it they send pixels only")
+    parser.add_argument("--max-job-memory", metavar="BYTES",
+                        help="memory (e.g. 8G) the whole images of one job may need; larger "
+                             "jobs are refused with out_of_memory before they start (default: "
+                             "60%% of the memory available at the time)")
+    parser.add_argument("--max-queue", type=int, default=defaults.DEFAULT_MAX_QUEUE,
+                        help="jobs queued or running at once, all clients together; more are "
+                             "answered 'busy' (default %(default)s)")
+    parser.add_argument("--max-queue-per-client", type=int,
+                        default=defaults.DEFAULT_MAX_QUEUE_PER_CLIENT,
+                        help="jobs one connection may have queued or running (default "
+                             "%(default)s)")
     parser.add_argument("--log-file", type=Path, help="log to this file (rotating) instead of "
                                                       "the console / the runtime directory")
     parser.add_argument("--start-timeout", type=float, default=120.0,
@@ -67,6 +81,15 @@ def run(args: argparse.Namespace) -> int:
         raise StyleTransferError("bad_request", "--max-pixels must be positive.")
     if args.threads is not None and args.threads < 1:
         raise StyleTransferError("bad_request", "--threads must be at least 1.")
+    if args.max_job_memory is not None:
+        from backend.perf.budget import parse_bytes
+        try:
+            args.max_job_memory = parse_bytes(args.max_job_memory)
+        except ValueError as error:
+            raise StyleTransferError("bad_request", f"--max-job-memory: {error}.") from None
+    if args.max_queue < 1 or args.max_queue_per_client < 1:
+        raise StyleTransferError("bad_request", "--max-queue and --max-queue-per-client must be "
+                                                "at least 1.")
     directory = paths.ensure_runtime_dir()
     endpoint = args.endpoint or paths.default_endpoint(directory)
     from backend.daemon import security
@@ -100,7 +123,10 @@ def run_foreground(args: argparse.Namespace, directory: Path, endpoint: str) -> 
             models_dir=models_dir,
             max_pixels=args.max_pixels, job_timeout=args.job_timeout,
             batch_timeout=args.batch_timeout, client_timeout=args.client_timeout,
-            curve_keys=args.curve_keys, log_file=args.log_file)
+            curve_keys=args.curve_keys, log_file=args.log_file,
+            allow_dirs=tuple(path.expanduser() for path in args.allow_dir),
+            max_job_memory=args.max_job_memory, max_queue=args.max_queue,
+            max_queue_per_client=args.max_queue_per_client)
         log = setup_logging(args.log_file)
         token = ensure_token(directory)
         server = DaemonServer(config, token=token)
@@ -195,7 +221,8 @@ def launch_detached(args: argparse.Namespace, directory: Path, endpoint: str) ->
 def _forwarded_flags(args: argparse.Namespace) -> list[str]:
     flags = ["--device", args.device, "--max-pixels", str(args.max_pixels),
              "--job-timeout", str(args.job_timeout), "--batch-timeout", str(args.batch_timeout),
-             "--client-timeout", str(args.client_timeout)]
+             "--client-timeout", str(args.client_timeout), "--max-queue", str(args.max_queue),
+             "--max-queue-per-client", str(args.max_queue_per_client)]
     if args.threads is not None:
         flags += ["--threads", str(args.threads)]
     if args.compile:
@@ -206,6 +233,10 @@ def _forwarded_flags(args: argparse.Namespace) -> list[str]:
         flags += ["--models-dir", str(args.models_dir.expanduser().resolve())]
     if args.curve_keys is not None:
         flags += ["--curve-keys", str(args.curve_keys.expanduser().resolve())]
+    if args.max_job_memory is not None:
+        flags += ["--max-job-memory", str(args.max_job_memory)]
+    for directory in args.allow_dir:
+        flags += ["--allow-dir", str(directory.expanduser().resolve())]
     return flags
 
 

@@ -24,13 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from backend.commands._daemon import NO_DAEMON_HINT, endpoint_of, surely_absent
+    if surely_absent(args.endpoint):
+        print(f"No daemon is running at {endpoint_of(args.endpoint)}; {NO_DAEMON_HINT}.",
+              file=sys.stderr)
+        return 1
     from stclient.client import Client
     client = Client(args.endpoint, timeout=args.timeout, autostart=False,
                     curve_keys=str(args.curve_keys) if args.curve_keys else None)
     try:
         status = client.status()
     except StyleTransferError as error:
-        print(f"No daemon answers at {client.endpoint}: {error.message}", file=sys.stderr)
+        print(f"No daemon answers at {client.endpoint}: {error.message} {NO_DAEMON_HINT[0].upper()}"
+              f"{NO_DAEMON_HINT[1:]}.", file=sys.stderr)
         return 1
     finally:
         client.close()

@@ -25,6 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from backend.commands._daemon import endpoint_of, surely_absent
+    if surely_absent(args.endpoint):
+        print(f"No daemon is running at {endpoint_of(args.endpoint)}: nothing to stop.")
+        return 0
     from stclient.client import Client
     client = Client(args.endpoint, timeout=min(args.timeout, 10.0), autostart=False,
                     curve_keys=str(args.curve_keys) if args.curve_keys else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -12,6 +12,8 @@ DEFAULT_BATCH_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_CLIENT_TIMEOUT = 10.0         # silence after which a waiting client counts as gone
 HEARTBEAT_INTERVAL = 0.5              # how often the daemon probes clients that have jobs
 MAX_FRAMES = 2 + 16                   # content + styles + mask (protocol.MAX_STYLES)
+DEFAULT_MAX_QUEUE = 32                # queued + running jobs of all clients together
+DEFAULT_MAX_QUEUE_PER_CLIENT = 8      # queued + running jobs of one connection
 
 
 @dataclass
@@ -28,6 +30,13 @@ class DaemonConfig:
     client_timeout: float = DEFAULT_CLIENT_TIMEOUT
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     curve_keys: Optional[Path] = None
+    allow_dirs: tuple[Path, ...] = field(default_factory=tuple)   # remote clients' file roots
+    max_job_memory: Optional[int] = None  # bytes of whole images a job may plan (None: a share
+                                          # of the memory available at the time)
+    max_style_bytes: int = 256 << 20      # style files larger than this are refused
+    style_read_timeout: float = 20.0      # seconds one style file may take to read
+    max_queue: int = DEFAULT_MAX_QUEUE
+    max_queue_per_client: int = DEFAULT_MAX_QUEUE_PER_CLIENT
     log_file: Optional[Path] = None   # None: console (--foreground)
 
     @property

@@ -45,6 +45,10 @@ class Job:
     text: str = "queued"
     _cancel: threading.Event = field(default_factory=threading.Event)
     reason: Optional[str] = None
+    principal: str = "owner"           # security.Peer.principal of the client that sent it
+    answered: bool = False             # its final reply went out (see claim_answer)
+    _answer_lock: threading.Lock = field(default_factory=threading.Lock)
+    urgent: bool = False               # a batch stops inside the image in hand, not after it
 
     @property
     def id(self) -> str:
@@ -57,6 +61,8 @@ class Job:
     def cancel(self, reason: str) -> None:
         if self.reason is None:
             self.reason = reason
+        elif reason in ("cancelled", "client_gone"):
+            self.urgent = True     # cancelled again, or nobody waits any more: stop at once
         self._cancel.set()
 
     def should_stop(self) -> bool:
@@ -64,21 +70,33 @@ class Job:
             self.cancel("deadline")
         return self._cancel.is_set()
 
+    def claim_answer(self) -> bool:
+        """True for the one caller that may send the job's final reply: the worker when it
+        finishes, or the server when the job overran its deadline without stopping."""
+        with self._answer_lock:
+            if self.answered:
+                return False
+            self.answered = True
+            return True
+
     def stop_error(self) -> StyleTransferError:
         code, message = REASONS.get(self.reason or "cancelled", REASONS["cancelled"])
         return Cancelled(message) if code == CANCELLED else StyleTransferError(code, message)
 
-    def describe(self) -> JobInfo:
+    def describe(self, own: bool = True) -> JobInfo:
+        """What status shows; another principal's job keeps its id, engine, model and text to
+        itself."""
         now = time.monotonic()
-        info = JobInfo(id=self.id, op=self.op,
+        info = JobInfo(id=self.id if own else None, own=own, op=self.op,
                        priority="interactive" if self.priority == INTERACTIVE else "batch",
                        waiting_s=round(now - self.received, 3),
-                       engine=getattr(self.request, "engine", None) or "",
-                       model=getattr(self.request, "model", None) or "")
+                       engine=(getattr(self.request, "engine", None) or "") if own else "",
+                       model=(getattr(self.request, "model", None) or "") if own else "")
         if self.started is not None:
             info.running_s = round(now - self.started, 3)
             info.fraction = round(self.fraction, 4)
-            info.text = self.text
+            if own:
+                info.text = self.text
         return info
 
 

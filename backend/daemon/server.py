@@ -26,22 +26,26 @@ from typing import Any, Callable, Optional
 import zmq
 
 from backend import PROTOCOL_VERSION, __version__
-from stclient.errors import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, StyleTransferError
 from stclient import registry
-from stclient.status import DaemonStatus
+from stclient.errors import (BAD_REQUEST, BUSY, OUT_OF_MEMORY, UNAUTHORIZED, UNAVAILABLE,
+                             StyleTransferError)
 from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
                                ModelsRequest, Progress, ProtocolError, Request, Result,
                                SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
-                               decode_request)
+                               decode_request, peek_id)
+from stclient.status import DaemonStatus
 
 from . import security, validation
 from .config import MAX_FRAMES, DaemonConfig
+from .filepolicy import FilePolicy
 from .jobs import BATCH, INTERACTIVE, Job, JobQueue
 from .logsetup import get_logger
 from .worker import Worker, default_runtime_factory
 
 OUTBOX = "inproc://style-transfer-worker-replies"
 SHUTDOWN_GRACE = 30.0          # seconds the worker may take to stop its current job
+DEADLINE_GRACE = 2.0           # a running job this far past its deadline is answered anyway
+LISTEN_BACKLOG = 1024          # pending connects (libzmq's default 100 overflowed in a burst)
 
 
 class DaemonServer:
@@ -51,7 +55,14 @@ class DaemonServer:
                  runtime_factory: Callable[[DaemonConfig], Any] = default_runtime_factory,
                  context: Optional[zmq.Context] = None) -> None:
         self.config = config
-        self.token = token if security.endpoint_host(config.endpoint) is not None else None
+        self.curve = security.CurveKeys.load(config.curve_keys) if config.curve_keys else None
+        security.check_bind_allowed(config.endpoint, self.curve)
+        self.mode = security.auth_mode(config.endpoint, config.runtime_dir, self.curve)
+        self.token = token if self.mode != security.PRIVATE else None
+        self.files = FilePolicy.from_dirs(config.allow_dirs)
+        if self.mode != security.PRIVATE and not token:
+            raise StyleTransferError(UNAUTHORIZED, f"{config.endpoint} is not a socket in the "
+                                                   "private runtime directory: it needs a token.")
         self.context = context or zmq.Context()
         self.log = get_logger()
         self.queue = JobQueue()
@@ -61,8 +72,6 @@ class DaemonServer:
         self.started = time.time()
         self.stopping = threading.Event()
         self.outbox = f"{OUTBOX}-{id(self)}"
-        self.curve = security.CurveKeys.load(config.curve_keys) if config.curve_keys else None
-        security.check_bind_allowed(config.endpoint, self.curve)
         self._auth = None
         self.router: Optional[zmq.Socket] = None
         self.inbox: Optional[zmq.Socket] = None
@@ -84,13 +93,17 @@ class DaemonServer:
         router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
         router.setsockopt(zmq.SNDHWM, 10000)
         router.setsockopt(zmq.RCVHWM, 10000)
-        if self.curve is not None:
-            self._auth = security.start_authenticator(self.context, self.curve)
-            security.apply_curve_server(router, self.curve)
+        router.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
+        if self.mode != security.PRIVATE:
+            self._auth = security.start_authenticator(self.context, self.curve, self.token)
+        security.apply_server_auth(router, self.mode, self.curve)
         try:
-            router.bind(self.config.endpoint)
-        except zmq.ZMQError as error:
+            security.bind_private(router, self.config.endpoint)
+        except (zmq.ZMQError, OSError) as error:
             router.close(linger=0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
             raise StyleTransferError(UNAVAILABLE, f"Cannot listen on {self.config.endpoint}: "
                                                   f"{error}.") from None
         self.router = router
@@ -198,7 +211,7 @@ class DaemonServer:
     def _client_gone(self, identity: bytes) -> None:
         self.last_seen.pop(identity, None)
         for job in self._all_jobs():
-            if job.identity == identity and job.reason is None:
+            if job.identity == identity and not job.urgent:
                 self.log.info("client of job %s went away; dropping it", job.id)
                 job.cancel("client_gone")
                 if self.queue.remove(job):
@@ -226,6 +239,21 @@ class DaemonServer:
             if job.should_stop() and self.queue.remove(job):
                 self._job_finished(job)
                 self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
+        self._enforce_running_deadline(time.monotonic())
+
+    def _enforce_running_deadline(self, now: float) -> None:
+        """A running job is stopped at its next progress step once past its deadline; one that
+        reaches none (a stage that never reports) still gets its timeout answer here, and the
+        worker drops its late reply."""
+        job = self.worker.current
+        if job is None or job.answered or now < job.deadline + DEADLINE_GRACE:
+            return
+        job.cancel("deadline")
+        if job.claim_answer():
+            self.log.warning("job %s is %.1f s past its deadline and still running; its client "
+                             "was told, the worker drops it at its next check", job.id,
+                             now - job.deadline)
+            self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
 
     # ---------------------------------------------------------------------------- dispatch
 
@@ -233,40 +261,48 @@ class DaemonServer:
         if len(frames) < 2:
             return                                    # nothing to answer to
         identity = bytes(frames[0])
+        peer = security.peer_of(frames[1], self.mode)
         if identity in self.last_seen:
             self.last_seen[identity] = time.monotonic()
         request_id = ""
         try:
             if len(frames) - 1 > MAX_FRAMES + 1:
                 raise ProtocolError(BAD_REQUEST, f"The message has {len(frames) - 1} frames; "
-                                                 f"at most {MAX_FRAMES + 1} are accepted.")
+                                                 f"at most {MAX_FRAMES + 1} are accepted.",
+                                    peek_id(frames[1].buffer))
             request = decode_request([frame.buffer for frame in frames[1:]])
             request_id = request.id
             if not security.token_ok(self.token, request.token):
                 raise StyleTransferError(
                     UNAUTHORIZED, "Missing or wrong token: TCP clients must send the token from "
                                   "the daemon's runtime directory (file 'token').")
-            reply = self._dispatch(identity, request)
+            reply = self._dispatch(identity, peer, request)
         except ProtocolError as error:
             reply = Error(id=error.request_id or request_id, code=error.code,
                           message=error.message)
         except StyleTransferError as error:
             reply = Error(id=request_id, code=error.code, message=error.message)
+        except MemoryError:
+            self.log.warning("request %s: out of memory while reading it", request_id)
+            reply = Error(id=request_id, code=OUT_OF_MEMORY,
+                          message="The daemon ran out of memory reading this request; it serves "
+                                  "on. Send a smaller image.")
         except Exception as error:
             self.log.error("request %s failed:\n%s", request_id, traceback.format_exc())
             reply = Error.from_exception(request_id, error)
         if reply is not None:
             self._send(identity, reply)
 
-    def _dispatch(self, identity: bytes, request: Request) -> Optional[Any]:
+    def _dispatch(self, identity: bytes, peer: security.Peer,
+                  request: Request) -> Optional[Any]:
         if isinstance(request, HeartbeatRequest):
             return None
         if isinstance(request, StatusRequest):
-            return Result(id=request.id, op="status", data=self.status())
+            return Result(id=request.id, op="status", data=self.status(peer))
         if isinstance(request, ModelsRequest):
             return Result(id=request.id, op="models", data=self.models())
         if isinstance(request, CancelRequest):
-            return Result(id=request.id, op="cancel", data=self.cancel(request.target))
+            return Result(id=request.id, op="cancel", data=self.cancel(request.target, peer))
         if isinstance(request, ShutdownRequest):
             self.log.info("shutdown requested")
             self.stopping.set()
@@ -274,22 +310,37 @@ class DaemonServer:
                                                               "pid": os.getpid()})
         if self.stopping.is_set():
             raise StyleTransferError(UNAVAILABLE, "The daemon is shutting down.")
+        self._check_capacity(identity)
         if isinstance(request, StylizeRequest):
-            payload = validation.validate_stylize(request, self.config)
-            return self._enqueue(identity, request, payload, INTERACTIVE, self.config.job_timeout)
+            payload = validation.validate_stylize(request, self.config, peer, self.files)
+            return self._enqueue(identity, peer, request, payload, INTERACTIVE,
+                                 self.config.job_timeout)
         if isinstance(request, SampleRequest):
             payload = validation.validate_sample(request, self.config)
-            return self._enqueue(identity, request, payload, INTERACTIVE, self.config.job_timeout)
+            return self._enqueue(identity, peer, request, payload, INTERACTIVE,
+                                 self.config.job_timeout)
         if isinstance(request, BatchRequest):
-            payload = validation.validate_batch(request, self.config)
-            return self._enqueue(identity, request, payload, BATCH, self.config.batch_timeout)
+            payload = validation.validate_batch(request, self.config, peer, self.files)
+            return self._enqueue(identity, peer, request, payload, BATCH,
+                                 self.config.batch_timeout)
         raise StyleTransferError(BAD_REQUEST, f"Unsupported operation {request.OP!r}.")
 
-    def _enqueue(self, identity: bytes, request: Any, payload: Any, priority: int,
-                 limit: float) -> Optional[Any]:
+    def _check_capacity(self, identity: bytes) -> None:
+        """Refuse a job with `busy` when this client, or all clients together, have enough."""
+        jobs = self._all_jobs()
+        mine = sum(1 for job in jobs if job.identity == identity)
+        if mine >= self.config.max_queue_per_client:
+            raise StyleTransferError(BUSY, f"This client already has {mine} jobs queued or "
+                                           "running; wait for one to finish, then send more.")
+        if len(jobs) >= self.config.max_queue:
+            raise StyleTransferError(BUSY, f"The daemon already has {len(jobs)} jobs queued or "
+                                           "running; try again when some have finished.")
+
+    def _enqueue(self, identity: bytes, peer: security.Peer, request: Any, payload: Any,
+                 priority: int, limit: float) -> Optional[Any]:
         deadline_s = min(request.deadline_s or limit, limit)
         job = Job(identity=identity, request=request, payload=payload, priority=priority,
-                  deadline=time.monotonic() + deadline_s)
+                  deadline=time.monotonic() + deadline_s, principal=peer.principal)
         self.last_seen[identity] = time.monotonic()
         ahead = self.queue.put(job)
         with self.jobs_lock:
@@ -302,11 +353,12 @@ class DaemonServer:
 
     # ---------------------------------------------------------------------- direct answers
 
-    def cancel(self, target: str) -> dict[str, Any]:
-        """Cancel every queued or running job with id `target` (ids are unguessable uuids)."""
+    def cancel(self, target: str, peer: security.Peer) -> dict[str, Any]:
+        """Cancel the queued or running jobs with id `target` that belong to `peer`'s principal
+        (the owner's clients, or one CURVE key): nobody cancels another's job."""
         found = 0
         for job in self._all_jobs():
-            if job.id != target:
+            if job.id != target or job.principal != peer.principal:
                 continue
             found += 1
             job.cancel("cancelled")
@@ -315,7 +367,8 @@ class DaemonServer:
                 self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
         return {"cancelled": found}
 
-    def status(self) -> dict[str, Any]:
+    def status(self, peer: security.Peer) -> dict[str, Any]:
+        """The daemon's state; jobs of other principals appear without id, engine or text."""
         running = self.worker.current
         runtime = self.worker.runtime
         runtime_status: dict[str, Any] = {}
@@ -330,8 +383,10 @@ class DaemonServer:
             ready=runtime is not None,
             device=runtime_status.get("device", str(getattr(runtime, "device", "starting"))),
             runtime=runtime_status, rss_bytes=rss_bytes(),
-            running=running.describe() if running is not None else None,
-            queue=[job.describe() for job in self.queue.snapshot()],
+            running=running.describe(running.principal == peer.principal)
+            if running is not None else None,
+            queue=[job.describe(job.principal == peer.principal)
+                   for job in self.queue.snapshot()],
             jobs_done=self.worker.jobs_done, max_pixels=self.config.max_pixels,
             stopping=self.stopping.is_set()).to_json()
 

@@ -8,6 +8,7 @@ inside a long stage stops there, not only between stages.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import traceback
@@ -16,14 +17,16 @@ from typing import Any, Callable, Optional
 import numpy as np
 import zmq
 
-from stclient.errors import BAD_IMAGE, UNAVAILABLE, Cancelled, StyleTransferError
+from stclient import settings
+from stclient.errors import BAD_IMAGE, OUT_OF_MEMORY, UNAVAILABLE, Cancelled, StyleTransferError
 from stclient.protocol import Error, Progress, Result
 
 from .config import DaemonConfig
 from .images import array_to_frame
 from .jobs import Job, JobQueue
 from .logsetup import get_logger
-from .validation import SamplePayload, StylizePayload
+from .stylefiles import StyleFileReader
+from .validation import BatchPayload, SamplePayload, StylizePayload, check_stylize_sizes
 
 PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
 ABORT_REASONS = ("shutdown", "deadline")   # stop a batch even inside the image in hand
@@ -56,6 +59,7 @@ class Worker(threading.Thread):
         self.jobs_done = 0
         self._halt = threading.Event()
         self._push: Optional[zmq.Socket] = None
+        self.style_files = StyleFileReader(config.max_style_bytes, config.style_read_timeout)
         self.log = get_logger()
 
     # ------------------------------------------------------------------------------ thread
@@ -111,6 +115,8 @@ class Worker(threading.Thread):
         except BaseException as error:   # never let one job take the worker down
             if job.reason is not None and (isinstance(error, Cancelled) or job.should_stop()):
                 error = job.stop_error()
+            elif is_out_of_memory(error):
+                error = out_of_memory_error(job, error)
             if not isinstance(error, StyleTransferError):
                 self.log.error("job %s failed:\n%s", job.id, traceback.format_exc())
             else:
@@ -121,7 +127,8 @@ class Worker(threading.Thread):
         self.current = None
         self.jobs_done += 1
         self.finished(job)
-        self.send(job, reply)
+        if job.claim_answer():           # else the server already answered it (deadline)
+            self.send(job, reply)
 
     def send(self, job: Job, reply: Any) -> None:
         assert self._push is not None
@@ -139,6 +146,8 @@ class Worker(threading.Thread):
             if job.should_stop():
                 raise job.stop_error()
             now = time.monotonic()
+            if job.answered:
+                return
             if now - last[0] >= PROGRESS_MIN_INTERVAL or text != last[1] or fraction >= 1.0:
                 last[0], last[1] = now, str(text)
                 self.send(job, Progress(id=job.id, fraction=fraction, text=str(text)))
@@ -151,9 +160,10 @@ class Worker(threading.Thread):
         progress, cancelled = self._callbacks(job)
         styles = list(payload.styles)
         for path in payload.style_paths:
-            styles.append(self._read_style(path))
-            if cancelled():
-                raise job.stop_error()
+            styles.append(self._read_style(path, job))
+        if payload.style_paths:      # now their sizes are known: the limits again
+            check_stylize_sizes(payload.engine, payload.options, payload.content.shape[:2],
+                                [style.shape[:2] for style in styles], self.config)
         request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
@@ -161,26 +171,35 @@ class Worker(threading.Thread):
         seconds = time.monotonic() - started
         frame = array_to_frame(np.asarray(output))
         data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
-                "compute_s": round(seconds, 4)}
+                "compute_s": round(seconds, 4), "precision": settings.current().precision}
         return Result(id=job.id, op="stylize", data=data, images=[frame])
 
-    def _read_style(self, path: str) -> np.ndarray:
+    def _read_style(self, path: str, job: Job) -> np.ndarray:
+        """A style file's pixels: its bytes come from the reader (helper thread, size cap,
+        timeout), the decoding happens here."""
         from backend import imageio
+        data = self.style_files.read(path, job.should_stop,
+                                     lambda: job.deadline - time.monotonic())
+        if job.should_stop():
+            raise job.stop_error()
         try:
-            loaded = imageio.read_image(path, max_pixels=self.config.max_pixels)
+            loaded = imageio.decode_image_bytes(data, max_pixels=self.config.max_pixels,
+                                                name=os.path.basename(path))
         except StyleTransferError:
+            raise
+        except MemoryError:
             raise
         except Exception as error:
             raise StyleTransferError(BAD_IMAGE, f"Cannot read the style image {path}: "
                                                 f"{error}.") from None
-        return getattr(loaded, "pixels", loaded)
+        return loaded.pixels
 
     def _batch(self, job: Job) -> Result:
         from backend.batch.runner import run_batch
         progress, cancelled = self._callbacks(job)
 
         def abort() -> bool:
-            return job.should_stop() and job.reason in ABORT_REASONS
+            return job.should_stop() and (job.reason in ABORT_REASONS or job.urgent)
 
         def between_images() -> None:
             """Let waiting interactive jobs (a GIMP filter) run before the next image."""
@@ -197,8 +216,11 @@ class Worker(threading.Thread):
             except Cancelled:
                 pass           # a batch stops at its own pace: cancelled() is polled per image
 
-        report = run_batch(job.payload, self.runtime, batch_progress, cancelled,
-                           abort=abort, between_images=between_images)
+        payload: BatchPayload = job.payload
+        report = run_batch(payload.spec, self.runtime, batch_progress, cancelled,
+                           abort=abort, between_images=between_images,
+                           confine=payload.confine,
+                           read_style=lambda path: self._read_style(path, job))
         return Result(id=job.id, op="batch", data=report.to_json())
 
     def _sample(self, job: Job) -> Result:
@@ -214,6 +236,20 @@ class Worker(threading.Thread):
         data = {"model": payload.model, "count": len(frames), "seed": payload.seed,
                 "compute_s": round(time.monotonic() - started, 4)}
         return Result(id=job.id, op="sample", data=data, images=frames)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """MemoryError, or an allocator's out-of-memory error (torch's CPU/CUDA allocators)."""
+    from backend.perf.budget import is_out_of_memory as allocator_oom
+    return not isinstance(error, StyleTransferError) and allocator_oom(error)
+
+
+def out_of_memory_error(job: Job, error: BaseException) -> StyleTransferError:
+    get_logger().warning("job %s ran out of memory: %s: %s", job.id, type(error).__name__,
+                         str(error)[:300])
+    return StyleTransferError(OUT_OF_MEMORY, f"The {job.op} job ran out of memory and was "
+                                             "stopped; the daemon serves on. Use a smaller "
+                                             "image or working_size, or fewer images.")
 
 
 def _device_name(runtime: Any) -> str:

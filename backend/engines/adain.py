@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
-    working_shape
+from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
+    to_tensor, working_shape
 from backend.engines.job import StylizeJob
+from backend.engines.progress import Plan, convolutions
 from backend.networks.padding import crop, pad_to_multiple, reflect_pad
 from backend.networks import adain as net
 from backend.networks.checkpoints import load_network
@@ -56,21 +57,27 @@ class AdaINEngine(Engine):
         preserve = bool(options["preserve_color"])
         method = options["color_method"]
         luminance = preserve and method == "luminance"
-        if luminance:
-            content_yiq = net.rgb_to_yiq(content)
-            content_in = content_yiq[:, :1].expand(-1, 3, -1, -1)
-        else:
-            content_in = content
-        ctx.step(0.05, "encoding styles")
-        stats = [self._style_stats(model, style, content, options, ctx, index, len(job.styles))
-                 for index, style in enumerate(job.styles)]
-        ctx.step(0.35, "encoding content")
+        content_in, chroma = net.luminance_input(content) if luminance else (content, None)
+        style_size = int(options["style_size"])
+        keys = [self._style_key(ctx, style, content, options) for style in job.styles]
         padded, padding = pad_to_multiple(content_in, MULTIPLE, MIN_SIDE)
-        features = _run(model.encoder, padded, ctx, 0.35, 0.55, "encoding content")
-        ctx.step(0.55, "transferring style")
+        plan = Plan(ctx, 0.0, 0.98)
+        for index, (style, key) in enumerate(zip(job.styles, keys)):
+            if self._cached(ctx, key) is None:
+                plan.add(f"style {index}", model.encoder,
+                         (1, 3) + style_shape(style.shape[0], style.shape[1], style_size))
+        plan.add("content", model.encoder, tuple(padded.shape))
+        depth = convolutions(model.encoder)[-1].out_channels
+        plan.add("decode", model.decoder,
+                 (1, depth, padded.shape[2] // MULTIPLE, padded.shape[3] // MULTIPLE))
+        stats = [self._style_stats(model, style, content, options, ctx, key, plan, index,
+                                   len(job.styles))
+                 for index, (style, key) in enumerate(zip(job.styles, keys))]
+        with plan.run("content", "encoding content"):
+            features = _run(model.encoder, padded, ctx)
+        ctx.step(plan.span("content")[1], "transferring style")
         if job.mask is not None:
-            mask = torch.from_numpy(np.ascontiguousarray(job.mask, dtype=np.float32))
-            mask = resize(mask[None, None].to(model.device), (work_h, work_w)).clamp(0, 1)
+            mask = mask_tensor(job.mask, (work_h, work_w), model.device)
             mask = reflect_pad(mask, padding) if not padding.is_zero else mask
             grid = net.resize_mask_to(mask, tuple(features.shape[-2:]),
                                       hard=options.get("mask_mode", "soft") == "hard")
@@ -79,32 +86,40 @@ class AdaINEngine(Engine):
         else:
             target = net.blend_styles(features, stats, style_weights(options, len(stats)))
         target = net.mix_with_content(target, features, float(options["alpha"]))
-        decoded = _run(model.decoder, target, ctx, 0.6, 0.97, "decoding")
+        with plan.run("decode", "decoding"):
+            decoded = _run(model.decoder, target, ctx)
         result = crop(decoded, padding)
         if luminance:
-            out_y = net.rgb_to_yiq(result)[:, :1]
-            result = net.yiq_to_rgb(torch.cat([out_y, content_yiq[:, 1:]], 1))
+            result = net.with_chroma(result, chroma)
         result = resize(result.clamp(0, 1), (height, width))
         return to_numpy(result)
 
     # ------------------------------------------------------------------ styles
+    @staticmethod
+    def _style_key(ctx: EngineContext, style: np.ndarray, content: torch.Tensor,
+                   options: dict[str, Any]) -> Optional[str]:
+        """The style cache's key for one style under these options (None: no cache)."""
+        if ctx.style_cache is None:
+            return None
+        parts = [ctx.model_key, str(int(options["style_size"])), pixels_digest(style)]
+        if bool(options["preserve_color"]):  # recolouring depends on the content as well
+            parts += [options["color_method"], tensor_digest(content)]
+        return "|".join(parts)
+
+    @staticmethod
+    def _cached(ctx: EngineContext, key: Optional[str]) -> Any:
+        return None if key is None else ctx.style_cache.get(key)
+
     def _style_stats(self, model: AdaINModel, style: np.ndarray, content: torch.Tensor,
-                     options: dict[str, Any], ctx: EngineContext, index: int,
-                     count: int) -> tuple[torch.Tensor, torch.Tensor]:
+                     options: dict[str, Any], ctx: EngineContext, key: Optional[str],
+                     plan: Plan, index: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
         """relu4_1 mean/std of one style, from the cache when this style was seen before."""
         preserve = bool(options["preserve_color"])
         style_size = int(options["style_size"])
-        key = None
-        if ctx.style_cache is not None:
-            parts = [ctx.model_key, str(style_size), pixels_digest(style)]
-            if preserve:  # recolouring depends on the content as well
-                parts += [options["color_method"], tensor_digest(content)]
-            key = "|".join(parts)
-            hit = ctx.style_cache.get(key)
-            if hit is not None:
-                ctx.stats["style_cache_hits"] = ctx.stats.get("style_cache_hits", 0) + 1
-                return hit
-        ctx.step(0.05 + 0.3 * index / count, f"encoding style {index + 1} of {count}")
+        hit = self._cached(ctx, key)
+        if hit is not None:
+            ctx.stats["style_cache_hits"] = ctx.stats.get("style_cache_hits", 0) + 1
+            return hit
         tensor = to_tensor(style_rgb(style), model.device)
         tensor = resize(tensor, working_shape(*tensor.shape[-2:], style_size))
         if preserve and options["color_method"] == "reference":
@@ -114,7 +129,8 @@ class AdaINEngine(Engine):
             content_y = net.rgb_to_yiq(content)[:, :1]
             tensor = net.match_luminance(style_y, content_y).expand(-1, 3, -1, -1)
         tensor = ensure_min_side(tensor, MIN_SIDE)
-        features = model.encoder.encode(tensor)
+        with plan.run(f"style {index}", f"encoding style {index + 1} of {count}"):
+            features = model.encoder.encode(tensor)
         stats = net.mean_std(features)
         ctx.stats["style_encodes"] = ctx.stats.get("style_encodes", 0) + 1
         if key is not None:
@@ -122,18 +138,27 @@ class AdaINEngine(Engine):
         return stats
 
 
-def _run(network: nn.Sequential, x: torch.Tensor, ctx: EngineContext, start: float, end: float,
-         text: str) -> torch.Tensor:
-    """Run a Sequential module by module, polling cancellation between stages."""
-    guarded = getattr(network, "run_guarded", None)   # backend.perf: tiles if memory is short
+def _run(network: nn.Sequential, x: torch.Tensor, ctx: EngineContext) -> torch.Tensor:
+    """Run a Sequential module (tiled by backend.perf when memory is short); progress comes from
+    the plan's hooks on its convolutions, cancellation is polled between stages."""
+    guarded = getattr(network, "run_guarded", None)
     if guarded is not None:
-        return guarded(x, lambda frac: ctx.step(start + (end - start) * frac, text))
-    layers = list(network)
-    for index, layer in enumerate(layers):
+        return guarded(x, lambda fraction: ctx.check_cancelled())
+    for layer in network:
         x = layer(x)
-        if isinstance(layer, nn.Conv2d):
-            ctx.step(start + (end - start) * (index + 1) / len(layers), text)
     return x
+
+
+def style_shape(height: int, width: int, style_size: int) -> tuple[int, int]:
+    """The size a style image is encoded at (style_size, then at least MIN_SIDE a side)."""
+    return _at_least(*working_shape(height, width, style_size), MIN_SIDE)
+
+
+def _at_least(height: int, width: int, minimum: int) -> tuple[int, int]:
+    if min(height, width) >= minimum:
+        return height, width
+    scale = minimum / min(height, width)
+    return max(minimum, round(height * scale)), max(minimum, round(width * scale))
 
 
 def style_rgb(style: np.ndarray) -> np.ndarray:
@@ -143,11 +168,8 @@ def style_rgb(style: np.ndarray) -> np.ndarray:
 
 def ensure_min_side(image: torch.Tensor, minimum: int) -> torch.Tensor:
     """Enlarge tiny style images so the encoder can compute statistics at relu4_1."""
-    height, width = image.shape[-2:]
-    if min(height, width) >= minimum:
-        return image
-    scale = minimum / min(height, width)
-    return resize(image, (max(minimum, round(height * scale)), max(minimum, round(width * scale))))
+    size = _at_least(*image.shape[-2:], minimum)
+    return image if size == tuple(image.shape[-2:]) else resize(image, size)
 
 
 def pixels_digest(pixels: np.ndarray) -> str:

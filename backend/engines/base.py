@@ -48,6 +48,7 @@ class EngineContext:
     style_cache: Any = None          # backend.runtime.StyleCache (AdaIN style statistics)
     model_key: str = ""              # identifies the loaded model (for cache keys)
     stats: dict[str, int] = field(default_factory=dict)
+    budget: Any = None               # backend.perf.MemoryBudget for engines that tile themselves
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -139,3 +140,9 @@ def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
                              align_corners=False)
     low, high = image.amin(), image.amax()
     return F.interpolate(image, size=size, mode="bicubic", align_corners=False).clamp(low, high)
+
+
+def mask_tensor(mask: np.ndarray, size: tuple[int, int], device: torch.device) -> torch.Tensor:
+    """A job's H x W float mask as 1 x 1 x h x w on `device`, resized to the working size."""
+    tensor = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.float32))
+    return resize(tensor[None, None].to(device), size).clamp(0, 1)

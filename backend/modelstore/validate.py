@@ -14,7 +14,8 @@ from typing import Optional
 from stclient.errors import BAD_CHECKPOINT, StyleTransferError
 
 # How a weights-only refusal shows up in torch's and the engines' messages.
-REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely")
+REFUSED_MARKERS = ("Weights only load failed", "could not be loaded safely",
+                   "nothing in it was run")
 
 
 def checkpoint_arch(path: Path, engine: str, role: str) -> str:

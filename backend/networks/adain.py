@@ -207,6 +207,19 @@ def yiq_to_rgb(image: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", matrix, image)
 
 
+def luminance_input(content: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luminance-only transfer, step 1: what the network sees (Y as three grey channels) and
+    the content's chroma (I, Q) to put back with `with_chroma`."""
+    yiq = rgb_to_yiq(content)
+    return yiq[:, :1].expand(-1, 3, -1, -1), yiq[:, 1:]
+
+
+def with_chroma(result: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """Step 2: the result's luminance with the content's chroma (Gatys et al. 2017's colour
+    control)."""
+    return yiq_to_rgb(torch.cat([rgb_to_yiq(result)[:, :1], chroma], 1))
+
+
 def match_luminance(style_y: torch.Tensor, content_y: torch.Tensor) -> torch.Tensor:
     """Shift and scale the style's luminance to the content's mean and std (Gatys et al. 2017)."""
     s_mean, s_std = style_y.mean(), style_y.std().clamp_min(1e-6)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from types import ModuleType
@@ -100,14 +101,32 @@ def load_state_dict(path: str | os.PathLike) -> StateDict:
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
             AttributeError, TypeError, ImportError, IndexError) as error:
         # torch raises UnpicklingError (a subclass of Exception) for refused globals
+        if "weights_only" in str(error):
+            raise StyleTransferError(BAD_CHECKPOINT, _refused_pickle(name, error)) from None
         raise StyleTransferError(
             BAD_CHECKPOINT, f"Checkpoint {name} is not a readable PyTorch weights file "
                             f"({type(error).__name__}: {_first_line(error)}).") from None
     except Exception as error:  # pickle.UnpicklingError and friends
-        raise StyleTransferError(
-            BAD_CHECKPOINT, f"Checkpoint {name} could not be loaded safely (weights only): "
-                            f"{_first_line(error)}") from None
+        raise StyleTransferError(BAD_CHECKPOINT, _refused_pickle(name, error)) from None
     return clean_state_dict(loaded, name)
+
+
+def _refused_pickle(name: str, error: BaseException) -> str:
+    return f"Checkpoint {name} {refusal_reason(error)}"
+
+
+def refusal_reason(error: BaseException) -> str:
+    """What to say about a file the weights-only loader refused (it follows the file's name).
+    Never torch's own advice: it suggests weights_only=False, i.e. running whatever code the
+    file carries."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if found:
+        return (f"holds Python objects, not only weights ({found.group(1)}); nothing in it was "
+                "run. Use the released weights file, or save the model's state_dict() as a "
+                "plain weights file.")
+    found = re.search(r"Unsupported operand (\d+)", str(error))
+    where = f" (the weights-only loader stopped at operand {found.group(1)})" if found else ""
+    return f"is not a plain PyTorch weights file{where}; nothing in it was run."
 
 
 def clean_state_dict(loaded: object, name: str = "checkpoint") -> StateDict:

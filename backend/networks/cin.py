@@ -81,6 +81,14 @@ def resize_weights(weights: torch.Tensor, height: int, width: int) -> torch.Tens
 Statistics = Literal["region", "image"]
 
 
+def _present_styles(weights: torch.Tensor) -> list[int]:
+    """Indices of the styles with a non-zero weight anywhere in [N, S, h, w]; on the meta device
+    (memory estimates: shapes only) every style counts, as the values are unknown."""
+    if weights.device.type == "meta":
+        return list(range(weights.shape[1]))
+    return torch.nonzero(weights.detach().abs().amax(dim=(0, 2, 3)) > 0).flatten().tolist()
+
+
 class StyleField:
     """The style of one forward pass: per-image weights, or a weight map resized once per layer
     resolution and cached (the residual blocks share one).
@@ -106,7 +114,8 @@ class StyleField:
                              f"S = {num_styles}; got {list(weights.shape)}")
         if statistics not in ("region", "image"):
             raise ValueError(f"statistics must be 'region' or 'image', not {statistics!r}")
-        if weights.dim() == 4 and bool((weights == weights[:, :, :1, :1]).all()):
+        if weights.dim() == 4 and weights.device.type != "meta" \
+                and bool((weights == weights[:, :, :1, :1]).all()):
             weights = weights[:, :, 0, 0]
         self.weights = weights
         self.spatial = weights.dim() == 4
@@ -131,7 +140,8 @@ class StyleField:
         key = (height, width)
         if key not in self._shares:
             weights = self.at(height, width)
-            present = torch.nonzero(weights.abs().amax(dim=(0, 2, 3)) > 0).flatten()
+            present = torch.tensor(_present_styles(weights), dtype=torch.long,
+                                   device=weights.device)
             weights = weights.index_select(1, present)
             total = weights.sum(1, keepdim=True)
             self._shares[key] = weights / torch.where(total == 0, 1.0, total)
@@ -188,7 +198,7 @@ class ConditionalInstanceNorm2d(nn.Module):
         Element-wise products summed style by style in a fixed order, skipping styles whose
         weight is zero: per-image weights and a map holding them give identical bits."""
         w = weights if weights.dim() == 4 else weights[:, :, None, None]
-        active = torch.nonzero(w.detach().abs().amax(dim=(0, 2, 3)) > 0).flatten().tolist()
+        active = _present_styles(w)
         shape = (w.shape[0], self.gamma.shape[1]) + tuple(w.shape[2:])
         gamma = torch.zeros(shape, dtype=self.gamma.dtype, device=self.gamma.device)
         beta = torch.zeros_like(gamma)
@@ -384,7 +394,10 @@ def stylize_tensor(net: CINTransformer, x: torch.Tensor, weights: torch.Tensor,
     return crop(out, padding)
 
 
-__all__ = ["CINLayout", "CINTransformer", "ConditionalInstanceNorm2d", "ConvCIN",
+# The layouts the CIN card names (stclient/cards/cin.py), by architecture name.
+BUILDERS = {"multistyle26": MULTISTYLE26.build}
+
+__all__ = ["BUILDERS", "CINLayout", "CINTransformer", "ConditionalInstanceNorm2d", "ConvCIN",
            "MAGENTA_WIDTHS", "MULTISTYLE26", "ResnetBlock", "Statistics", "StyleField",
            "StyledNorm", "cin_from_state_dict", "padding_to_multiple", "resize_weights",
            "stylize_tensor"]

@@ -23,6 +23,7 @@ with ``torch.load(..., weights_only=True)`` and nothing else.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -299,6 +300,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
+        from .checkpoints import refusal_reason
+        if isinstance(error, pickle.UnpicklingError) or "weights_only" in str(error):
+            raise ValueError(f"cannot read {path} as a MIXGAN checkpoint: it "
+                             f"{refusal_reason(error)}") from None
         raise ValueError(f"cannot read {path} as a MIXGAN checkpoint: {error}") from error
     if not isinstance(data, dict) or "meta" not in data or "state_dict" not in data:
         raise ValueError(f"{path} is not a MIXGAN checkpoint: it needs 'meta' and 'state_dict'")

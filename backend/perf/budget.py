@@ -10,8 +10,9 @@ arithmetic) records every layer's output size while tracking which tensors stay 
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -129,7 +130,7 @@ def estimate_activations(network: nn.Module, input_shape: tuple[int, ...],
     # a guarded network's instance-level forward would estimate itself again: use the class's
     instance_forward = network.__dict__.pop("forward", None)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), hooks_silenced(network, keep=handles):
             functional_call(network, meta, (x,))
     finally:
         if instance_forward is not None:
@@ -137,6 +138,27 @@ def estimate_activations(network: nn.Module, input_shape: tuple[int, ...],
         for handle in handles:
             handle.remove()
     return ActivationEstimate(state["peak"], state["largest"])
+
+
+@contextmanager
+def hooks_silenced(network: nn.Module, keep: tuple | list = ()) -> Iterator[None]:
+    """Take the forward hooks others attached (e.g. an engine's progress hooks) off `network`
+    while it runs on meta tensors: a shape-only pass is no work and must not be reported as
+    such. Hooks whose handles are in `keep` stay."""
+    kept = {handle.id for handle in keep}
+    saved = []
+    for module in network.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            foreign = {key: hook for key, hook in hooks.items() if key not in kept}
+            for key in foreign:
+                del hooks[key]
+            if foreign:
+                saved.append((hooks, foreign))
+    try:
+        yield
+    finally:
+        for hooks, foreign in saved:
+            hooks.update(foreign)
 
 
 # ----------------------------------------------------------------------------- out of memory

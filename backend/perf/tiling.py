@@ -8,13 +8,14 @@ Two schemes, chosen by what the network contains:
   band and are blended with linear ramps, so no seam can show. AdaIN's content statistics are
   then taken by the engine from the assembled relu4_1 map (small), i.e. over the whole image.
 - Networks with image-wide normalisation (CycleGAN's InstanceNorm, pix2pix's BatchNorm with the
-  image's statistics) and skip connections are run layer by layer: every layer's full output is
-  kept in host memory, convolutions are computed tile by tile on the compute device, and each
-  normalisation layer first gathers its per-channel statistics over the whole tensor and then
-  normalises it. The result equals the untiled forward up to float rounding. Host tensors come
-  from a HostArena (hostmem.py): RAM within the host budget, disk-backed pages beyond it. On a
-  CPU-only machine host and compute memory are the same RAM, so the budget is split: a small
-  share for the convolution tiles, the rest for the whole-layer tensors.
+  image's statistics, Magenta's style norms) and skip connections are run layer by layer: every
+  layer's full output is kept in host memory, convolutions are computed tile by tile on the
+  compute device, and each normalisation layer first gathers its per-channel statistics over the
+  whole tensor and then normalises it. The result equals the untiled forward up to float
+  rounding. Host tensors come from a HostArena (hostmem.py): RAM within the host budget,
+  disk-backed pages beyond it. On a CPU-only machine host and compute memory are the same RAM, so
+  the budget is split: a small share for the convolution tiles, the rest for the whole-layer
+  tensors.
 """
 
 from __future__ import annotations
@@ -358,7 +359,8 @@ class LayerwiseRunner:
         if name in ("ResnetGenerator", "UnetGenerator") and isinstance(
                 getattr(module, "model", None), nn.Module):
             return self.run(module.model, x, owned)
-        if name == "ResnetBlock" and isinstance(getattr(module, "conv_block", None), nn.Module):
+        if name in ("ResnetBlock", "StyleResidualBlock") \
+                and isinstance(getattr(module, "conv_block", None), nn.Module):
             y = self.run(module.conv_block, x, owned=False)
             return y.add_(x)
         if name == "UnetSkipBlock" and isinstance(getattr(module, "model", None), nn.Sequential):
@@ -372,6 +374,11 @@ class LayerwiseRunner:
             joined[:, :skip.shape[1]] = skip
             joined[:, skip.shape[1]:] = out
             return joined
+        if callable(getattr(module, "normalise_", None)):
+            # a norm whose gamma/beta come from bound styles (networks/style_norm.py): it takes
+            # the whole layer's statistics itself, in place on the host tensor
+            self.stats.layers += 1
+            return module.normalise_(x if owned else self.host.copy(x))
         if len(module._modules) == 0:
             return self._leaf(module, x, owned)
         # an unknown composite: its forward may do anything; run it whole on the device

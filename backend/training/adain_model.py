@@ -19,7 +19,8 @@ from backend.networks.adain import RELU4_1, STYLE_LAYERS, AdaINDecoder, adain, m
 from backend.networks.checkpoints import load_network
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .common import Accelerator, Export, Recipe
+from .common import Accelerator, Recipe
+from .export import Export
 from .data import Augment, UnpairedDataset, WarnFn, require_images, scan_folder
 from .options import TrainOptions
 
@@ -109,7 +110,7 @@ class AdaINRecipe(Recipe):
         loss_s = style_loss(output_feats, style_feats)
         return {"content": loss_c, "style": loss_s}
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         o = self.options
         self.optimizers["decoder"].zero_grad(set_to_none=True)
         with self.accel.autocast():

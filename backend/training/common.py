@@ -1,11 +1,17 @@
-"""The training loop every recipe shares: device/AMP/channels_last, data loading, progress bar
-with losses and ETA, PNG sample grids, checkpoints that resume exactly, Ctrl-C that saves, and
-registration of the finished generator in the models folder.
+"""The training loop every recipe shares: device/AMP/channels_last, data loading, phases, progress
+bar with losses and ETA, PNG sample grids, checkpoints that resume exactly, Ctrl-C that saves,
+and registration of the finished generator in the models folder.
+
+Phases: a recipe may split its run into consecutive phases that train different networks
+(MIXGAN: the autoencoder, then the mixture decoder). The loop shows the phase in the progress
+bar, writes a sample grid and a checkpoint where one ends, and can train a phase again from
+scratch on a finished run (`restart_phase`), keeping what the earlier phases trained.
 
 Exact resume: a checkpoint holds every network, optimiser, scheduler, gradient scaler, image
 pool and the Python, NumPy and torch (CPU and CUDA) random states. Data do not depend on any of
-them (see data.py: items follow from the seed and the sample number) and the data loader draws
-from its own generator, so N steps, or N/2 + resume + N/2, give the same weights.
+them (see data.py: items follow from the seed and the sample number, a StepDataset's batches
+from the seed and the step) and the data loader draws from its own generator, so N steps, or
+N/2 + resume + N/2, give the same weights.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, TextIO
@@ -28,11 +35,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from backend.atomicfile import atomic_write  # noqa: F401  (used here and by register.py)
+from backend.atomicfile import atomic_write
 from stclient.errors import BAD_REQUEST, INTERNAL, UNAVAILABLE, StyleTransferError
 
-from .data import RunDataset, RunSampler, WarnFn, fixed_examples, from_tensor, warn_to_stderr
-from .options import RESUMABLE_CHANGES, TrainOptions
+from . import register
+from .data import (RunDataset, RunSampler, StepDataset, StepSampler, WarnFn, fixed_examples,
+                   from_tensor, warn_to_stderr)
+from .export import Export
+from .options import RESUMABLE_CHANGES, TrainOptions, change_text
 
 CHECKPOINT_FORMAT = 1
 SAMPLE_ROWS = 4
@@ -137,20 +147,23 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------- recipes
 
-@dataclass
-class Export:
-    """One finished network to register: `stem` is the model name in the models folder."""
+@dataclass(frozen=True)
+class Phase:
+    """Steps [start, stop) of a run that train their own networks. Most recipes have one phase,
+    the whole run; MIXGAN has two (autoencoder, then mixture decoder)."""
 
-    stem: str
-    engine: str
-    arch: str
-    display_name: str
-    description: str
-    state_dict: dict[str, torch.Tensor]
-    run_file: str                        # the reference's file name, kept in the run folder
-    registrable: bool = True             # False: kept in the run folder only
-    unregistered_reason: str = ""        # said to the user when a generator is not registered
-    sidecar_extra: dict[str, Any] = field(default_factory=dict)
+    name: str
+    start: int
+    stop: int
+    trains: frozenset[str] = frozenset()   # its networks/optimizers: made afresh on a restart
+
+
+def phase_at(phases: list[Phase], step: int) -> Phase:
+    """The phase step `step` (0-based) belongs to; steps past the end belong to the last."""
+    for phase in phases:
+        if step < phase.stop:
+            return phase
+    return phases[-1]
 
 
 class Recipe:
@@ -159,6 +172,12 @@ class Recipe:
 
     engine = ""
     signed = True                        # images in [-1, 1] (GANs) or [0, 1] (AdaIN)
+    sample_count = SAMPLE_ROWS           # fixed examples shown in each sample grid
+    grid_margin = 0                      # white border around a sample grid, in pixels
+    final_grid = "final.png"             # the grid written when a run ends ("": step_<N>.png)
+    # Phases that can be trained again on a finished run, with the options only that phase
+    # uses: they may differ from the run's when it restarts (MIXGAN: a new --style domain).
+    phase_options: dict[str, frozenset[str]] = {}
 
     def __init__(self, options: TrainOptions, accel: Accelerator, total_steps: int) -> None:
         self.options, self.accel, self.total_steps = options, accel, total_steps
@@ -172,7 +191,14 @@ class Recipe:
     def dataset(cls, options: TrainOptions, warn: WarnFn) -> RunDataset:
         raise NotImplementedError
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    @classmethod
+    def phases(cls, options: TrainOptions, total_steps: int) -> list[Phase]:
+        """The run's phases in order, covering steps 0..total_steps."""
+        return [Phase("train", 0, total_steps)]
+
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on `batch`; `step` is its 0-based number in the run (for
+        recipes whose step depends on it, e.g. on the phase)."""
         raise NotImplementedError
 
     def sample_rows(self, examples: dict[str, torch.Tensor]) -> list[list[torch.Tensor]]:
@@ -184,6 +210,11 @@ class Recipe:
     def export_stems(self) -> list[str]:
         """Model names the run will register (checked for clashes before training)."""
         return [self.options.name]
+
+    def restart_phase(self, phase: Phase) -> None:
+        """Make the networks and optimizers of `phase` afresh (see `phase_options`)."""
+        raise StyleTransferError(BAD_REQUEST, f"train {self.engine} cannot restart its "
+                                              f"{phase.name} phase.")
 
     def extra_state(self) -> dict[str, Any]:
         return {}
@@ -201,14 +232,17 @@ class Recipe:
             "extra": self.extra_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], fresh: Collection[str] = ()) -> None:
+        """Load a checkpoint's states; the networks/optimizers named in `fresh` (those of a
+        restarted phase) are neither loaded nor needed in it."""
         for group in ("networks", "optimizers", "schedulers"):
-            mine = getattr(self, group)
-            if set(mine) != set(state[group]):
+            mine = {k: v for k, v in getattr(self, group).items() if k not in fresh}
+            stored = {k: v for k, v in state[group].items() if k not in fresh}
+            if set(mine) != set(stored):
                 raise StyleTransferError(
-                    BAD_REQUEST, f"The checkpoint's {group} ({', '.join(sorted(state[group]))}) "
+                    BAD_REQUEST, f"The checkpoint's {group} ({', '.join(sorted(stored))}) "
                                  f"do not match this recipe's ({', '.join(sorted(mine))}).")
-            for key, value in state[group].items():
+            for key, value in stored.items():
                 mine[key].load_state_dict(value)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -270,6 +304,14 @@ class Progress:
         self.last_print = 0.0
         self.last_losses: dict[str, float] = {}
         self.step = start
+        self.phase = ""                      # shown before the losses when a recipe has phases
+
+    def set_phase(self, name: str) -> None:
+        """Losses are averaged within one phase: the ending phase's line is drawn first."""
+        if name != self.phase:
+            if self.count:
+                self.flush()
+            self.phase = name
 
     def update(self, step: int, losses: dict[str, torch.Tensor]) -> None:
         now = time.monotonic()
@@ -292,7 +334,7 @@ class Progress:
             if bad:
                 raise StyleTransferError(
                     INTERNAL, f"Training diverged at step {self.step}: loss {', '.join(bad)} is "
-                              "not finite. Resume from the last checkpoint with a lower --lr.")
+                              "not finite. Train again with a lower --lr and --overwrite.")
         self.last_print = now
         if not self.quiet:
             self._draw(now)
@@ -308,7 +350,8 @@ class Progress:
         width = 20
         filled = int(round(fraction * width))
         bar = "#" * filled + "-" * (width - filled)
-        losses = " ".join(f"{k} {v:.3f}" for k, v in self.last_losses.items())
+        named = [self.phase] if self.phase else []
+        losses = " ".join(named + [f"{k} {v:.3f}" for k, v in self.last_losses.items()])
         rate = self.rate(now)
         if rate > 0:
             speed = f"{rate:.2f} it/s" if rate >= 1 else f"{1 / rate:.1f} s/it"
@@ -380,17 +423,19 @@ def _ignore_sigint(worker_id: int) -> None:
 
 # ---------------------------------------------------------------------------- files
 
-def save_grid(path: Path, rows: list[list[torch.Tensor]], signed: bool, gap: int = 2) -> None:
-    """Rows of 3 x H x W images -> one PNG (white gaps between cells)."""
+def save_grid(path: Path, rows: list[list[torch.Tensor]], signed: bool, gap: int = 2,
+              margin: int = 0) -> None:
+    """Rows of 3 x H x W images -> one PNG (white gaps between cells, and a white border of
+    `margin` pixels)."""
     cells = [[from_tensor(image, signed) for image in row] for row in rows]
     height = max(c.shape[0] for row in cells for c in row)
     width = max(c.shape[1] for row in cells for c in row)
     columns = max(len(row) for row in cells)
-    canvas = np.full((len(cells) * (height + gap) - gap, columns * (width + gap) - gap, 3), 255,
-                     dtype=np.uint8)
+    canvas = np.full((len(cells) * (height + gap) - gap + 2 * margin,
+                      columns * (width + gap) - gap + 2 * margin, 3), 255, dtype=np.uint8)
     for r, row in enumerate(cells):
         for c, cell in enumerate(row):
-            y, x = r * (height + gap), c * (width + gap)
+            y, x = margin + r * (height + gap), margin + c * (width + gap)
             canvas[y:y + cell.shape[0], x:x + cell.shape[1]] = cell
     atomic_write(path, lambda tmp: Image.fromarray(canvas).save(tmp, format="PNG"))
 
@@ -416,17 +461,18 @@ def save_checkpoint(path: Path, options: TrainOptions, step: int, total: int,
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def merge_resumed(stored: dict[str, Any], given: TrainOptions, given_names: set[str]
-                  ) -> TrainOptions:
-    """The stored recipe, with only the run-control options the user set again."""
+def merge_resumed(stored: dict[str, Any], given: TrainOptions, given_names: set[str],
+                  restarted_options: Collection[str] = ()) -> TrainOptions:
+    """The stored recipe, with only the run-control options the user set again (and, when a
+    phase restarts, the options only that phase uses)."""
     options = TrainOptions.from_dict(stored)
     conflicts = []
     for name in sorted(given_names):
         new, old = getattr(given, name), getattr(options, name)
-        if name in RESUMABLE_CHANGES:
+        if name in RESUMABLE_CHANGES or name in restarted_options:
             setattr(options, name, new)
         elif new != old:
-            conflicts.append(f"--{name.replace('_', '-')} {new} (the run used {old})")
+            conflicts.append(change_text(name, new, old))
     if conflicts:
         raise StyleTransferError(
             BAD_REQUEST, "A resumed run keeps its recipe, but these options differ: "
@@ -436,6 +482,7 @@ def merge_resumed(stored: dict[str, Any], given: TrainOptions, given_names: set[
     if "epochs" in given_names:
         options.steps = None
     options.resume = True
+    options.restart_phase = given.restart_phase
     return options
 
 
@@ -460,38 +507,91 @@ class TrainResult:
     recipe: Optional[Recipe] = None
 
 
+def _open_run(recipe_cls: type[Recipe], options: TrainOptions, given: set[str]
+              ) -> tuple[TrainOptions, Optional[dict[str, Any]]]:
+    """The options of the run and its checkpoint (None for a fresh run): --resume and a phase
+    restart continue the stored recipe; a fresh run must not overwrite one by accident."""
+    restart = options.restart_phase
+    if restart and restart not in recipe_cls.phase_options:
+        can = ", ".join(recipe_cls.phase_options) or "none"
+        raise StyleTransferError(BAD_REQUEST, f"train {options.engine} cannot restart a phase "
+                                              f"named {restart!r} (restartable: {can}).")
+    path = options.checkpoint_path
+    if options.resume or restart:
+        if path.is_file():
+            checkpoint = load_checkpoint(path)
+            if checkpoint["engine"] != options.engine:
+                raise StyleTransferError(
+                    BAD_REQUEST, f"Run {options.name!r} is a {checkpoint['engine']} run, not "
+                                 f"{options.engine}.")
+            return merge_resumed(checkpoint["options"], options, given,
+                                 recipe_cls.phase_options.get(restart, ())), checkpoint
+        if options.resume:
+            raise StyleTransferError(
+                BAD_REQUEST, f"There is no checkpoint to resume at {path}; start without "
+                             "--resume.")
+    elif path.exists() and not options.overwrite:
+        raise StyleTransferError(
+            BAD_REQUEST, f"A run named {options.name!r} already exists in {options.run_dir}; "
+                         "continue it with --resume, or pass --overwrite to start again.")
+    return options, None
+
+
+def _restart_step(phases: list[Phase], name: str, step: int, run: str) -> Phase:
+    """The phase to restart; the run must have trained every phase before it."""
+    index = next(i for i, phase in enumerate(phases) if phase.name == name)
+    phase = phases[index]
+    if step < phase.start:
+        before = phases[index - 1].name if index else "previous"
+        raise StyleTransferError(
+            BAD_REQUEST, f"Restarting the {name} phase needs a run whose {before} phase is done "
+                         f"(step {phase.start}); run {run!r} is at step {step}.")
+    return phase
+
+
+def _loader(dataset: RunDataset, options: TrainOptions, accel: Accelerator, step: int,
+            total: int, phases: list[Phase]) -> torch.utils.data.DataLoader:
+    """Batches for steps [step, total): stacked items, or whole batches of a StepDataset."""
+    workers = options.workers if options.workers >= 0 else (
+        min(4, os.cpu_count() or 1) if accel.device.type == "cuda" else 0)
+    if isinstance(dataset, StepDataset):
+        order: dict[str, Any] = {"batch_size": None, "sampler": StepSampler(
+            step, total, lambda k: phase_at(phases, k).name)}
+    else:
+        order = {"batch_sampler": RunSampler(step, total, options.batch)}
+    return torch.utils.data.DataLoader(
+        dataset, num_workers=workers, pin_memory=accel.device.type == "cuda",
+        worker_init_fn=_ignore_sigint if workers else None,
+        generator=torch.Generator().manual_seed(options.seed), **order)
+
+
+def _start_note(label: str, total: int, accel: Accelerator, options: TrainOptions,
+                dataset: RunDataset, phases: list[Phase], run_dir: Path) -> str:
+    amp = f" with {str(accel.amp_dtype).replace('torch.', '')}" if accel.amp_dtype else ""
+    parts = [f"{phase.stop - phase.start} {phase.name}" for phase in phases
+             if phase.stop > phase.start]
+    split = f" ({', then '.join(parts)})" if len(parts) > 1 else ""
+    return (f"{label}: {total} steps{split} on {accel.device}{amp}, batch {options.batch}, "
+            f"{dataset.epoch_length} images per epoch; run folder {run_dir}")
+
+
 def run_training(recipe_cls: type[Recipe], options: TrainOptions, given: set[str] | None = None,
                  stream: TextIO = sys.stderr, warn: WarnFn = warn_to_stderr,
                  stop_after: Optional[int] = None,
                  should_stop: Callable[[], bool] = lambda: False) -> TrainResult:
-    """Train (or resume) one run and register its model; errors before any step are clear.
+    """Train (or resume, or restart a phase of) one run and register its model; errors before
+    any step are clear.
 
     `stop_after`: stop as if interrupted once this step is reached (tests of resume);
     `should_stop`: polled after every step, e.g. by a daemon job's cancel flag.
     """
-    from . import register  # the models dir is only touched at the start check and the end
-
     given = set() if given is None else given
     options.validate()
-    checkpoint = None
-    if options.resume:
-        if not options.checkpoint_path.is_file():
-            raise StyleTransferError(
-                BAD_REQUEST, f"There is no checkpoint to resume at {options.checkpoint_path}; "
-                             "start without --resume.")
-        checkpoint = load_checkpoint(options.checkpoint_path)
-        if checkpoint["engine"] != options.engine:
-            raise StyleTransferError(
-                BAD_REQUEST, f"Run {options.name!r} is a {checkpoint['engine']} run, not "
-                             f"{options.engine}.")
-        options = merge_resumed(checkpoint["options"], options, given)
-    elif options.checkpoint_path.exists() and not options.overwrite:
-        raise StyleTransferError(
-            BAD_REQUEST, f"A run named {options.name!r} already exists in {options.run_dir}; "
-                         "continue it with --resume, or pass --overwrite to start again.")
+    options, checkpoint = _open_run(recipe_cls, options, given)
 
     dataset = recipe_cls.dataset(options, warn)          # bad data fails here, before training
     total = total_steps(options, dataset)
+    phases = recipe_cls.phases(options, total)
     accel = select_accelerator(options)
     if accel.device.type == "cpu" and options.threads > 0:
         torch.set_num_threads(options.threads)         # the user's explicit --threads
@@ -500,41 +600,53 @@ def run_training(recipe_cls: type[Recipe], options: TrainOptions, given: set[str
     if checkpoint is None:
         register.check_names_free(options, recipe.export_stems())
     step = 0
+    restart = options.restart_phase
     if checkpoint is not None:
-        recipe.load_state_dict(checkpoint["recipe"])
+        fresh = next((p.trains for p in phases if p.name == restart), frozenset())
+        recipe.load_state_dict(checkpoint["recipe"], fresh=fresh)
         restore_rng(checkpoint["rng"])
         step = int(checkpoint["step"])
+    again = "the same command and --resume"
+    if restart:
+        phase = _restart_step(phases, restart, step, options.name)
+        recipe.restart_phase(phase)
+        step = phase.start
+        options.restart_phase = ""         # done: a later --resume continues this restart
+        again = f"--resume, without restarting the {restart} phase again"
     run_dir = options.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / "options.json",
                  lambda tmp: tmp.write_text(json.dumps(options.to_dict(), indent=1)))
 
-    examples = accel.batch(fixed_examples(dataset, SAMPLE_ROWS)) if options.sample_every else {}
-    workers = options.workers if options.workers >= 0 else (
-        min(4, os.cpu_count() or 1) if accel.device.type == "cuda" else 0)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=RunSampler(step, total, options.batch), num_workers=workers,
-        pin_memory=accel.device.type == "cuda", worker_init_fn=_ignore_sigint if workers else None,
-        generator=torch.Generator().manual_seed(options.seed))
+    examples = (accel.batch(fixed_examples(dataset, recipe.sample_count))
+                if options.sample_every else {})
+    loader = _loader(dataset, options, accel, step, total, phases)
     label = f"{options.engine} {options.name}"
     progress = Progress(label, step, total, stream, options.quiet)
     result = TrainResult(step, total, False, run_dir, recipe=recipe,
                          skipped_images=getattr(dataset, "skipped", 0))
     if step < total and not options.quiet:
-        progress.note(f"{label}: {total} steps on {accel.device}"
-                      f"{' with ' + str(accel.amp_dtype).replace('torch.', '') if accel.amp_dtype else ''}"
-                      f", batch {options.batch}, {dataset.epoch_length} images per epoch; "
-                      f"run folder {run_dir}")
+        progress.note(_start_note(label, total, accel, options, dataset, phases, run_dir))
+    boundaries = {phase.stop for phase in phases[:-1] if 0 < phase.stop < total}
+
+    def save_samples(name: str) -> None:
+        save_grid(run_dir / "samples" / name, recipe.sample_rows(examples), recipe.signed,
+                  margin=recipe.grid_margin)
+
     saved_at = step if checkpoint is not None else -1
+    sampled_at = -1
     with StopRequest() as stop:
         for batch in loader:
-            losses = recipe.train_step(accel.batch(batch))
+            if len(phases) > 1:
+                progress.set_phase(phase_at(phases, step).name)
+            losses = recipe.train_step(accel.batch(batch), step)
             step += 1
             progress.update(step, losses)
-            if options.sample_every and step % options.sample_every == 0:
-                save_grid(run_dir / "samples" / f"step_{step:07d}.png",
-                          recipe.sample_rows(examples), recipe.signed)
-            if options.checkpoint_every and step % options.checkpoint_every == 0:
+            if options.sample_every and (step % options.sample_every == 0 or step in boundaries):
+                save_samples(f"step_{step:07d}.png")
+                sampled_at = step
+            if options.checkpoint_every and (step % options.checkpoint_every == 0
+                                             or step in boundaries):
                 save_checkpoint(options.checkpoint_path, options, step, total, recipe)
                 saved_at = step
             interrupted = stop.requested or should_stop() or (
@@ -544,16 +656,15 @@ def run_training(recipe_cls: type[Recipe], options: TrainOptions, given: set[str
                     save_checkpoint(options.checkpoint_path, options, step, total, recipe)
                 progress.close()
                 progress.note(f"Stopped at step {step}/{total}; checkpoint saved to "
-                              f"{options.checkpoint_path}. Continue with the same command and "
-                              "--resume.")
+                              f"{options.checkpoint_path}. Continue with {again}.")
                 result.step, result.stopped = step, True
                 result.last_losses = progress.last_losses
                 return result
     progress.close()
     if saved_at != step:
         save_checkpoint(options.checkpoint_path, options, step, total, recipe)
-    if options.sample_every and examples:
-        save_grid(run_dir / "samples" / "final.png", recipe.sample_rows(examples), recipe.signed)
+    if options.sample_every and examples and (recipe.final_grid or sampled_at != step):
+        save_samples(recipe.final_grid or f"step_{step:07d}.png")
     result.step = step
     result.last_losses = progress.last_losses
     result.registered = register.register_exports(recipe.exports(), options, run_dir)

@@ -17,7 +17,8 @@ from torch import nn
 from backend.networks.cyclegan import NGF, ResnetGenerator
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .common import Accelerator, Export, Recipe, linear_decay
+from .common import Accelerator, Recipe, linear_decay
+from .export import Export
 from .data import Augment, UnpairedDataset, WarnFn, require_images, scan_folder
 from .discriminators import GANLoss, PatchDiscriminator, init_normal, set_requires_grad
 from .options import TrainOptions
@@ -78,7 +79,7 @@ class CycleGANRecipe(Recipe):
         self.gan = GANLoss("lsgan")
         self.l1 = nn.L1Loss()
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         o = self.options
         real_a, real_b = batch["A"], batch["B"]
         lam_a = lam_b = o.lambda_cycle

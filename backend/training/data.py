@@ -210,6 +210,11 @@ class Augment:
     flip: bool = True
     train: bool = True
 
+    def __post_init__(self) -> None:
+        if self.load_size < self.size:
+            raise StyleTransferError(BAD_REQUEST, f"--load-size ({self.load_size}) must be at "
+                                                  f"least --size ({self.size}).")
+
     def params(self, rng: np.random.Generator) -> tuple[int, int, bool]:
         span = self.load_size - self.size
         x = int(rng.integers(0, span + 1))
@@ -358,8 +363,41 @@ class RunSampler(torch.utils.data.Sampler):
             yield list(range(step * self.batch, (step + 1) * self.batch))
 
 
+class StepDataset(RunDataset):
+    """Data drawn a whole batch at a time: item (step, phase) is the batch of that step, drawn
+    from (seed, step) alone. For data held in memory whose batch is not a stack of independent
+    items (MIXGAN's domains: one random draw per batch, and a different draw in each phase)."""
+
+    def __getitem__(self, key: tuple[int, str]) -> dict[str, torch.Tensor]:
+        step, phase = key
+        return self.batch(step, phase)
+
+    def batch(self, step: int, phase: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def examples(self, count: int) -> dict[str, torch.Tensor]:
+        """The fixed inputs of the sample grids (the same at every step)."""
+        raise NotImplementedError
+
+
+class StepSampler(torch.utils.data.Sampler):
+    """(step, phase name) for steps [start, stop): the keys of a StepDataset."""
+
+    def __init__(self, start_step: int, stop_step: int, phase_of: Callable[[int], str]) -> None:
+        self.start, self.stop, self.phase_of = start_step, stop_step, phase_of
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield step, self.phase_of(step)
+
+
 def fixed_examples(dataset: RunDataset, count: int) -> dict[str, torch.Tensor]:
     """The first `count` items without random crops or flips: the rows of the sample grids."""
+    if isinstance(dataset, StepDataset):
+        return dataset.examples(count)
     count = max(1, min(count, dataset.epoch_length))
     plain = Augment(dataset.augment.size, dataset.augment.load_size, flip=False, train=False)
     saved = dataset.augment

@@ -10,10 +10,10 @@ from typing import Any
 
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .options import options_from_args
+from .options import BUILTIN_PREFIX, options_from_args
 
 PATH_FIELDS = ("domain_a", "domain_b", "pairs", "input_dir", "target_dir", "content", "style",
-               "vgg", "models_dir", "runs_dir")
+               "vgg", "models_dir", "runs_dir", "run_folder")
 
 
 def launch(engine: str, args: argparse.Namespace, defaults: dict[str, Any], recipe: str,
@@ -21,14 +21,15 @@ def launch(engine: str, args: argparse.Namespace, defaults: dict[str, Any], reci
     """Build the options, check the data flags (not needed with --resume) and train.
 
     `recipe` is "module:Class" inside backend.training; `required` lists groups of option names
-    of which each group must be given in full for a fresh run.
+    of which each group must be given in full for a fresh run (a resumed run or a restarted
+    phase keeps the run's data).
     """
     options, given = options_from_args(engine, args, defaults)
     for name in PATH_FIELDS:                   # absolute, so a resumed run may start elsewhere
         value = getattr(options, name)
-        if value:
+        if value and not value.startswith(BUILTIN_PREFIX):
             setattr(options, name, str(Path(value).expanduser().resolve()))
-    if not options.resume:
+    if not (options.resume or options.restart_phase):
         for group in required:
             if not all(getattr(options, name) for name in group):
                 flags = " and ".join("--" + n.replace("_", "-") for n in group)

@@ -31,6 +31,8 @@ from backend.data.glyphs import DEFAULT_CHARSET, render_glyphs
 from backend.data.textures import render_textures
 from backend.networks.mixgan import MixGAN, load_model
 
+from .common import save_grid
+
 CLASSIFIER_SEED = 2000      # glyphs the classifier learns from
 HELD_OUT_SEED = 1000        # glyphs the MIXGAN never saw (it trained on seed 0)
 CLASSIFIER_VERSION = 1      # bump when the classifier or its training changes
@@ -191,7 +193,6 @@ def sample_sheet(network: MixGAN, glyphs: torch.Tensor, path: Path, columns: int
     (the conv architecture takes any size)."""
     from PIL import Image, ImageDraw
     from backend.data.glyphs import find_fonts, _font
-    from backend.training.mixgan_loop import write_sheet
 
     size = network.config.size
     inputs = glyphs[:columns]
@@ -202,7 +203,7 @@ def sample_sheet(network: MixGAN, glyphs: torch.Tensor, path: Path, columns: int
         _, prior = network.decode(z)
     rows = [inputs.expand(-1, 3, -1, -1), mixtures, prior]
     tmp = path.with_name(path.stem + ".grid.png")
-    write_sheet(tmp, rows)
+    save_grid(tmp, [list(row) for row in rows], signed=True, margin=2)
     grid = Image.open(tmp).convert("RGB")
     tmp.unlink()
     parts = [grid]

@@ -15,7 +15,8 @@ from torch import nn
 from backend.networks.pix2pix import NGF, UNET_DOWNS, StatsBatchNorm2d, UnetGenerator
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .common import Accelerator, Export, Recipe, linear_decay
+from .common import Accelerator, Recipe, linear_decay
+from .export import Export
 from .data import (Augment, PairedDataset, WarnFn, pairs_from_aligned, pairs_from_folders)
 from .discriminators import GANLoss, PatchDiscriminator, init_normal, set_requires_grad
 from .options import TrainOptions
@@ -94,7 +95,7 @@ class Pix2PixRecipe(Recipe):
         self.gan = GANLoss("vanilla")
         self.l1 = nn.L1Loss()
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
         real_a, real_b = batch["A"], batch["B"]
         with self.accel.autocast():
             fake_b = self.G(real_a)

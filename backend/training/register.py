@@ -1,9 +1,11 @@
 """Put a finished generator where the model store finds it: `<models dir>/<name>.pth` (official
-key layout, weights only) plus the sidecar `<name>.json` {engine, display_name, arch, ...}. The
-daemon's model list, the CLI and the GIMP dialogs then offer it with no further step.
+key layout, weights only; MIXGAN's {meta, state_dict} format) plus the sidecar `<name>.json`
+{engine, display_name, arch, ...}. The daemon's model list, the CLI and the GIMP dialogs then
+offer it with no further step.
 
 A copy of every exported network also stays in the run folder under the reference's file name
-(latest_net_G_A.pth, latest_net_G.pth, decoder.pth), so it loads in the reference code as well.
+(latest_net_G_A.pth, latest_net_G.pth, decoder.pth; MIXGAN's generator.pth), so it loads in the
+reference code as well.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import torch
 from backend.modelstore import ModelRegistry, default_models_dir
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
-from .common import Export, atomic_write
+from backend.atomicfile import atomic_write
+
+from .export import Export
 from .options import TrainOptions
 
 
@@ -48,8 +52,8 @@ def register_exports(exports: list[Export], options: TrainOptions, run_dir: Path
     folder = models_dir(options)
     written: list[Path] = []
     for export in exports:
-        weights = {k: v.detach().cpu().contiguous() for k, v in export.state_dict.items()}
-        atomic_write(run_dir / export.run_file, lambda tmp: torch.save(weights, tmp))
+        content = export.file_content()
+        atomic_write(run_dir / export.run_file, lambda tmp: torch.save(content, tmp))
         if not export.registrable:
             if export.unregistered_reason:
                 print(f"note: {export.stem} is not registered: {export.unregistered_reason}; "
@@ -59,7 +63,7 @@ def register_exports(exports: list[Export], options: TrainOptions, run_dir: Path
         sidecar = {"engine": export.engine, "display_name": export.display_name,
                    "arch": export.arch, "description": export.description,
                    "license": "trained by the user", **export.sidecar_extra}
-        atomic_write(target, lambda tmp: torch.save(weights, tmp))
+        atomic_write(target, lambda tmp: torch.save(content, tmp))
         atomic_write(folder / f"{export.stem}.json",
                      lambda tmp: tmp.write_text(json.dumps(sidecar, indent=1) + "\n",
                                                 encoding="utf-8"))

@@ -11,7 +11,8 @@ Procedures (names and argument names are the public scripting API):
   python-fu-style-transfer-<engine>-sample  engines that draw new images (mixgan): model, count,
                                      seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
-                                     preserve-color, recursive, overwrite, endpoint, working-size
+                                     preserve-color, recursive, overwrite, endpoint, working-size,
+                                     style-index (engines with built-in styles)
   python-fu-style-transfer-status    endpoint
 Ranges, defaults and help of option arguments are the card's OptionSpecs. Each filter returns the
 new layer. Failures return EXECUTION_ERROR with a sentence to act on.
@@ -54,10 +55,10 @@ def _success(procedure: Gimp.Procedure, *values: GObject.Value) -> Gimp.ValueArr
 
 
 def _failure(procedure: Gimp.Procedure, run_mode: Gimp.RunMode, message: str) -> Gimp.ValueArray:
-    """Tell the user (message in the GUI, stderr for scripts) and the caller (EXECUTION_ERROR)."""
+    """Tell the caller (EXECUTION_ERROR with the message) and the terminal. GIMP itself shows an
+    EXECUTION_ERROR's message to the user of a filter run from the GUI, so no Gimp.message here:
+    that showed every error twice in one box."""
     print(f"{procedure.get_name()}: {message}", file=sys.stderr, flush=True)
-    if run_mode != Gimp.RunMode.NONINTERACTIVE:
-        Gimp.message(message)
     try:
         Gimp.progress_end()
     except Exception:
@@ -96,7 +97,8 @@ def _run_filter(procedure, run_mode, image, drawables, config):
     from stgimp import dialog, filters, requests
     engine = FILTERS[procedure.get_name()].name
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        if not dialog.filter_dialog(procedure, config, engine, image):
+        if not dialog.filter_dialog(procedure, config, engine, image,
+                                    drawables[0] if len(drawables) == 1 else None):
             return _cancelled(procedure)
     if len(drawables) != 1:
         raise StyleTransferError(BAD_IMAGE, "Select exactly one layer to stylize "
@@ -142,10 +144,11 @@ def _run_batch(procedure, run_mode, config):
 @_guarded
 def _run_status(procedure, run_mode, config):
     from stgimp import dialog, status
-    text = status.status_text(config.get_property("endpoint") or "")
+    endpoint = (config.get_property("endpoint") or "").strip()
     if run_mode == Gimp.RunMode.INTERACTIVE:
-        dialog.show_text(procedure, "Style Transfer Backend", text)
+        text = dialog.show_status(procedure, endpoint)      # a backend that is down is shown
     else:
+        text = status.status_text(endpoint)
         print(text, file=sys.stderr, flush=True)
     return _success(procedure, GObject.Value(GObject.TYPE_STRING, text))
 
@@ -231,19 +234,19 @@ class StyleTransfer(Gimp.PlugIn):
         procedure.add_menu_path("<Image>/File/Style Transfer")
         procedure.add_file_argument("input-folder", "_Input folder", "Folder of images to stylize",
                                     Gimp.FileChooserAction.SELECT_FOLDER, True, None, RW)
-        procedure.add_file_argument("output-folder", "_Output folder",
+        procedure.add_file_argument("output-folder", "Res_ults folder",
                                     "Where the results are written (created when missing)",
                                     Gimp.FileChooserAction.CREATE_FOLDER, True, None, RW)
         arguments.add_engine_choice(procedure)
         procedure.add_string_argument("model", "_Model", "Model name (empty = engine default)",
                                       "", RW)
-        procedure.add_file_argument("style-file", "_Style image",
+        procedure.add_file_argument("style-file", "St_yle image",
                                     "Style image, for engines that take one ("
                                     + ", ".join(arguments.style_engines()) + ")",
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
         for option in arguments.BATCH_OPTIONS:
             arguments.add_option_argument(procedure, registry.shared_option(option))
-        procedure.add_boolean_argument("recursive", "_Recursive", "Include sub-folders", False,
+        procedure.add_boolean_argument("recursive", "Include sub-_folders", "Include sub-folders", False,
                                        RW)
         procedure.add_boolean_argument("overwrite", "O_verwrite",
                                        "Redo images whose output exists (default: skip them)",
@@ -251,6 +254,7 @@ class StyleTransfer(Gimp.PlugIn):
         _add_endpoint(procedure)
         for option in arguments.BATCH_LATER_OPTIONS:   # added later: after the first ones
             arguments.add_option_argument(procedure, registry.shared_option(option))
+        arguments.add_batch_style_index(procedure)
         procedure.add_int_return_value("ok", "Done", "Images written", 0, 2**31 - 1, 0, RW)
         procedure.add_int_return_value("skipped", "Skipped", "Outputs that already existed",
                                        0, 2**31 - 1, 0, RW)
@@ -275,7 +279,7 @@ class StyleTransfer(Gimp.PlugIn):
                                           card.sample.description)
         procedure.add_string_argument("model", "_Model", f"{card.title} model (empty = default)",
                                       "", RW)
-        procedure.add_int_argument("count", "_Count", "How many images", 1,
+        procedure.add_int_argument("count", "_Number of images", "How many images", 1,
                                    card.sample.max_count, 4, RW)
         arguments.add_option_argument(procedure, card.option("seed"))
         _add_endpoint(procedure)

@@ -1,7 +1,8 @@
 """AdaIN: any image's style, blended styles, kept colours, a style confined to the selection."""
 
 from stclient.card import ArchInfo, EngineCard, PerfPolicy, RoleSpec, StyleInputs, STYLE_IMAGES
-from stclient.options import WORKING_SIZE, OptionSpec, color_output
+from stclient.options import (STYLE_WEIGHTS, WORKING_SIZE, OptionSpec, color_output,
+                              preserve_color, style_strength)
 
 CARD = EngineCard(
     name="adain",
@@ -19,14 +20,9 @@ CARD = EngineCard(
                                       "AdaIN decoder (decoder.pth, 29 modules)"),)),
     ),
     options=(
-        OptionSpec("alpha", "float", 1.0,
-                   "Style strength: 0 keeps the content, 1 is full style.", 0.0, 1.0,
-                   label="Style _strength"),
-        OptionSpec("style_weights", "floats", [1.0],
-                   "Weights of several styles (normalised to sum 1).", 0.0, 1e6),
-        OptionSpec("preserve_color", "bool", False,
-                   "Keep the content's colours (recolour the style first).",
-                   label="_Keep colours"),
+        style_strength(),
+        STYLE_WEIGHTS,
+        preserve_color("Keep the content's colours (recolour the style first)."),
         OptionSpec("color_method", "choice", "reference",
                    "How colours are kept: 'reference' (the paper's colour transfer) or "
                    "'luminance' (stylize luminance only).", choices=("reference", "luminance")),

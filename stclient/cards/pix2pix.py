@@ -16,11 +16,12 @@ CARD = EngineCard(
     )),),
     options=(
         OptionSpec("norm", "choice", "image",
-                   "Batch-norm statistics: 'image' (the image's own, as the reference test) or "
-                   "'running' (the stored training statistics).", choices=("image", "running"),
+                   "Statistics the network normalises its layers with: 'image' "
+                   "(measured on this image, as the published pix2pix results were made) or "
+                   "'running' (averages stored during training).", choices=("image", "running"),
                    label="_Normalisation",
-                   choice_labels=("The image's own statistics (as the reference test)",
-                                  "Stored training statistics")),
+                   choice_labels=("Measured on this image (as the published results)",
+                                  "Averages stored during training")),
         OptionSpec("seed", "int", -1,
                    "Seed for dropout variation (-1 = deterministic, dropout off).", -1, 2**31 - 1),
         WORKING_SIZE,

@@ -75,7 +75,8 @@ def test_detached_serve_status_and_stop(runtime_dir):
     assert not paths.socket_path(runtime_dir).exists()
     assert paths.log_path(runtime_dir).read_text().strip()       # the rotating log was used
     gone = cli(runtime_dir, "status", "--timeout", "2")
-    assert gone.returncode == 1 and "No daemon answers" in gone.stderr
+    assert gone.returncode == 1 and "No daemon is running" in gone.stderr
+    assert "python -m backend serve" in gone.stderr
     assert cli(runtime_dir, "stop", "--timeout", "2").returncode == 0
 
 

@@ -79,14 +79,20 @@ def test_curve_admits_allowed_keys_only(tmp_path):
         plain.close()
 
 
-def raw_status(endpoint: str, token):
+def raw_status(endpoint: str, token, password=None, wait_ms: int = 10000):
+    """A status request from a bare DEALER; `password` None: no PLAIN credentials at all.
+    Returns the decoded reply, or None when nothing came back within `wait_ms`."""
     context = zmq.Context.instance()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if password is not None:
+        sock.plain_username = paths.PLAIN_USER.encode()
+        sock.plain_password = password.encode()
     sock.connect(endpoint)
     try:
         sock.send_multipart(StatusRequest(id="raw", token=token).to_frames())
-        assert sock.poll(10000), "no reply"
+        if not sock.poll(wait_ms):
+            return None
         return decode_reply(sock.recv_multipart())
     finally:
         sock.close(0)
@@ -99,14 +105,19 @@ def test_tcp_requests_need_the_users_token():
         assert oct(token_file.stat().st_mode & 0o777) == "0o600"
         token = daemon.token
         assert token and len(token) == 64
+        # Without the token as the handshake's password nothing gets through at all.
+        for wrong in (None, "0" * 64, token[:-1], token + "x"):
+            assert raw_status(daemon.endpoint, token, password=wrong, wait_ms=1500) is None, wrong
+        # Past the handshake, the request's own token is still checked.
         for wrong in (None, "", "0" * 64, token[:-1], token + "x"):
-            reply = raw_status(daemon.endpoint, wrong)
+            reply = raw_status(daemon.endpoint, wrong, password=token)
             assert isinstance(reply, Error) and reply.code == "unauthorized", wrong
-        assert isinstance(raw_status(daemon.endpoint, token), Result)
+        assert isinstance(raw_status(daemon.endpoint, token, password=token), Result)
         with daemon.client(token="wrong") as client:
             with pytest.raises(StyleTransferError) as caught:
                 client.status()
             assert caught.value.code == "unauthorized"
+            assert "rejected this client's token" in caught.value.message
         with daemon.client() as client:                 # reads the token file itself
             assert client.status()["pid"] == daemon.pid
 

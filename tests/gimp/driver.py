@@ -13,7 +13,8 @@ A case (JSON, written by harness.py):
    "selection": {"rect": [x, y, w, h]} | {"ellipse": [x, y, w, h], "feather": r} | null,
    "drawable": layer name, "procedure": name, "args": {name: value | {"file": p} | {"layer": n}},
    "run_mode": noninteractive|interactive|with-last-vals, "out_dir": path,
-   "before": [["move" | "copytree", src, dst], ...] file-system steps in the chroot first,
+   "before": [["move" | "copytree", src, dst] | ["remove", path], ...] file-system steps in the
+             chroot first,
    "dump": false to skip dumping pixels (benchmarks)}
 Each result lists every layer of the image afterwards (top first) with its pixels dumped as raw
 bytes in the image's own layout, plus the procedure's status, message and returned layer.
@@ -144,6 +145,8 @@ def _prepare(actions):
             shutil.move(*paths)
         elif action == "copytree":
             shutil.copytree(*paths)
+        elif action == "remove":          # e.g. GIMP's stored last values of the procedures
+            shutil.rmtree(paths[0], ignore_errors=True)
         else:
             raise ValueError(f"unknown action {action!r}")
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
+
+from stclient.paths import RUNTIME_DIR_ENV
 
 from .chroot import ChrootUnavailable, GimpChroot, GimpRun
 from .install_plugin import install
@@ -171,6 +174,9 @@ class GimpSession:
         code = (f"CASES_PATH = {str(cases_path)!r}\nRESULTS_PATH = {str(results_path)!r}\n"
                 f"exec(open({str(self.shared / 'driver.py')!r}).read())\n")
         (self.shared / "driver.py").write_text(DRIVER.read_text())
+        # the plug-in's runtime dir is the shared one the tests' daemons use (as a user's
+        # plug-in and daemon share theirs): its ipc socket there is private, no token needed
+        env = {RUNTIME_DIR_ENV: str(self.shared / "run"), **(env or {})}
         run = self.gimp.run_batch(code, env=env, timeout=timeout)
         self.last_run = run
         if not results_path.is_file():
@@ -182,6 +188,19 @@ class GimpSession:
         return recorded
 
 
+@contextmanager
+def gimp_session() -> Iterator[GimpSession]:
+    """A GimpSession for a test module, or a skip (a failure in CI) where GIMP cannot run."""
+    from .chroot import check_can_chroot, ensure_tarball
+    try:
+        check_can_chroot()
+        ensure_tarball()
+    except ChrootUnavailable as error:
+        skip_or_fail(str(error))
+    with GimpSession() as session:
+        yield session
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip the GIMP tests where GIMP cannot run at all; in CI ($STYLE_TRANSFER_REQUIRE_GIMP=1)
     that is a failure instead."""
@@ -191,5 +210,6 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(f"the real-GIMP tests cannot run: {reason}")
 
 
-__all__ = ["GimpSession", "ImageSpec", "CaseResult", "ChrootUnavailable", "skip_or_fail",
+__all__ = ["GimpSession", "ImageSpec", "CaseResult", "ChrootUnavailable", "gimp_session",
+           "skip_or_fail",
            "read_raw", "babl_format"]

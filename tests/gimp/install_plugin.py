@@ -36,7 +36,8 @@ def install(gimp: GimpChroot, host_python: str = sys.executable,
     target_root = plugins_dir(gimp)
     proc = subprocess.run(
         [sys.executable, str(project_root / "install.py"), "--python", str(launcher),
-         "--gimp-plugins-dir", str(target_root), "--skip-zmq-check", "--no-demo"],
+         "--gimp-plugins-dir", str(target_root), "--skip-zmq-check", "--no-demo",
+         "--no-models"],
         capture_output=True, text=True, cwd=str(project_root), timeout=300)
     if proc.returncode != 0:
         raise RuntimeError(f"install.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

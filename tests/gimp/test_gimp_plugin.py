@@ -26,6 +26,7 @@ from tests.gimp.chroot import ChrootUnavailable, check_can_chroot, ensure_tarbal
 from tests.gimp.harness import GimpSession, ImageSpec, skip_or_fail
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
+from tests.helpers.stl_wheel import install_packaged
 
 pytestmark = pytest.mark.gimp
 
@@ -48,13 +49,16 @@ def session():
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> str:
-    directory = make_models_dir(tmp_path_factory.mktemp("gimp-models"))
+def models_dir(session) -> str:
+    # in the folder GIMP sees at the same path: the dialogs show files the daemon names there
+    # (the contact sheet of CIN's styles)
+    directory = make_models_dir(session.shared / "models")
     try:
         from tests.helpers.mixgan import make_mixgan_model
     except ImportError:        # MIXGAN not in this checkout: its tests skip, saying so
         return directory
     make_mixgan_model(directory, "mixgan_tiny")
+    install_packaged(directory, "default", sheets=True)   # real models from the package index
     return directory
 
 
@@ -167,6 +171,15 @@ def main_run(session, daemon, assets):
              args={"model": "no_such_model", "endpoint": endpoint}),
         case("dead_endpoint", P + "cyclegan", ImageSpec(44, 36).add("photo", RGBA),
              args={"endpoint": f"ipc://{session.shared}/nobody/daemon.sock"}),
+        case("cin_blend", P + "cin", ImageSpec(52, 40).add("photo", RGB),
+             args={"style-index": 7, "style2-index": 19, "style-weight": 0.25,
+                   "use-selection": False, "alpha": 0.9, "endpoint": endpoint}),
+        case("cin_selection", P + "cin", ImageSpec(48, 40).add("photo", SEL_RGB),
+             selection={"rect": list(RECT)},
+             args={"style-index": 3, "style2-index": 12, "endpoint": endpoint}),
+        case("magenta_layer", P + "magenta", ImageSpec(56, 40).add("photo", RGB),
+             extra_images=(ImageSpec(32, 32).add("painting", STYLE_LAYER),),
+             args={"style-layer": {"layer": "painting"}, "alpha": 0.7, "endpoint": endpoint}),
         case("status", P + "status", args={"endpoint": endpoint}),
         case("batch", P + "batch",
              args={"input-folder": {"file": assets["batch_in"]},
@@ -246,6 +259,40 @@ def test_rgb_layer_adain_style_file(main_run, daemon, assets):
     assert len(result.layers) == 2
 
 
+def test_cin_built_in_styles_blend(main_run, daemon):
+    result = ok(main_run["cin_blend"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 7 25% + style 19 75% α=0.9"
+    want = expected(daemon, RGB, "cin", options={"style_index": [7, 19], "alpha": 0.9,
+                                                 "style_weights": [0.25, 0.75]})
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
+    check_source_unchanged(result, "photo", RGB)
+
+
+def test_cin_selection_places_two_styles(main_run, daemon):
+    """Two built-in styles with a selection: style 1 inside, style 2 outside, blended per pixel
+    in the network (the selection is the mask, the whole layer is stylized)."""
+    result = ok(main_run["cin_selection"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "CIN: style 3 inside, style 12 outside the selection α=1"
+    mask = result.selection(48, 40)
+    want = expected(daemon, SEL_RGB, "cin", options={"style_index": [3],
+                                                     "outside_style_index": [12]},
+                    mask=mask)
+    np.testing.assert_array_equal(result.pixels(layer), want)
+
+
+def test_magenta_with_a_style_layer(main_run, daemon):
+    result = ok(main_run["magenta_layer"])
+    layer = new_layer(result, "photo")
+    assert layer["name"] == "Magenta: painting α=0.7"
+    want = expected(daemon, RGB, "magenta", options={"alpha": 0.7, "preserve_color": False},
+                    styles=[STYLE_LAYER])
+    np.testing.assert_array_equal(result.pixels(layer), want)
+    assert not np.array_equal(want, RGB)
+
+
 def test_rgba_alpha_preserved_exactly(main_run, daemon):
     result = ok(main_run["rgba_cyclegan"])
     layer = new_layer(result, "cut-out")
@@ -290,8 +337,13 @@ def test_rectangular_selection_only_inside_is_stylized(main_run, daemon):
     inside[y:y + h, x:x + w] = True
     assert (got[~inside, 3] == 0).all()
     assert (got[inside, 3] == 255).all()
-    want = expected(daemon, SEL_RGB[y:y + h, x:x + w], "cyclegan", model=CYCLEGAN)
-    np.testing.assert_array_equal(got[y:y + h, x:x + w, :3], want)
+    # inside the selection: the whole layer's result (not the box's own), within 2 levels
+    whole = expected(daemon, SEL_RGB, "cyclegan", model=CYCLEGAN)
+    difference = np.abs(got[inside, :3].astype(int) - whole[inside].astype(int)).max()
+    assert difference <= 2, difference
+    box_only = expected(daemon, SEL_RGB[y:y + h, x:x + w], "cyclegan", model=CYCLEGAN)
+    print(f"\nselection: {difference} levels from the whole-layer result; stylizing the box "
+          f"alone was {np.abs(box_only.astype(int) - whole[y:y + h, x:x + w]).max()} levels off")
     check_source_unchanged(result, "photo", SEL_RGB)
     assert result.raw["selection_after_empty"] is False, "the selection is left as it was"
 
@@ -301,15 +353,13 @@ def test_feathered_selection_blends(main_run, daemon):
     layer = new_layer(result, "photo")
     got = result.pixels(layer)
     selection = result.selection(48, 40)
-    ys, xs = np.nonzero(selection > 0)
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     alpha = got[..., 3].astype(int)
     np.testing.assert_allclose(alpha, np.round(selection * 255), atol=1)
     soft = (alpha > 0) & (alpha < 255)
     assert soft.sum() > 50, "feathered edges must be partly transparent"
-    want = expected(daemon, SEL_RGB[y0:y1, x0:x1], "cyclegan", model=CYCLEGAN)
-    visible = alpha[y0:y1, x0:x1] > 0
-    np.testing.assert_array_equal(got[y0:y1, x0:x1, :3][visible], want[visible])
+    whole = expected(daemon, SEL_RGB, "cyclegan", model=CYCLEGAN)
+    visible = alpha > 0
+    assert np.abs(got[..., :3][visible].astype(int) - whole[visible].astype(int)).max() <= 2
     check_source_unchanged(result, "photo", SEL_RGB)
 
 
@@ -531,6 +581,9 @@ def test_dialogs_under_xvfb(session, daemon, assets):
         session.case("dlg_adain", P + "adain", ImageSpec(32, 24).add("photo", photo),
                      args={"style-file": {"file": assets["style1"]}, "alpha": 0.5,
                            "endpoint": daemon.endpoint}, run_mode="interactive"),
+        session.case("dlg_cin", P + "cin", ImageSpec(32, 24).add("photo", photo),
+                     args={"style-index": 4, "endpoint": daemon.endpoint},
+                     run_mode="interactive"),
         session.case("dlg_batch", P + "batch",
                      args={"input-folder": {"file": assets["batch_in"]},
                            "output-folder": {"file": assets["batch_out"] + "-dialog"},
@@ -541,8 +594,13 @@ def test_dialogs_under_xvfb(session, daemon, assets):
     results = session.run(cases, env=env, tag="dialogs")
     shown = [json.loads(line.split(" ", 1)[1]) for line in session.last_run.stderr.splitlines()
              if line.startswith("STYLE_TRANSFER_DIALOG ")]
-    assert len(shown) == 4, session.last_run.describe()
-    filter_dialog, status_dialog, adain_dialog, batch_dialog = shown
+    assert len(shown) == 5, session.last_run.describe()
+    filter_dialog, status_dialog, adain_dialog, cin_dialog, batch_dialog = shown
+    assert cin_dialog["models"] == ["cin26"] and cin_dialog.get("sheet") is True, cin_dialog
+    assert {"style-index", "style2-index", "alpha"} <= set(cin_dialog["fields"])
+    cin = ok(results["dlg_cin"])
+    np.testing.assert_array_equal(cin.pixels(new_layer(cin, "photo")),
+                                  expected(daemon, photo, "cin", options={"style_index": [4]}))
     assert {"input-folder", "output-folder", "engine"} <= set(batch_dialog["fields"])
     assert adain_dialog["models"] == ["adain"]
     assert {"style-file", "style-layer", "style2-file", "alpha"} <= set(adain_dialog["fields"])

@@ -4,6 +4,7 @@
         with daemon.client() as client:
             client.status()
     daemon.endpoint, daemon.pid, daemon.log_path, daemon.runtime_dir, daemon.rss()
+    free_tcp_port(), non_loopback_address()   # for tcp endpoints and "remote" clients
 
 The daemon runs in its own process with its own runtime dir (a short path under /tmp, because
 ipc socket paths are limited to ~100 bytes), on the CPU. Its console output goes to `log_path`;
@@ -32,6 +33,18 @@ def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def non_loopback_address() -> Optional[str]:
+    """An IPv4 address of this machine that is not loopback (connecting to it looks remote to
+    the daemon), or None. Nothing is sent: a UDP connect only picks the outgoing address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))           # TEST-NET-1: never routed anywhere real
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
 
 
 def make_runtime_dir() -> Path:

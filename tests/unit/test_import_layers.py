@@ -15,7 +15,7 @@ LAYERS = (
     ("backend.atomicfile", "backend.imageio", "backend.pixels", "backend.data"),
     ("backend.networks",),
     ("backend.perf",),
-    ("backend.engines",),
+    ("backend.engines", "backend.optim"),        # optim: the optimisation engines' maths
     ("backend.modelstore",),
     ("backend.runtime",),
     ("backend.batch",),

@@ -91,7 +91,8 @@ def run_install(repo: Path, home: Path, *args: str, env: dict | None = None,
     full_env.pop("XDG_CONFIG_HOME", None)
     full_env.pop("GIMP3_DIRECTORY", None)
     full_env.update(env or {})
-    command = [SYSTEM_PYTHON, str(repo / "install.py"), "--python", sys.executable, "--no-demo"]
+    command = [SYSTEM_PYTHON, str(repo / "install.py"), "--python", sys.executable, "--no-demo",
+               "--no-models"]
     if gimp_python:
         command += ["--gimp-python", gimp_python]
     return subprocess.run(command + list(args), env=full_env, capture_output=True, text=True,
@@ -403,7 +404,7 @@ def test_demo_stylizes_the_examples_with_the_installed_models(tmp_path, home):
            "STYLE_TRANSFER_MANIFEST": str(manifest)}
     out = tmp_path / "demo"
     command = [SYSTEM_PYTHON, str(PROJECT_ROOT / "install.py"), "--python", sys.executable,
-               "--no-plugin", "--demo-dir", str(out)]
+               "--no-plugin", "--no-models", "--demo-dir", str(out)]
     result = subprocess.run(command, env=dict(os.environ, HOME=str(home), **env),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -424,7 +425,8 @@ def test_demo_without_any_model_says_how_to_get_them(tmp_path, home):
     env = dict(os.environ, HOME=str(home), STYLE_TRANSFER_MODELS_DIR=str(tmp_path / "none"),
                STYLE_TRANSFER_MANIFEST=str(manifest))
     result = subprocess.run([SYSTEM_PYTHON, str(PROJECT_ROOT / "install.py"), "--python",
-                             sys.executable, "--no-plugin", "--demo-dir", str(tmp_path / "d")],
+                             sys.executable, "--no-plugin", "--no-models", "--demo-dir",
+                             str(tmp_path / "d")],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "no model is installed" in result.stdout

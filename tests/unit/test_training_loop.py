@@ -21,7 +21,7 @@ from backend.training.options import TrainOptions
 from backend.training.pix2pix_model import Pix2PixRecipe
 from backend.training.pool import ImagePool
 from stclient.errors import BAD_REQUEST, StyleTransferError
-from tests.helpers.training import one_thread  # noqa: F401  (autouse fixture)
+from tests.helpers.training import assert_same_state, one_thread  # noqa: F401  (autouse)
 from tests.helpers.checkpoints import make_adain_files
 
 RECIPES = {"cyclegan": CycleGANRecipe, "pix2pix": Pix2PixRecipe, "adain": AdaINRecipe}
@@ -54,23 +54,6 @@ def _options(tmp_path: Path, engine: str, data: dict[str, str], **kw) -> TrainOp
     return TrainOptions(**base)
 
 
-def _assert_same(left, right, where: str = "") -> None:
-    if isinstance(left, torch.Tensor):
-        assert isinstance(right, torch.Tensor), where
-        assert left.dtype == right.dtype and left.shape == right.shape, where
-        assert torch.equal(left, right), f"{where} differs"
-    elif isinstance(left, dict):
-        assert set(left) == set(right), where
-        for key in left:
-            _assert_same(left[key], right[key], f"{where}/{key}")
-    elif isinstance(left, (list, tuple)):
-        assert len(left) == len(right), where
-        for i, (x, y) in enumerate(zip(left, right)):
-            _assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert left == right, f"{where}: {left!r} != {right!r}"
-
-
 @pytest.mark.parametrize("engine", ["cyclegan", "pix2pix", "adain"])
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, datasets, engine):
     straight = _options(tmp_path / "straight", engine, datasets[engine])
@@ -89,8 +72,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, datasets, 
     a = load_checkpoint(straight.checkpoint_path)
     b = load_checkpoint(halves.checkpoint_path)
     assert a["step"] == b["step"] == 4
-    _assert_same(a["recipe"], b["recipe"], "recipe")   # weights, Adam moments, schedulers, pools
-    _assert_same(a["rng"], b["rng"], "rng")
+    # weights, Adam moments, schedulers, pools
+    assert_same_state(a["recipe"], b["recipe"], "recipe")
+    assert_same_state(a["rng"], b["rng"], "rng")
     # and the weights really moved during the run
     fresh = _options(tmp_path / "fresh", engine, datasets[engine], steps=1)
     one = run_training(RECIPES[engine], fresh, warn=lambda m: None)

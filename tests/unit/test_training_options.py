@@ -8,7 +8,7 @@ import pytest
 
 from backend.commands import train as train_command
 from backend.training import adain, cyclegan, pix2pix
-from backend.training.options import TrainOptions, options_from_args
+from backend.training.options import TrainOptions, change_text, options_from_args
 from stclient.errors import BAD_REQUEST, StyleTransferError
 
 
@@ -63,3 +63,10 @@ def test_invalid_values_are_refused_with_the_flag_named(change, fragment):
     with pytest.raises(StyleTransferError) as caught:
         options.validate()
     assert caught.value.code == BAD_REQUEST and fragment in caught.value.message
+
+
+def test_refused_changes_on_resume_are_said_in_flags_that_exist():
+    assert change_text("lr", 1e-3, 2e-4) == "--lr 0.001 (the run used 0.0002)"
+    assert change_text("flip", False, True) == "--no-flip (the run used no --no-flip)"
+    assert change_text("extra", {"reverse_name": "b2a"}, {}) == \
+        "--reverse-name b2a (the run used no extra flag)"

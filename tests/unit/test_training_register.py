@@ -4,16 +4,12 @@ store, and run through the Runtime with the same pixels the trained network give
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from backend import PROJECT_ROOT
 from backend.engines.job import StylizeJob
 from backend.modelstore import list_models
 from backend.networks.checkpoints import load_network, load_state_dict
@@ -26,7 +22,7 @@ from backend.training.options import TrainOptions
 from backend.training.pix2pix_model import Pix2PixRecipe
 from stclient.errors import BAD_REQUEST, StyleTransferError
 from tests.helpers.checkpoints import make_adain_files, make_cyclegan_file, make_pix2pix_file
-from tests.helpers.training import one_thread  # noqa: F401  (autouse fixture)
+from tests.helpers.training import one_thread, train_cli  # noqa: F401  (autouse)
 
 
 def _base(tmp_path: Path, **kw) -> dict:
@@ -155,17 +151,11 @@ def test_names_of_official_or_existing_models_are_refused_before_training(tmp_pa
     assert not (tmp_path / "runs" / "mine").exists()
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(PROJECT_ROOT), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "backend", "train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_command_line_trains_registers_resumes_and_reports_bad_data(tmp_path):
     a, b = synthetic.write_unpaired(tmp_path / "data", 2, 32, seed=0)
     models, runs = tmp_path / "models", tmp_path / "runs"
     common = ["--models-dir", str(models), "--runs-dir", str(runs), "--threads", "1"]
-    done = _cli("cyclegan", "--domain-a", str(a), "--domain-b", str(b), "--name", "cli_cg",
+    done = train_cli("cyclegan", "--domain-a", str(a), "--domain-b", str(b), "--name", "cli_cg",
                 "--arch", "resnet_6blocks", "--size", "32", "--load-size", "36", "--steps", "2",
                 "--sample-every", "1", "--checkpoint-every", "1", *common, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -175,13 +165,13 @@ def test_command_line_trains_registers_resumes_and_reports_bad_data(tmp_path):
     assert (runs / "cli_cg" / "samples" / "step_0000002.png").is_file()
     assert {"cli_cg", "cli_cg_BtoA"} <= set(_listed(models))
     # the same command with --resume and a longer run continues from step 2
-    resumed = _cli("cyclegan", "--name", "cli_cg", "--resume", "--steps", "3", *common,
+    resumed = train_cli("cyclegan", "--name", "cli_cg", "--resume", "--steps", "3", *common,
                    cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "3/3" in resumed.stderr
 
     (tmp_path / "empty").mkdir()
-    bad = _cli("pix2pix", "--input-dir", str(tmp_path / "empty"), "--target-dir", str(a),
+    bad = train_cli("pix2pix", "--input-dir", str(tmp_path / "empty"), "--target-dir", str(a),
                "--name", "nothing", *common, cwd=tmp_path)
     assert bad.returncode == 1
     assert "error (bad_request)" in bad.stderr and "has no images" in bad.stderr

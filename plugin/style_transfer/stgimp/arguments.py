@@ -12,7 +12,7 @@ gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp, GObject  # noqa: E402
 
 from stclient import registry  # noqa: E402
-from stclient.card import EngineCard  # noqa: E402
+from stclient.card import STYLE_NONE, EngineCard  # noqa: E402
 from stclient.options import OptionSpec  # noqa: E402
 
 RW = GObject.ParamFlags.READWRITE
@@ -20,8 +20,9 @@ RW = GObject.ParamFlags.READWRITE
 # additions come after `endpoint` (positional callers keep working).
 BATCH_OPTIONS = ("alpha", "preserve_color")
 BATCH_LATER_OPTIONS = ("working_size",)
-# The style-input arguments of engines whose card takes style images, by name.
-STYLE_INPUTS = ("style-file", "style-layer", "style2-file", "style-weight", "use-selection")
+# The style-input arguments of engines whose card takes style images or has built-in styles.
+STYLE_INPUTS = ("style-file", "style-layer", "style2-file", "style-index", "style2-index",
+                "style-weight", "use-selection")
 
 
 def style_engines() -> list[str]:
@@ -58,22 +59,33 @@ def _add_style_input(procedure: Gimp.Procedure, name: str, card: EngineCard) -> 
                                     "Image file whose style is applied",
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
     elif name == "style-layer":
-        procedure.add_layer_argument("style-layer", "Or style _layer",
+        procedure.add_layer_argument("style-layer", "Or a la_yer as the style",
                                      "An open layer used as the style instead of style-file",
                                      True, RW)
     elif name == "style2-file":
-        procedure.add_file_argument("style2-file", "Second st_yle (optional)",
+        procedure.add_file_argument("style2-file", "Style _2 (optional)",
                                     "A second style image: mixed by style-weight"
                                     + (", or placed outside the selection with use-selection"
                                        if card.styles.mask else ""),
                                     Gimp.FileChooserAction.OPEN, True, None, RW)
+    elif name == "style-index":
+        procedure.add_int_argument("style-index", "Style _number",
+                                   "Built-in style number (the model's contact sheet shows them; "
+                                   "`python -m backend sheet IMAGE`)", 0,
+                                   card.styles.builtin - 1, 0, RW)
+    elif name == "style2-index":
+        procedure.add_int_argument("style2-index", "Style _2 number (-1: none)",
+                                   "A second built-in style: mixed by style-weight"
+                                   + (", or placed outside the selection with use-selection"
+                                      if card.styles.mask else "") + "; -1 = none",
+                                   -1, card.styles.builtin - 1, -1, RW)
     elif name == "style-weight":
         procedure.add_double_argument("style-weight", "Weight of style _1",
                                       "Share of the first style when two are given (0..1)",
                                       0.0, 1.0, 0.5, RW)
     elif name == "use-selection":
         procedure.add_boolean_argument(
-            "use-selection", "Use the _selection",
+            "use-selection", "_Use the selection",
             "One style: stylize only the selection. Two styles: style 1 inside the selection, "
             "style 2 outside" if card.styles.mask else "Stylize only the selection", True, RW)
 
@@ -87,8 +99,8 @@ def add_filter_arguments(procedure: Gimp.Procedure, card: EngineCard) -> None:
                                           "(empty = the engine's default installed model)", "",
                                           RW)
         elif name in STYLE_INPUTS:
-            if not card.styles.takes_images:
-                raise ValueError(f"{card.name}: {name} needs a card that takes style images")
+            if card.styles.kind == STYLE_NONE:
+                raise ValueError(f"{card.name}: {name} needs a card with style inputs")
             _add_style_input(procedure, name, card)
         else:
             spec = card.option(name.replace("-", "_"))
@@ -110,9 +122,20 @@ def option_values(config: object, card: EngineCard) -> dict[str, object]:
     """The card options that are procedure arguments, as the daemon's option names/values."""
     values: dict[str, object] = {}
     for name in card.gimp_arguments:
-        spec = card.option(name.replace("-", "_"))
+        spec = None if name in STYLE_INPUTS else card.option(name.replace("-", "_"))
         if spec is not None:
             value = config.get_property(spec.gimp_name)
             values[spec.name] = {"bool": bool, "int": int, "float": float}.get(
                 spec.kind, str)(value)
     return values
+
+
+def add_batch_style_index(procedure: Gimp.Procedure) -> None:
+    """The batch procedure's built-in style number (engines with built-in styles, e.g. CIN)."""
+    builtin = [card for card in registry.cards().values() if card.styles.builtin_styles]
+    if builtin:
+        most = max(card.styles.builtin for card in builtin)
+        procedure.add_int_argument("style-index", "Built-in style _number",
+                                   "Style number for engines with built-in styles ("
+                                   + ", ".join(card.name for card in builtin) + ")",
+                                   0, most - 1, 0, RW)

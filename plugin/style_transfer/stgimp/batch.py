@@ -63,6 +63,8 @@ def batch_spec(config: Any) -> dict[str, Any]:
             raise StyleTransferError(BAD_REQUEST, f"{card.title} batch jobs need a style image "
                                                   "(style-file).")
         spec["styles"] = [style]
+    if card.styles.builtin_styles:
+        spec["options"]["style_index"] = [int(config.get_property("style-index"))]
     for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS:   # the chosen engine's among them
         option = card.option(name)
         if option is not None:

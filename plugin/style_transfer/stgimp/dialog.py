@@ -1,15 +1,17 @@
 """Interactive dialogs (INTERACTIVE run mode only; scripts never see a window).
 
 Built on GimpUi.ProcedureDialog, so every widget is bound to the procedure's config and GIMP
-stores the values for WITH_LAST_VALS / the next run. The model list is not a fixed argument type:
-it comes from the daemon's `models` reply (installed models selectable, missing ones listed with
-the command that installs them) and writes the chosen name into the `model` argument.
+stores the values for WITH_LAST_VALS / the next run. Everything that needs the daemon (the model
+list, the preview, the backend's status) runs in the background (stgimp/background.py): a dialog
+is on screen at once, also while the backend is being started, and never freezes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import Any, Optional
 
 import gi
@@ -17,159 +19,350 @@ import gi
 gi.require_version("Gimp", "3.0")
 gi.require_version("GimpUi", "3.0")
 gi.require_version("Gtk", "3.0")
-from gi.repository import Gimp, GimpUi, GLib, Gtk  # noqa: E402
+gi.require_version("Gdk", "3.0")
+from gi.repository import Gdk, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 
 from stclient import registry, settings  # noqa: E402
 from stclient.errors import StyleTransferError  # noqa: E402
 
+from .arguments import BATCH_LATER_OPTIONS, BATCH_OPTIONS  # noqa: E402
+from .background import Background  # noqa: E402
 from .filters import make_client  # noqa: E402
+from .modelbox import ModelBox  # noqa: E402
 
 # Automated UI tests (tests/gimp, under Xvfb) cannot click: with this variable set to "ok" or
-# "cancel", a dialog describes itself on stderr and answers itself once it is on screen.
+# "cancel", a dialog waits for its background work, describes itself on stderr (and saves a
+# screenshot into $STYLE_TRANSFER_TEST_SCREENSHOTS), then answers itself.
 AUTORESPOND_ENV = settings.ENV["test_dialog_response"]
+SETTLE_TIMEOUT = 120.0       # seconds the automated tests wait for background work
 
-# Arguments a filter dialog never shows as fields: the model has its own box (a typed name only
-# when nothing is installed), the colour choice appears on grey images only.
+# Arguments a filter dialog never shows as fields: the model has its own box, the colour choice
+# appears on grey images only, the working size comes last.
 NOT_FIELDS = ("model", "working-size", "color-output")
 
 
-def _fetch_models(endpoint: str) -> tuple[list[dict[str, Any]], Optional[str]]:
-    """(models, problem): the daemon's model list, or why it could not be had."""
-    client = make_client(endpoint)
-    try:
-        return client.models().get("models", []), None
-    except StyleTransferError as error:
-        return [], error.message
-    finally:
-        client.close()
+def _background(endpoint: str) -> Background:
+    return Background(lambda: make_client(endpoint), deliver=GLib.idle_add)
 
 
-def _model_box(config: Any, engine: str, models: list[dict[str, Any]],
-               problem: Optional[str]) -> tuple[Gtk.Widget, bool, dict[str, Any]]:
-    """A frame with the model combo and the not-installed list; (widget, has_combo, what it
-    shows)."""
-    box = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=6)
-    frame = GimpUi.Frame.new("Model")
-    frame.add(box)
-    mine = [m for m in models if m.get("engine") == engine]
-    installed = [m for m in mine if m.get("installed")]
-    missing = [m for m in mine if not m.get("installed")]
-    has_combo = bool(installed)
-    if installed:
-        combo = Gtk.ComboBoxText()
-        for model in installed:
-            combo.append(model["name"], model.get("display_name") or model["name"])
-        current = config.get_property("model") or ""
-        if not combo.set_active_id(current):
-            combo.set_active(0)
-        config.set_property("model", combo.get_active_id() or "")
-        combo.connect("changed",
-                      lambda widget: config.set_property("model", widget.get_active_id() or ""))
-        box.pack_start(combo, False, False, 0)
-    else:
-        text = problem or f"No {registry.card(engine).title} model is installed."
-        box.pack_start(_label(text + " Type a model name below or install one."), False, False, 0)
-    if missing:
-        lines = [f"{m.get('display_name') or m['name']}: "
-                 f"{m.get('install_hint') or 'python3 install.py --models ' + m['name']}"
-                 for m in missing[:12]]
-        if len(missing) > 12:
-            lines.append(f"... and {len(missing) - 12} more (Filters > Style Transfer > Backend "
-                         "Status)")
-        expander = Gtk.Expander(label=f"Not installed ({len(missing)})")
-        expander.add(_label("\n".join(lines)))
-        box.pack_start(expander, False, False, 0)
-    frame.show_all()
-    shown = {"models": [m["name"] for m in installed], "missing": [m["name"] for m in missing],
-             "problem": problem}
-    return frame, has_combo, shown
+def _endpoint(config: Any) -> str:
+    return (config.get_property("endpoint") or "").strip()
 
 
-def _label(text: str) -> Gtk.Label:
-    label = Gtk.Label(label=text)
-    label.set_xalign(0.0)
-    label.set_line_wrap(True)
-    label.set_selectable(True)
-    label.set_max_width_chars(60)
-    return label
+# ------------------------------------------------------------------------------ filters
 
-
-def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: Any) -> bool:
+def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: Any,
+                  drawable: Any = None) -> bool:
     """True when the user pressed OK."""
+    opened = time.monotonic()
     GimpUi.init(procedure.get_name())
-    models, problem = _fetch_models(config.get_property("endpoint") or "")
     card = registry.card(engine)
+    calls = _background(_endpoint(config))
     dialog = GimpUi.ProcedureDialog.new(procedure, config, f"Style Transfer: {card.title}")
-    box, has_combo, shown = _model_box(config, engine, models, problem)
     grey = image is not None and image.get_base_type() == Gimp.ImageBaseType.GRAY
     fields = [name for name in card.gimp_arguments if name not in NOT_FIELDS]
     fields += [name for name in ("working-size",) if name in card.gimp_arguments]
     fields += ["color-output"] if grey and "color-output" in card.gimp_arguments else []
-    fields += [] if has_combo else ["model"]
     dialog.fill(fields)
     content = dialog.get_content_area()
-    content.pack_start(box, False, False, 0)
-    content.reorder_child(box, 0)
-    return _run(dialog, {"fields": fields, **shown})
+    shown: dict[str, Any] = {"fields": fields}
+
+    def models_arrived(models: list[dict[str, Any]]) -> None:
+        sheet = _style_sheet(card, config, models)
+        if sheet is not None:
+            content.pack_start(sheet, False, False, 0)
+            content.reorder_child(sheet, 1)
+            shown["sheet"] = True
+        if preview is None:
+            return
+        if box.problem:                       # no backend: say so once, do not retry it
+            preview.disable("No preview without the backend (see Model).")
+        else:
+            preview.refresh()
+
+    box = ModelBox(config, engine, calls, _endpoint(config), models_arrived)
+    content.pack_start(box.frame, False, False, 0)
+    content.reorder_child(box.frame, 0)
+    preview = _add_preview(dialog, config, engine, image, drawable, calls)
+    box.fetch()
+    return _run(dialog, shown, calls, opened, describe=lambda: {
+        **box.describe(), **({"preview": preview.rendered} if preview is not None else {})},
+        preview=preview)
+
+
+def _add_preview(dialog: Any, config: Any, engine: str, image: Any, drawable: Any,
+                 calls: Background) -> Any:
+    """A preview beside the settings, refreshed when any of them changes."""
+    if image is None or drawable is None or not drawable.is_layer():
+        return None
+    from . import requests
+    from .preview import Preview, read_input
+
+    def build() -> Any:
+        request = requests.filter_request(engine, config)
+        return request, read_input(image, drawable, request)
+
+    preview = Preview(calls, build, engine)
+    main = dialog.get_content_area()
+    children = main.get_children()
+    row = Gtk.Box(orientation=Gtk.Orientation.HORIZONTAL, spacing=12)
+    settings_column = Gtk.Box(orientation=Gtk.Orientation.VERTICAL, spacing=3)
+    action_area = dialog.get_action_area()
+    for child in children:
+        # the Load/Save Settings buttons and the dialog's own buttons stay below
+        if isinstance(child, Gtk.ButtonBox) or child is action_area \
+                or action_area.is_ancestor(child):
+            continue
+        main.remove(child)
+        settings_column.pack_start(child, False, False, 0)
+    row.pack_start(settings_column, True, True, 0)
+    row.pack_start(preview.frame, False, False, 0)
+    main.pack_start(row, True, True, 0)
+    main.reorder_child(row, 0)
+    row.show_all()
+    config.connect("notify", preview.changed)
+    dialog.connect("destroy", lambda *_: calls.cancel_all())
+    return preview
+
+
+def _style_sheet(card: Any, config: Any, models: list[dict[str, Any]]) -> Optional[Gtk.Widget]:
+    """Engines with built-in styles: the chosen model's contact sheet (made at install time),
+    so the user sees what each style number looks like before choosing."""
+    if not card.styles.builtin_styles:
+        return None
+    chosen = config.get_property("model") or card.default_model
+    sheets = [m.get("sheet") for m in models if m.get("engine") == card.name
+              and m.get("installed") and m.get("sheet")]
+    path = next((m.get("sheet") for m in models if m.get("name") == chosen and m.get("sheet")),
+                sheets[0] if sheets else None)
+    if not path or not os.path.isfile(path):
+        return None
+    frame = GimpUi.Frame.new("Styles (their numbers)")
+    image = Gtk.Image.new_from_file(path)
+    frame.add(image)
+    frame.show_all()
+    return frame
+
+
+# ------------------------------------------------------------------------------ batch
+
+def batch_fields(engine: str) -> list[str]:
+    """The batch arguments that apply to `engine` (the others are hidden)."""
+    card = registry.card(engine)
+    fields = ["input-folder", "output-folder", "engine"]
+    if card.styles.takes_images:
+        fields.append("style-file")
+    if card.styles.builtin_styles:
+        fields.append("style-index")
+    fields += [registry.shared_option(name).gimp_name
+               for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS if card.option(name) is not None]
+    return fields + ["recursive", "overwrite"]
 
 
 def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
+    """Engine first; the model list is the daemon's for that engine, the fields its own."""
+    opened = time.monotonic()
     GimpUi.init(procedure.get_name())
+    calls = _background(_endpoint(config))
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
-    fields = ["input-folder", "output-folder", "engine", "model", "style-file", "alpha",
-              "preserve-color", "working-size", "recursive", "overwrite"]
-    dialog.fill(fields)
-    return _run(dialog, {"fields": fields})
+    every = ["input-folder", "output-folder", "engine", "style-file", "style-index"]
+    every += [registry.shared_option(name).gimp_name
+              for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS]
+    every += ["recursive", "overwrite"]
+    every = [name for name in every if procedure.find_argument(name) is not None]
+    dialog.fill(every)
+    box = ModelBox(config, config.get_property("engine"), calls, _endpoint(config))
+    content = dialog.get_content_area()
+    content.pack_start(box.frame, False, False, 0)
+    engine_row = dialog.get_widget("engine", GObject.TYPE_NONE)
+    content.reorder_child(box.frame, content.get_children().index(engine_row) + 1)
+    shown: dict[str, Any] = {}
 
+    def show_engine(*_args: Any) -> None:
+        engine = config.get_property("engine")
+        wanted = batch_fields(engine)
+        for name in every:
+            widget = dialog.get_widget(name, GObject.TYPE_NONE)
+            widget.set_no_show_all(name not in wanted)
+            widget.set_visible(name in wanted)
+        box.show_engine(engine)
+        shown["fields"] = [name for name in every if name in wanted]
+        window = dialog.get_window()
+        if window is not None:
+            dialog.resize(1, 1)
+
+    config.connect("notify::engine", show_engine)
+    show_engine()
+    box.fetch()
+    return _run(dialog, shown, calls, opened, describe=box.describe)
+
+
+# ------------------------------------------------------------------------------ samples
 
 def sample_dialog(procedure: Gimp.Procedure, config: Any, engine: str) -> bool:
+    opened = time.monotonic()
     GimpUi.init(procedure.get_name())
+    calls = _background(_endpoint(config))
     dialog = GimpUi.ProcedureDialog.new(procedure, config,
                                         f"Style Transfer: {registry.card(engine).title} Samples")
-    models, problem = _fetch_models(config.get_property("endpoint") or "")
-    box, has_combo, shown = _model_box(config, engine, models, problem)
-    fields = ["count", "seed"] + ([] if has_combo else ["model"])
+    fields = ["count", "seed"]
     dialog.fill(fields)
+    box = ModelBox(config, engine, calls, _endpoint(config))
     content = dialog.get_content_area()
-    content.pack_start(box, False, False, 0)
-    content.reorder_child(box, 0)
-    return _run(dialog, {"fields": fields, **shown})
+    content.pack_start(box.frame, False, False, 0)
+    content.reorder_child(box.frame, 0)
+    box.fetch()
+    return _run(dialog, {"fields": fields}, calls, opened, describe=box.describe)
 
 
-def _run(dialog: Any, shown: dict[str, Any]) -> bool:
+# ------------------------------------------------------------------------------ running
+
+def _run(dialog: Any, shown: dict[str, Any], calls: Optional[Background] = None,
+         opened: Optional[float] = None, describe: Any = None, preview: Any = None) -> bool:
     """Run a ProcedureDialog: True for OK. See AUTORESPOND_ENV for the automated tests."""
     answer = settings.current().test_dialog_response
     if answer:
-        def respond() -> bool:
-            print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": dialog.get_title(), **shown}),
-                  file=sys.stderr, flush=True)
-            dialog.response(Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL)
-            return False
-        dialog.connect("map", lambda *_: GLib.timeout_add(200, respond))
+        autorespond(dialog, shown, calls, opened, describe, preview,
+                    Gtk.ResponseType.OK if answer == "ok" else Gtk.ResponseType.CANCEL)
     try:
         return bool(dialog.run())
     finally:
+        if calls is not None:
+            calls.cancel_all()
         dialog.destroy()
 
 
-def show_text(procedure: Gimp.Procedure, title: str, text: str) -> None:
-    """A read-only report window (Backend Status)."""
+def autorespond(dialog: Any, shown: dict[str, Any], calls: Optional[Background],
+                opened: Optional[float], describe: Any, preview: Any, response: Any) -> None:
+    """Tests: once mapped and settled (no background call left), report, screenshot, answer."""
+    state: dict[str, Any] = {}
+
+    def mapped(*_args: Any) -> None:
+        state["mapped_after_s"] = round(time.monotonic() - (opened or time.monotonic()), 3)
+        state["waiting"] = sorted(calls.pending()) if calls is not None else []
+        state["deadline"] = time.monotonic() + SETTLE_TIMEOUT
+        GLib.timeout_add(200, settle)
+
+    def settle() -> bool:
+        busy = calls is not None and calls.pending()
+        if busy and time.monotonic() < state["deadline"]:
+            return True
+        GLib.timeout_add(400, finish)         # let the last update draw
+        return False
+
+    def finish() -> bool:
+        report = {"title": dialog.get_title(), **shown, **(describe() if describe else {}),
+                  "mapped_after_s": state["mapped_after_s"],
+                  "waiting_when_mapped": state["waiting"],
+                  "mnemonics": mnemonics(dialog)}
+        if preview is not None:
+            report["preview_files"] = save_preview(preview, dialog.get_title())
+        report["screenshot"] = screenshot(dialog, dialog.get_title())
+        print("STYLE_TRANSFER_DIALOG " + json.dumps(report), file=sys.stderr, flush=True)
+        dialog.response(response)
+        return False
+
+    dialog.connect("map", mapped)
+
+
+def mnemonics(window: Gtk.Widget) -> list[str]:
+    """The mnemonic keys of the visible labels in `window` (tests check them for duplicates)."""
+    keys: list[str] = []
+
+    def visit(widget: Gtk.Widget) -> None:
+        if not widget.get_visible():
+            return
+        if isinstance(widget, Gtk.Label) and widget.get_use_underline():
+            key = widget.get_mnemonic_keyval()
+            if key and key != Gdk.KEY_VoidSymbol:
+                keys.append(Gdk.keyval_name(Gdk.keyval_to_lower(key)))
+        if isinstance(widget, Gtk.Container):
+            for child in widget.get_children():
+                visit(child)
+
+    visit(window)
+    return keys
+
+
+def _file_name(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower()).strip("-")
+
+
+def screenshot(window: Gtk.Widget, title: str) -> Optional[str]:
+    """Save the window as PNG into $STYLE_TRANSFER_TEST_SCREENSHOTS (tests, docs/images)."""
+    folder = settings.current().test_screenshots
+    gdk_window = window.get_window()
+    if not folder or gdk_window is None:
+        return None
+    pixbuf = Gdk.pixbuf_get_from_window(gdk_window, 0, 0, gdk_window.get_width(),
+                                        gdk_window.get_height())
+    if pixbuf is None:
+        return None
+    path = os.path.join(folder, _file_name(title) + ".png")
+    number = 1
+    while os.path.exists(path):               # the same dialog again (another engine, ...)
+        number += 1
+        path = os.path.join(folder, f"{_file_name(title)}-{number}.png")
+    pixbuf.savev(path, "png", [], [])
+    return path
+
+
+def save_preview(preview: Any, title: str) -> Optional[dict[str, Any]]:
+    """Tests: the preview's input and result as raw bytes, to compare with the daemon's answer."""
+    folder = settings.current().test_screenshots
+    if not folder or preview.last_result is None:
+        return None
+    base = os.path.join(folder, _file_name(title) + "-preview")
+    source, result = preview.last_input.content, preview.last_result
+    with open(base + "-in.raw", "wb") as handle:
+        handle.write(bytes(source.data))
+    with open(base + "-out.raw", "wb") as handle:
+        handle.write(bytes(result.data))
+    return {"in": base + "-in.raw", "out": base + "-out.raw", "width": result.width,
+            "height": result.height, "channels": result.channels}
+
+
+# ------------------------------------------------------------------------------ status
+
+def show_status(procedure: Gimp.Procedure, endpoint: str) -> str:
+    """Backend Status: the daemon's state; when it is down, why, and a Start backend button."""
+    from .statusview import StatusView
+    opened = time.monotonic()
     GimpUi.init(procedure.get_name())
-    dialog = GimpUi.Dialog(title=title, role=procedure.get_name())
+    dialog = GimpUi.Dialog(title="Style Transfer Backend", role=procedure.get_name())
+    view = StatusView(dialog, endpoint)
     dialog.add_button("_Close", Gtk.ResponseType.CLOSE)
-    view = Gtk.TextView()
-    view.set_editable(False)
-    view.set_monospace(True)
-    view.get_buffer().set_text(text)
-    scrolled = Gtk.ScrolledWindow()
-    scrolled.set_min_content_width(560)
-    scrolled.set_min_content_height(320)
-    scrolled.add(view)
-    dialog.get_content_area().pack_start(scrolled, True, True, 0)
+    dialog.get_content_area().pack_start(view.widget, True, True, 0)
     dialog.show_all()
+    view.refresh()
     if settings.current().test_dialog_response:
-        print("STYLE_TRANSFER_DIALOG " + json.dumps({"title": title, "text": text}),
-              file=sys.stderr, flush=True)
-        GLib.timeout_add(200, lambda: dialog.response(Gtk.ResponseType.CLOSE) and False)
-    dialog.run()
+        _autorespond_status(dialog, view, opened)
+    while dialog.run() not in (Gtk.ResponseType.CLOSE, Gtk.ResponseType.DELETE_EVENT):
+        pass
+    view.calls.cancel_all()
     dialog.destroy()
+    return view.text
+
+
+def _autorespond_status(dialog: Any, view: Any, opened: float) -> None:
+    """Tests: report what the dialog shows; with the backend down, press Start backend first."""
+    steps: list[dict[str, Any]] = []
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+
+    def tick() -> bool:
+        if view.calls.pending() and time.monotonic() < deadline:
+            return True
+        steps.append({"running": view.running, "text": view.text,
+                      "start_button": view.start_button.get_visible(),
+                      "shown_after_s": round(time.monotonic() - opened, 3)})
+        if not view.running and len(steps) == 1 and view.start_button.get_visible():
+            view.start_button.clicked()
+            return True
+        report = {"title": dialog.get_title(), "steps": steps, "text": view.text,
+                  "mnemonics": mnemonics(dialog),
+                  "screenshot": screenshot(dialog, "backend-status")}
+        print("STYLE_TRANSFER_DIALOG " + json.dumps(report), file=sys.stderr, flush=True)
+        dialog.response(Gtk.ResponseType.CLOSE)
+        return False
+
+    GLib.timeout_add(300, tick)

@@ -1,9 +1,15 @@
 """Running one filter: read the layer, ask the daemon, insert the result as a new layer.
 
 The source layer is only ever read. The result goes into a NEW layer directly above it, with the
-same size and offsets, inside one undo group. With a selection, only the selection's bounding box
-is sent, and the selection (feathering included) becomes the new layer's alpha, so outside it the
-new layer is transparent and soft edges blend with the original below.
+same size and offsets, inside one undo group. With a selection, the WHOLE layer is stylized and
+the selection (feathering included) becomes the new layer's alpha, so outside it the new layer is
+transparent and soft edges blend with the original below.
+
+Why the whole layer: the networks normalise with statistics of the whole image (instance norms,
+AdaIN's feature statistics) and see context around every pixel, so stylizing only the selection's
+bounding box made the look inside the selection depend on its size and shape (up to 241 levels
+from "stylize the layer, then mask"). Sending the layer gives exactly the whole-layer result
+inside the selection; the cost is that of the whole layer (a working size makes it cheaper).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from gi.repository import Gimp  # noqa: E402
 
 from stclient.errors import (BAD_IMAGE, INTERNAL, MODEL_MISSING, UNAVAILABLE,  # noqa: E402
                              UNKNOWN_MODEL, StyleTransferError)
+from stclient.probe import surely_absent  # noqa: E402
 from stclient.protocol import ImageFrame  # noqa: E402
 
 from . import pixels  # noqa: E402
@@ -34,12 +41,28 @@ class FilterRequest:
     styles: list[ImageFrame] = field(default_factory=list)
     style_paths: list[str] = field(default_factory=list)
     restrict_to_selection: bool = True           # selection = where the effect applies
-    selection_is_mask: bool = False              # selection = where style 1 goes (AdaIN, 2 styles)
-    weights_without_mask: Optional[list[float]] = None   # mixing used when there is no selection
+    selection_is_mask: bool = False              # selection = where style 1 goes (2 styles)
+    # the options to use instead when there is no selection to be the mask (the two mixed)
+    options_without_mask: Optional[dict[str, Any]] = None
     endpoint: str = ""
 
 
 PING_TIMEOUT = 5.0
+# What to run when the backend cannot start or answer (install.py diagnoses each part)
+CHECK_HINT = "To find out why, run `python3 install.py --check` in the style-transfer folder."
+
+
+def daemon_is_up() -> bool:
+    """Something listens at the default daemon's endpoint (a hint: no request is sent)."""
+    from stclient.client import load_config
+    return not surely_absent(load_config().get("endpoint") or None)
+
+
+def with_check_hint(error: StyleTransferError) -> StyleTransferError:
+    """A backend that cannot be started or reached: say what finds the cause."""
+    if error.code != UNAVAILABLE or CHECK_HINT in error.message:
+        return error
+    return StyleTransferError(error.code, f"{error.message} {CHECK_HINT}")
 
 
 def make_client(endpoint: str, autostart: bool = True):
@@ -51,7 +74,8 @@ def make_client(endpoint: str, autostart: bool = True):
         return Client()
     client = Client(endpoint=endpoint or None, autostart=False)
     try:
-        alive = client.ping(PING_TIMEOUT)
+        # nobody listening there is known at once; only a socket that accepts is pinged
+        alive = not surely_absent(client.endpoint) and client.ping(PING_TIMEOUT)
     except StyleTransferError:
         client.close()
         raise
@@ -93,17 +117,18 @@ def run_filter(image: Gimp.Image, drawable: Gimp.Layer, request: FilterRequest,
             if not Gimp.Selection.is_empty(image):
                 mask_frame = pixels.selection_mask(image, layer, 0, 0, width, height)
         elif request.restrict_to_selection:
-            rect = pixels.selection_rect(image, layer)
-            if rect is not None:
-                region, restrict = rect, True
+            # raises when the selection misses the layer; the layer is sent whole (see above)
+            restrict = pixels.selection_rect(image, layer) is not None
         content = pixels.read_region(layer, layout, *region)
     options = dict(request.options)
-    if request.selection_is_mask and mask_frame is None and request.weights_without_mask:
-        options["style_weights"] = list(request.weights_without_mask)
+    if request.selection_is_mask and mask_frame is None and request.options_without_mask:
+        options.update(request.options_without_mask)
     timer.extra.update(width=region[2], height=region[3], channels=layout.channels,
                        dtype=layout.dtype)
 
-    Gimp.progress_init(f"{request.label}…")
+    starting = client is None and not request.endpoint and not daemon_is_up()
+    Gimp.progress_init("Starting the style-transfer backend (the first time takes a few "
+                       "seconds)…" if starting else f"{request.label}…")
     owns_client = client is None
     client = client or make_client(request.endpoint)
     try:
@@ -179,7 +204,7 @@ def _insert_result(image: Gimp.Image, source: Gimp.Layer, name: str, result: Ima
 def _explain(error: StyleTransferError, engine: str, client: Any) -> StyleTransferError:
     """Unknown/missing model: make sure the message names the models that are installed."""
     if error.code not in (UNKNOWN_MODEL, MODEL_MISSING):
-        return error
+        return with_check_hint(error)
     try:
         listing = client.models().get("models", [])
     except StyleTransferError:

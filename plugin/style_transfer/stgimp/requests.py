@@ -48,6 +48,8 @@ def filter_request(engine: str, config: Any) -> FilterRequest:
     options = option_values(config, card)
     if card.styles.takes_images:
         request = _style_request(card, config, model, endpoint, options)
+    elif card.styles.builtin_styles:
+        request = _builtin_request(card, config, model, endpoint, options)
     else:
         request = FilterRequest(engine=engine, model=model,
                                 label=f"{card.title}: {model or 'default model'}",
@@ -106,7 +108,40 @@ def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint
                          styles=styles, style_paths=style_paths,
                          restrict_to_selection=use_selection and not as_mask,
                          selection_is_mask=as_mask,
-                         weights_without_mask=[weight, 1.0 - weight] if as_mask else None,
+                         options_without_mask={"style_weights": [weight, 1.0 - weight]}
+                         if as_mask else None,
+                         endpoint=endpoint)
+
+
+def _builtin_request(card: EngineCard, config: Any, model: Optional[str], endpoint: str,
+                     options: dict[str, Any]) -> FilterRequest:
+    """Engines with built-in styles: a style number, an optional second one mixed by weight or
+    (with the selection as a mask) placed outside it."""
+    first = int(config.get_property("style-index"))
+    second = int(config.get_property("style2-index"))
+    weight = float(config.get_property("style-weight"))
+    use_selection = bool(config.get_property("use-selection"))
+    two = second >= 0
+    as_mask = two and use_selection and card.styles.mask
+    mixed = {"style_index": [first, second], "style_weights": [weight, 1.0 - weight]}
+    if two and not as_mask:
+        options.update(mixed)
+        label = f"{card.title}: style {first} {weight:.0%} + style {second} {1 - weight:.0%}"
+    elif two:
+        options.update(style_index=[first], outside_style_index=[second])
+        label = f"{card.title}: style {first} inside, style {second} outside the selection"
+    else:
+        options["style_index"] = [first]
+        label = f"{card.title}: style {first}"
+    if "alpha" in options:
+        label += f" α={options['alpha']:g}"
+    if options.get("preserve_color"):
+        label += ", colours kept"
+    return FilterRequest(engine=card.name, model=model, label=label, options=options,
+                         restrict_to_selection=use_selection and not as_mask,
+                         selection_is_mask=as_mask,
+                         options_without_mask={**mixed, "outside_style_index": []}
+                         if as_mask else None,
                          endpoint=endpoint)
 
 

@@ -1,0 +1,238 @@
+"""Progress that follows the real work: every convolution reports the share of the job's cost it
+has done, weighted by what each layer costs, not by how many layers there are.
+
+Why: the layers of one network differ in cost by 10x and more (a 7x7 convolution with three output
+channels runs at a tenth of the speed of a native 3x3 one), so a bar that counts layers sits near
+its end for a third of the job. Each convolution's cost is `nanoseconds per output element` x the
+elements it produced. That rate is *measured*: after every run the time between consecutive
+convolutions is attributed to the later one and kept on the module (an exponential average), so
+a loaded model's second job, and every later one, is weighted by its own measured cost on this
+device. All layers of these networks scale with the input's area, so a rate measured at one size
+holds at every size. Before the first measurement a layer's rate is a rough model (FLOPs per
+output element x a penalty for kinds that run slowly on CPUs, calibrated on CycleGAN and AdaIN).
+
+    with tracked(network, ctx, 0.0, 0.97, "running the generator", x.shape):
+        y = network(x)
+
+Outputs on the `meta` device are ignored: the memory guard's estimate runs the network on meta
+tensors (shapes only), and those calls must not count as work.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from backend.perf.budget import hooks_silenced
+
+RATE_ATTR = "_st_measured"            # (seconds, elements) measured, kept on each convolution
+COUNTS_ATTR = "_st_output_elements"  # per input shape, kept on the network
+DECAY = 0.5                           # what older measurements still count, per run
+NS_PER_FLOP = 0.004                   # a native 3x3 convolution on a desktop CPU (measured)
+SLOW_KIND = 2.5                       # strided, transposed, 1x1 and 7x7 convolutions
+MIN_NS = 0.05                         # every layer touches its output at least once
+
+CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def convolutions(network: nn.Module) -> list[nn.Module]:
+    return [m for m in network.modules() if isinstance(m, CONVOLUTIONS)]
+
+
+def model_rate(conv: nn.Module) -> float:
+    """The modelled nanoseconds per output element of `conv` (before any measurement)."""
+    kh, kw = conv.kernel_size
+    c_in = conv.in_channels // conv.groups
+    c_out = conv.out_channels
+    if isinstance(conv, nn.ConvTranspose2d):
+        flops = 2.0 * c_in * kh * kw / max(1, conv.stride[0] * conv.stride[1])
+    else:
+        flops = 2.0 * c_in * kh * kw
+    fast = (kh, kw) == (3, 3) and tuple(conv.stride) == (1, 1) \
+        and not isinstance(conv, nn.ConvTranspose2d)
+    penalty = 1.0 if fast else SLOW_KIND
+    if c_out < 32:          # too few outputs to fill a GEMM: mostly waiting on memory
+        penalty *= (32.0 / c_out) ** 0.7
+    if c_in < 32:
+        penalty *= (32.0 / c_in) ** 0.3
+    return max(MIN_NS, flops * NS_PER_FLOP * penalty)
+
+
+def rate(conv: nn.Module) -> float:
+    """Measured nanoseconds per output element, or the model's until a run has measured it."""
+    measured = getattr(conv, RATE_ATTR, None)
+    if measured and measured[1] > 0:
+        return measured[0] * 1e9 / measured[1]
+    return model_rate(conv)
+
+
+def output_elements(network: nn.Module, input_shape: tuple[int, ...]) -> dict[int, int]:
+    """Output elements of every convolution (by id) for an input of `input_shape`, from one pass
+    on meta tensors (no memory, no arithmetic). Other forward hooks stay silent meanwhile."""
+    cache = network.__dict__.setdefault(COUNTS_ATTR, {})
+    if tuple(input_shape) in cache:
+        return cache[tuple(input_shape)]
+    counts: dict[int, int] = {}
+
+    def record(module: nn.Module, inputs: Any, output: Any) -> None:
+        counts[id(module)] = counts.get(id(module), 0) + output.numel()
+
+    convs = convolutions(network)
+    handles = [conv.register_forward_hook(record) for conv in convs]
+    with hooks_silenced(network, keep=handles):
+        meta = {name: torch.empty_like(t, device="meta")
+                for name, t in list(network.named_parameters()) + list(network.named_buffers())
+                if t is not None}
+        instance_forward = network.__dict__.pop("forward", None)   # a guard's own forward
+        try:
+            with torch.inference_mode():
+                functional_call(network, meta, (torch.empty(input_shape, device="meta"),))
+        finally:
+            if instance_forward is not None:
+                network.forward = instance_forward
+            for handle in handles:
+                handle.remove()
+    cache[tuple(input_shape)] = counts
+    return counts
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost of one pass in (measured or modelled) nanoseconds, and the per-layer rates it
+    was computed with: progress uses the same rates, even when a pass of the same layers
+    (another style) measures new ones meanwhile."""
+
+    total_ns: float
+    rates: dict[int, float]
+
+
+_WARM: list[bool] = []
+
+
+def warm_meta() -> None:
+    """Run a tiny network of every kind of layer on meta tensors once per process. The first
+    meta pass imports PyTorch's shape machinery (seconds on a busy CPU); done while a model
+    loads, that time is part of "loading model", not a stall before the first layer's progress."""
+    if _WARM:
+        return
+    probe = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4),
+                          nn.BatchNorm2d(4).eval(), nn.ReLU(), nn.LeakyReLU(0.2),
+                          nn.MaxPool2d(2, ceil_mode=True), nn.ConvTranspose2d(4, 4, 3, 2, 1, 1),
+                          nn.Upsample(scale_factor=2), nn.Dropout(0.5), nn.Tanh())
+    estimate(probe, (1, 3, 16, 16))
+    _WARM.append(True)
+
+
+def estimate(network: nn.Module, input_shape: tuple[int, ...]) -> Estimate:
+    counts = output_elements(network, input_shape)
+    rates = {id(conv): rate(conv) for conv in convolutions(network)}
+    return Estimate(sum(r * counts.get(key, 0) for key, r in rates.items()), rates)
+
+
+class Tracker:
+    """Turns convolution outputs into progress between `start` and `end` of the engine's work."""
+
+    def __init__(self, ctx: Any, start: float, end: float, text: str, cost: Estimate) -> None:
+        self.ctx, self.start, self.end, self.text = ctx, start, end, text
+        self.total = max(cost.total_ns, 1e-9)
+        self.rates = cost.rates
+        self.done = 0.0
+        self.last = time.perf_counter()
+        self.seconds: dict[int, float] = {}
+        self.elements: dict[int, int] = {}
+        self.modules: dict[int, nn.Module] = {}
+
+    def after(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if not isinstance(output, torch.Tensor) or output.device.type == "meta":
+            return
+        if output.device.type == "cuda":      # kernels run asynchronously: wait for this one,
+            torch.cuda.synchronize(output.device)   # or the bar would run ahead of the GPU
+        elif output.device.type == "mps":
+            torch.mps.synchronize()
+        now = time.perf_counter()
+        key = id(module)
+        count = output.numel()
+        self.modules[key] = module
+        self.seconds[key] = self.seconds.get(key, 0.0) + now - self.last
+        self.elements[key] = self.elements.get(key, 0) + count
+        self.done += self.rates.get(key, 0.0) * count
+        fraction = min(1.0, self.done / self.total)
+        self.ctx.step(self.start + (self.end - self.start) * fraction, self.text)
+        self.last = time.perf_counter()     # progress reporting is not the layer's work
+
+    def learn(self) -> None:
+        """Keep what this run measured on the modules (the next job is weighted by it). Seconds
+        and elements are summed, older runs decaying, so a large pass outweighs a small one,
+        whose time is mostly fixed per-call costs."""
+        for key, module in self.modules.items():
+            seconds, elements = getattr(module, RATE_ATTR, None) or (0.0, 0)
+            setattr(module, RATE_ATTR, (DECAY * seconds + self.seconds[key],
+                                        DECAY * elements + self.elements[key]))
+
+
+@contextmanager
+def tracked(network: nn.Module, ctx: Any, start: float, end: float, text: str,
+            input_shape: tuple[int, ...], cost: Optional[Estimate] = None) -> Iterator[Tracker]:
+    """Report progress (and honour cancellation, through ctx.step) after every convolution of
+    `network` while the body runs it on an input of `input_shape`."""
+    tracker = Tracker(ctx, start, end, text, cost or estimate(network, tuple(input_shape)))
+    handles = [conv.register_forward_hook(tracker.after) for conv in convolutions(network)]
+    try:
+        yield tracker
+        tracker.learn()
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+class Monotonic:
+    """A progress callback that never goes back (an out-of-memory retry in tiles runs the layers
+    again) and stays within 0..1."""
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        self.high = 0.0
+
+    def __call__(self, fraction: float, text: str) -> None:
+        self.high = min(1.0, max(self.high, float(fraction)))
+        self.report(self.high, text)
+
+
+class Plan:
+    """The network passes of one engine run, each given the share of the bar between `start`
+    and `end` that its cost is of the whole run's (so a cached style, which costs nothing, takes
+    no room, and a decoder at full size takes what it really takes)."""
+
+    def __init__(self, ctx: Any, start: float = 0.0, end: float = 1.0) -> None:
+        self.ctx, self.start, self.end = ctx, start, end
+        self.passes: dict[str, tuple[nn.Module, tuple[int, ...], Estimate]] = {}
+
+    def add(self, name: str, network: nn.Module, input_shape: tuple[int, ...]) -> None:
+        shape = tuple(input_shape)
+        self.passes[name] = (network, shape, estimate(network, shape))
+
+    def span(self, name: str) -> tuple[float, float]:
+        total = sum(cost.total_ns for _, _, cost in self.passes.values()) or 1.0
+        before = 0.0
+        for key, (_, _, cost) in self.passes.items():
+            if key == name:
+                width = self.end - self.start
+                return (self.start + width * before / total,
+                        self.start + width * (before + cost.total_ns) / total)
+            before += cost.total_ns
+        raise KeyError(name)
+
+    @contextmanager
+    def run(self, name: str, text: str) -> Iterator[Tracker]:
+        """Track the pass `name` while the body runs it."""
+        network, shape, cost = self.passes[name]
+        start, end = self.span(name)
+        self.ctx.step(start, text)
+        with tracked(network, self.ctx, start, end, text, shape, cost) as tracker:
+            yield tracker
