@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .style_norm import ConditionalInstanceNorm2d, bind_styles
+from .conv_steps import ConvStep, ResidualSteps, Step
+from .style_norm import ConditionalInstanceNorm2d, StyleMix, bind_styles, mix_params
 
 EMBEDDING = 100       # style embedding width
 STYLE_SIZE = 256      # the predictor's input side
@@ -188,6 +189,39 @@ class MagentaTransformer(nn.Sequential):
         with bind_styles(self, embedding, weights):
             # through the instance's forward: the memory guard installs one there
             return self.forward(content)
+
+    def conv_steps(self, embedding: torch.Tensor | None = None,
+                   weights: torch.Tensor | None = None) -> list[Step] | None:
+        """The pass as data (backend/networks/conv_steps.py) for per-image styles, the norms'
+        parameters mixed as `scale_shift` mixes them; None for a weight map that varies, or
+        without an embedding (the bound-styles form)."""
+        if weights is not None and weights.dim() == 4 \
+                and bool((weights == weights[:, :, :1, :1]).all()):
+            weights = weights[:, :, 0, 0]      # a constant map is per-image weights (same
+        if embedding is None or (weights is not None and weights.dim() == 4):   # bits)
+            return None
+        mix = StyleMix(embedding, weights, self.multiple)
+        per_image = mix.weights_at(1, 1)
+
+        def norm(layer: StyleNorm2d) -> dict:
+            rows = [layer.style_params(style[None]) for style in mix.styles]
+            gamma = mix_params(torch.cat([row[0] for row in rows]), per_image).flatten(1)
+            beta = mix_params(torch.cat([row[1] for row in rows]), per_image).flatten(1)
+            return {"gamma": gamma, "beta": beta, "eps": layer.eps}
+
+        c, e = self.contract, self.expand
+        steps: list[Step] = [ConvStep(c.conv1.weight, bias=c.conv1.bias),
+                             ConvStep(c.conv2.weight, 2, bias=c.conv2.bias),
+                             ConvStep(c.conv3.weight, 2, bias=c.conv3.bias)]
+        for block in self.residual:
+            b = block.conv_block
+            steps.append(ResidualSteps((ConvStep(b.conv1.weight, **norm(b.norm1)),
+                                        ConvStep(b.conv2.weight, activation="none",
+                                                 **norm(b.norm2)))))
+        steps += [ConvStep(e.conv1.weight, upsample=2, **norm(e.norm1)),
+                  ConvStep(e.conv2.weight, upsample=2, **norm(e.norm2)),
+                  ConvStep(e.conv3.weight, activation="sigmoid", **norm(e.norm3))]
+        return steps
 
 
 # The layouts the Magenta card names (stclient/cards/magenta.py), by architecture name.

@@ -172,3 +172,27 @@ def test_supports_checks_every_layer():
     assert not fused.supports([ConvStep(torch.zeros(8, 3, 3, 3), stride=2)], (1, 3, 8, 8))
     block = ResidualSteps((ConvStep(torch.zeros(32, 32, 3, 3)),))
     assert fused.supports([ConvStep(weight), block], (1, 3, 16, 16))
+
+
+def test_optimized_magenta_transformer_runs_fused_and_matches_the_plain_one():
+    """Magenta's transformer (per-image embeddings, or K styles mixed per image) through the
+    fused kernel; a per-pixel map and the bound-styles form keep the plain forward."""
+    from backend.networks.magenta import MagentaTransformer
+    cpu_kernels()
+    torch.manual_seed(0)
+    plain = MagentaTransformer().eval()
+    with torch.no_grad():
+        for name, p in plain.named_parameters():
+            p.normal_(0, (2.0 / p[0].numel()) ** 0.5 if p.dim() == 4 else 0.1)
+    fast = MagentaTransformer().eval()
+    fast.load_state_dict(plain.state_dict())
+    optimize(fast, "magenta", "cpu")
+    x = torch.rand(2, 3, 44, 52)
+    embeddings = torch.randn(2, 100)
+    mixed = torch.tensor([[0.3, 0.7], [1.0, 0.0]])
+    with torch.inference_mode():
+        for args in ((embeddings,), (embeddings, mixed)):
+            assert float((fast(x, *args) - plain(x, *args)).abs().max()) <= 1e-4
+        assert fast.forward.calls["fused"] == 2
+        fast(x, embeddings, torch.rand(2, 2, 44, 52))
+    assert fast.forward.calls["fused"] == 2
