@@ -161,10 +161,14 @@ def test_adain_style_is_encoded_once_per_worker(ray_cluster, use_models, models_
     batch = ray_batch()
     report = batch.run(spec_for(inp, out, **fields))
     assert report.count("ok") == 6
+    # which workers get images is the scheduler's call (on a loaded machine the first worker
+    # may finish all six before the second has loaded its model): each one that ran images
+    # encoded the style once and reused it for the rest
     used = [w for w in batch.stats.workers if w.images]
-    assert len(used) == 2
-    assert [w.stats["style_encodes"] for w in used] == [1, 1]
-    assert sum(w.stats["style_cache_hits"] for w in used) == 4
+    assert sum(w.images for w in used) == 6
+    assert all(w.stats["style_encodes"] == 1 for w in used), [w.stats for w in used]
+    assert all(w.stats["style_cache_hits"] == w.images - 1 for w in used), \
+        [w.stats for w in used]
     run_batch(spec_for(inp, local, **fields), Runtime(device="cpu", models_dir=models_dir,
                                                       threads=1))
     assert_same_files(out, local)
