@@ -36,6 +36,10 @@ OPTIONS = (
                label="_Photorealistic"),
     OptionSpec("photo_weight", "float", 1e4, "Weight of the photorealism regulariser.",
                0.0, 1e12),
+    OptionSpec("update_every", "int", 20, "Show the result so far every N iterations (GIMP "
+               "updates the result layer, the CLI rewrites its output file) so you can stop "
+               "when it looks right; 0 = only the final result.", 0, 10000,
+               label="Update e_very"),
     color_output(False),
 )
 
@@ -59,7 +63,9 @@ CARD = EngineCard(
     perf=PerfPolicy(optimize=False, guard=False),     # autograd through the plain network
     gimp_arguments=("style-file", "style-layer", "style2-file", "style-weight", "iterations",
                     "size", "preserve-color", "photo", "use-selection", "model",
-                    "color-output"),
+                    "color-output", "update-every"),
     demo_runs=(),                                     # minutes per image on a CPU
     order=50,
+    estimates=True,                                   # backend/optim/estimate.py
+    intermediate_option="update_every",
 )
