@@ -382,13 +382,13 @@ class _Stylize:
 
     # ------------------------------------------------------------------ per image
     def _estimate_of(self, worker: "_Worker", item: Item, image: Any, styles: list,
-                     mask: Any) -> None:
+                     mask: Any, progress: Any) -> None:
         """The engine's estimate for this image, said before it runs (engines that estimate)."""
         if not registry_card(self.args.engine).estimates:
             return
         item.estimate = worker.estimate((image.height, image.width), len(styles),
                                         mask is not None, self.options,
-                                        lambda fraction, text: self.bar.update(0.0, text))
+                                        lambda fraction, text: progress(0.0, text))
         if not self.args.estimate:
             self.note(f"{item.input}: estimated time: {item.estimate.text}")
 
@@ -397,7 +397,11 @@ class _Stylize:
         try:
             image = self._read(item.input)
             item.width, item.height = image.width, image.height
-            self._estimate_of(worker, item, image, styles, mask)
+            self._estimate_of(worker, item, image, styles, mask,
+                              lambda fraction, text: self.bar.update(0.0, text))
+        except _Cancelled:
+            item.status = "cancelled"
+            return
         except StyleTransferError as error:
             if error.code == CANCELLED:
                 item.status = "cancelled"
@@ -427,7 +431,7 @@ class _Stylize:
         try:
             image = self._read(item.input)
             item.width, item.height = image.width, image.height
-            self._estimate_of(worker, item, image, styles, mask)
+            self._estimate_of(worker, item, image, styles, mask, progress)
             started = time.monotonic()
 
             def so_far(pixels: Any, text: str) -> None:

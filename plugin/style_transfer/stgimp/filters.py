@@ -195,9 +195,9 @@ class _LiveLayer:
             self.layer = _insert_result(self.image, self.source, name, frame, self.region,
                                         self.restrict)
             return
-        self.image.undo_freeze()
+        pixels.write_region(self.layer, frame, self.region[0], self.region[1])  # no undo step
+        self.image.undo_freeze()          # the mask and the new name would each make one
         try:
-            pixels.write_region(self.layer, frame, self.region[0], self.region[1])
             if self.restrict:
                 _apply_selection(self.layer)
             self.layer.set_name(name)
