@@ -38,7 +38,7 @@ from stclient.registry import style_weights
 
 ENCODER_MODULES = 44          # through relu5_1 (module 43): all the layers the losses read
 MEASURE_SIDES = (48, 96)      # the speed profile's two square sides ...
-MEASURE_ITERATIONS = 3        # ... and iterations at each (10-60 s in all on the loaded 2-core CPU)
+MEASURE_ITERATIONS = 3        # ... and iterations at each (4-25 s in all, the loaded 2-core CPU)
 # a job with less work than this (pixel-iterations) is not worth a measurement before it runs
 SHORT_JOB = 2 * MEASURE_ITERATIONS * sum(side * side for side in MEASURE_SIDES)
 _STORES: dict[str, ProfileStore] = {}
