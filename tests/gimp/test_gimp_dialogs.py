@@ -204,6 +204,7 @@ def test_optimise_dialog_shows_the_estimate_for_its_settings(dialog_run):
     assert text.startswith("Estimated time: ") and "unknown" not in text, optimize
     assert text.endswith("(32 px, 1 scale, 4 iterations)"), text
     assert "update-every" in optimize["fields"]
+    assert optimize["models"] == ["adain"], optimize      # it runs on the adain model's VGG
     assert dialog_run["results"]["optimize"].status == "success", \
         dialog_run["results"]["optimize"].explain()
 

@@ -265,7 +265,8 @@ def _explain(error: StyleTransferError, engine: str, client: Any) -> StyleTransf
     except StyleTransferError:
         return error
     installed = [m.get("name") for m in listing
-                 if m.get("engine") == engine and m.get("installed") and m.get("name")]
+                 if m.get("engine") in registry.model_engines(engine) and m.get("installed")
+                 and m.get("name")]
     if installed and not all(name in error.message for name in installed):
         return StyleTransferError(error.code, f"{error.message} Installed {engine} models: "
                                               f"{', '.join(installed)}.")
