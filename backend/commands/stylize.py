@@ -67,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  python -m backend stylize a.png b.png -o results/ --engine cyclegan "
                "--model style_monet\n"
                "  cat photo.png | python -m backend stylize - -o - --engine cyclegan > out.png\n"
+               "  python -m backend stylize photo.jpg -o out.png --engine optimize --style "
+               "starry.jpg --estimate\n"
                "-o: '-' = stdout (PNG); .png .jpg .jpeg .webp .tif .tiff = a file; no "
                "extension, a trailing / or an existing folder = a folder.\n"
                "Exit status: 0 all written, 1 some failed, 2 usage error, 130 Ctrl-C.",
