@@ -6,6 +6,11 @@ updates off. Tiny images and few iterations on a random VGG in the released layo
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +18,7 @@ from PIL import Image
 
 from tests.gimp.harness import ImageSpec, gimp_session
 from tests.helpers.checkpoints import make_models_dir
+from tests.gimp.test_gimp_plugin import _plugin_pids   # the plug-in's processes, by pid
 from tests.helpers.daemon import start_daemon
 from tests.unit.test_cin_engine import photo
 
@@ -102,3 +108,52 @@ def test_updates_inside_a_selection_end_as_without_them(run):
     assert ours.shape[2] == 4 and ours[..., 3].min() == 0 and ours[..., 3].max() == 255
     assert len(np.unique(ours[..., 3])) > 2                        # the feathered edge
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_cancelled_run_keeps_the_last_image_it_showed(session):
+    """GIMP's Cancel kills the plug-in: done here the same way (SIGKILL) once the daemon's job
+    is past a few updates. The result layer stays, with the last image so far and a name that
+    says which iteration it shows; the daemon drops the job."""
+    models = make_models_dir(session.shared / "models-cancel")
+    style = session.shared / "cancel-style.png"
+    Image.fromarray(photo(32, 32, seed=23)).save(style)
+    handle = start_daemon(models, runtime_dir=session.shared / "run")
+    outcome: dict = {}
+    try:
+        case = session.case("cancel", P + "optimize", ImageSpec(40, 32).add("photo", CONTENT),
+                            args={"style-file": {"file": str(style)}, "size": 40,
+                                  "iterations": 400, "update-every": 3,
+                                  "endpoint": handle.endpoint})
+        runner = threading.Thread(target=lambda: outcome.update(
+            session.run([case], tag="cancel")), daemon=True)
+        runner.start()
+        with handle.client() as client:
+            deadline = time.monotonic() + 240
+            shown = 0
+            while time.monotonic() < deadline and shown < 10:
+                running = client.status().get("running") or {}
+                match = re.match(r"iteration (\d+) of", running.get("text") or "")
+                shown = int(match.group(1)) if match else 0
+                time.sleep(0.1)
+            assert shown >= 10, "the job never got going"
+            pids = _plugin_pids()
+            assert pids, "no plug-in process found"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            runner.join(180)
+            assert not runner.is_alive(), "GIMP did not come back after the plug-in died"
+            deadline = time.monotonic() + 30
+            while client.status().get("running") is not None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.status().get("running") is None, "the daemon kept the job"
+    finally:
+        handle.stop()
+    result = outcome["cancel"]
+    assert result.status != "success", result.explain()
+    names = [layer["name"] for layer in result.layers]
+    assert len(names) == 2 and names[1] == "photo", names
+    assert re.fullmatch(r"Optimise \(Gatys\): cancel-style \(iteration (\d+) of 400 so far\)",
+                        names[0]), names
+    kept = result.pixels(result.layers[0])
+    assert kept.shape[:2] == CONTENT.shape[:2]
+    assert not np.array_equal(kept[..., :3], CONTENT)
