@@ -157,7 +157,9 @@ class ProfileStore:
         if self.path is None:
             return
         from backend.atomicfile import atomic_write
-        data = self._read()
+        now = time.time()
+        data = {name: item for name, item in self._read().items()    # old ones go
+                if isinstance(item, dict) and now - float(item.get("measured_at", 0)) < MAX_AGE_S}
         data[key] = self._items[key]
         try:
             atomic_write(self.path, lambda part: part.write_text(json.dumps(data, indent=1),
