@@ -27,7 +27,8 @@ import torch
 
 from backend.engines import get_engine
 from backend.engines.base import EngineContext
-from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+from backend.engines.job import (CancelledFn, IntermediateFn, ProgressFn, StylizeJob,
+                                 never_cancelled, no_progress)
 from backend.engines.progress import Monotonic, warm_meta
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
                              StyleTransferError)
@@ -325,9 +326,12 @@ class Runtime:
 
     # ------------------------------------------------------------------ jobs
     def stylize(self, job: StylizeJob, progress: ProgressFn = no_progress,
-                cancelled: CancelledFn = never_cancelled) -> np.ndarray:
+                cancelled: CancelledFn = never_cancelled,
+                intermediate: Optional[IntermediateFn] = None) -> np.ndarray:
         """Run one job; returns pixels of the content's shape, channel count and dtype (a grey
-        content with the color_output option gets 3 colour channels, + alpha if it had one)."""
+        content with the color_output option gets 3 colour channels, + alpha if it had one).
+        `intermediate(pixels, text)` gets the image so far in the same layout, from engines
+        whose card has an intermediate option (every that option's N steps)."""
         progress = progress or no_progress
         cancelled = cancelled or never_cancelled
         engine = get_engine(job.engine)
@@ -354,11 +358,15 @@ class Runtime:
             raise Cancelled()
         rgb, alpha = to_float_rgb(content)
         compute_started = time.monotonic()
+        colour = bool(options.get("color_output"))
         ctx = EngineContext(
             device=self.device,
             progress=lambda frac, text: progress(start + (END_OF_ENGINE - start) * frac, text),
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
-            stats=self.stats, budget=self.activation_budget)
+            stats=self.stats, budget=self.activation_budget,
+            intermediate=None if intermediate is None or not engine.card.intermediate_option
+            else lambda so_far, text: intermediate(
+                from_float_rgb(so_far, content, alpha, colour), text))
         try:
             with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)
@@ -378,6 +386,28 @@ class Runtime:
         self.stats["runs"] += 1
         progress(1.0, "done")
         return result
+
+    def estimate(self, engine: str, shape: tuple[int, int], styles: int = 1, mask: bool = False,
+                 options: Optional[Mapping[str, Any]] = None, model: Optional[str] = None,
+                 checkpoints: Optional[Mapping[str, str]] = None,
+                 progress: ProgressFn = no_progress,
+                 cancelled: CancelledFn = never_cancelled) -> Any:
+        """How long `stylize` would take for a content of `shape` (H, W): a
+        stclient.estimate.Estimate, from engines whose card `estimates` (bad_request for the
+        others)."""
+        implementation = get_engine(engine)
+        if not implementation.card.estimates:
+            raise StyleTransferError(BAD_REQUEST, f"The {implementation.card.title} engine "
+                                                  "gives no run-time estimate.")
+        resolved = resolve_options(engine, dict(options or {}))
+        registry.check_inputs(engine, styles, mask, resolved)
+        loaded = self.load_model(engine, model, checkpoints)
+        ctx = EngineContext(device=self.device, progress=progress or no_progress,
+                            cancelled=cancelled or never_cancelled, model_key=loaded.key,
+                            stats=self.stats, budget=self.activation_budget)
+        with self._run_lock, torch.inference_mode():
+            return implementation.estimate(loaded.model, tuple(shape), styles, mask, resolved,
+                                           ctx)
 
     def sample(self, model: Optional[str] = None, count: int = 1, seed: int = 0,
                options: Optional[Mapping[str, Any]] = None, progress: ProgressFn = no_progress,

@@ -115,6 +115,12 @@ class EngineCard:
     # style image. Empty: the engine is left out (its models need special inputs).
     demo_runs: tuple[tuple[str, ...], ...] = ((),)
     order: int = 100                        # position in menus and lists
+    # The engine can say how long a job will take before it runs (its Engine.estimate): the
+    # daemon's `estimate` op, the CLI's --estimate and the line it prints first, GIMP's dialog.
+    estimates: bool = False
+    # The option (an int, 0 = off) that makes the engine hand out its image so far every N of
+    # its steps: GIMP updates the result layer, the CLI rewrites its output file. Empty: none.
+    intermediate_option: str = ""
 
     def option(self, name: str) -> Optional[OptionSpec]:
         return next((spec for spec in self.options if spec.name == name), None)

@@ -25,12 +25,15 @@ import zmq
 
 from . import paths
 from .errors import CANCELLED, UNAUTHORIZED, UNAVAILABLE, Cancelled, StyleTransferError
-from .protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
-                       ImageFrame, ModelsRequest, Progress, ProtocolError, Request, Result,
-                       SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
-                       decode_reply)
+from .estimate import Estimate
+from .protocol import (BatchRequest, CancelRequest, Error, EstimateRequest, Heartbeat,
+                       HeartbeatRequest, ImageFrame, Intermediate, IntermediateRequest,
+                       ModelsRequest, Progress, ProtocolError, Request, Result, SampleRequest,
+                       ShutdownRequest, StatusRequest, StylizeRequest, decode_reply)
 
 ProgressCallback = Callable[[float, str], None]
+# (image so far, fraction, text): called on the calling thread, between progress messages
+IntermediateCallback = Callable[[ImageFrame, float, str], None]
 HEARTBEAT_INTERVAL = 1.0     # seconds between heartbeats, both directions (see docs/protocol.md)
 CANCEL_GRACE = 5.0           # how long to wait for the daemon to confirm a cancel
 # The folder that holds this package: the installed plug-in folder (which has config.json), or the
@@ -104,20 +107,38 @@ class Client:
                 cancel_event: Optional[threading.Event] = None,
                 should_cancel: Optional[Callable[[], bool]] = None,
                 deadline_s: Optional[float] = None,
-                request_id: Optional[str] = None) -> tuple[ImageFrame, dict[str, Any]]:
+                request_id: Optional[str] = None,
+                on_intermediate: Optional[IntermediateCallback] = None,
+                ) -> tuple[ImageFrame, dict[str, Any]]:
         """Stylize `content`; returns the result image (same size, channels, dtype) and the
-        result's data (engine, model, options used, timings)."""
+        result's data (engine, model, options used, timings). With `on_intermediate`, engines
+        that have an intermediate option send their image so far (the newest only: the next
+        is asked for once the callback has returned)."""
         request = StylizeRequest(
             engine=engine, content=content, model=model, options=dict(options or {}),
             styles=list(styles), style_paths=[os.path.abspath(p) for p in style_paths],
-            mask=mask, deadline_s=deadline_s)
+            mask=mask, deadline_s=deadline_s, intermediates=on_intermediate is not None)
         if request_id:
             request.id = request_id
-        result = self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel))
+        result = self._call(request, on_progress, _cancel_fn(cancel_event, should_cancel),
+                            on_intermediate=on_intermediate)
         if len(result.images) != 1:
             raise StyleTransferError(UNAVAILABLE, "The daemon sent a stylize result without "
                                                   "exactly one image.")
         return result.images[0], result.data
+
+    def estimate(self, engine: str, width: int, height: int, styles: int = 1,
+                 mask: bool = False, model: Optional[str] = None,
+                 options: Optional[dict[str, Any]] = None,
+                 on_progress: Optional[ProgressCallback] = None,
+                 cancel_event: Optional[threading.Event] = None) -> Estimate:
+        """How long a stylize job would take (engines whose card `estimates`). The first one
+        for an engine and device measures its speed (seconds); later ones answer at once."""
+        request = EstimateRequest(engine=engine, width=int(width), height=int(height),
+                                  styles=int(styles), mask=bool(mask), model=model,
+                                  options=dict(options or {}))
+        result = self._call(request, on_progress, _cancel_fn(cancel_event, None))
+        return Estimate.from_json(result.data)
 
     def batch(self, spec: dict[str, Any], on_progress: Optional[ProgressCallback] = None,
               cancel_event: Optional[threading.Event] = None,
@@ -268,7 +289,8 @@ class Client:
     def _call(self, request: Request, on_progress: Optional[ProgressCallback] = None,
               cancelled: Optional[Callable[[], bool]] = None,
               timeout: Optional[float] = None,
-              cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
+              cancel_grace: Optional[float] = CANCEL_GRACE,
+              on_intermediate: Optional[IntermediateCallback] = None) -> Result:
         self._drop_if_disconnected()
         if not self._checked:
             self._ensure_daemon()
@@ -277,7 +299,8 @@ class Client:
         timeout = self.timeout if timeout is None else float(timeout)
         try:
             self._send_request(socket, request, timeout)
-            return self._wait(socket, request, on_progress, cancelled, timeout, cancel_grace)
+            return self._wait(socket, request, on_progress, cancelled, timeout, cancel_grace,
+                              on_intermediate)
         except zmq.ZMQError as error:
             self._reset()
             raise StyleTransferError(UNAVAILABLE, f"Cannot talk to the daemon at {self.endpoint}: "
@@ -322,7 +345,8 @@ class Client:
     def _wait(self, socket: zmq.Socket, request: Request,
               on_progress: Optional[ProgressCallback], cancelled: Optional[Callable[[], bool]],
               timeout: float,
-              cancel_grace: Optional[float] = CANCEL_GRACE) -> Result:
+              cancel_grace: Optional[float] = CANCEL_GRACE,
+              on_intermediate: Optional[IntermediateCallback] = None) -> Result:
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)
         if self._monitor is not None:
@@ -347,6 +371,11 @@ class Client:
                     if isinstance(reply, Progress):
                         if on_progress is not None:
                             on_progress(reply.fraction, reply.text)
+                        continue
+                    if isinstance(reply, Intermediate):
+                        if on_intermediate is not None and cancel_sent_at is None:
+                            on_intermediate(reply.image, reply.fraction, reply.text)
+                            self._ask_next_intermediate(socket, request)
                         continue
                     if isinstance(reply, Error):
                         raise reply.to_exception()
@@ -423,6 +452,16 @@ class Client:
                     "another user's daemon, or the token is out of date.")
         return (f"The daemon at {self.endpoint} wants authentication this client did not offer "
                 "(a token or CURVE keys).")
+
+    def _ask_next_intermediate(self, socket: zmq.Socket, request: Request) -> None:
+        """The credit for one more intermediate frame: sent only after the last one was used,
+        so a slow client never has more than one waiting for it."""
+        try:
+            socket.send_multipart(IntermediateRequest(target=request.id,
+                                                      token=request.token).to_frames(),
+                                  zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
 
     def _send_cancel(self, request: Request) -> None:
         if self._socket is None:

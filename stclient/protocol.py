@@ -36,8 +36,8 @@ MAX_SAMPLE_COUNT = 256
 MAX_JSON_INT = 2 ** 63        # |integers| in headers stay below this (every count, size, seed)
 
 REQUEST_OPS = ("status", "models", "stylize", "batch", "sample", "cancel", "shutdown",
-               "heartbeat")
-REPLY_TYPES = ("progress", "result", "error", "heartbeat")
+               "heartbeat", "estimate", "intermediate")
+REPLY_TYPES = ("progress", "result", "error", "heartbeat", "intermediate")
 
 
 class ProtocolError(StyleTransferError):
@@ -368,6 +368,9 @@ class StylizeRequest(Request):
     style_paths: list[str] = field(default_factory=list)
     mask: Optional[ImageFrame] = None
     deadline_s: Optional[float] = None
+    # the client wants the image so far (engines whose card has an intermediate_option): the
+    # first `intermediate` reply comes unasked, each next one after an IntermediateRequest
+    intermediates: bool = False
 
     def to_frames(self) -> list[Buffer]:
         if self.content is None:
@@ -378,7 +381,7 @@ class StylizeRequest(Request):
             content=self.content.describe(), styles=[s.describe() for s in self.styles],
             style_paths=list(self.style_paths),
             mask=self.mask.describe() if self.mask is not None else None,
-            deadline_s=self.deadline_s)
+            deadline_s=self.deadline_s, intermediates=self.intermediates or None)
         return [encode_header(header), *(image.data for image in images)]
 
     @classmethod
@@ -408,7 +411,64 @@ class StylizeRequest(Request):
             raise
         return cls._from(header, frames, engine=engine, content=content, model=model,
                          options=options, styles=styles, style_paths=style_paths, mask=mask,
+                         deadline_s=_deadline(header),
+                         intermediates=_get(header, "intermediates", (bool,), False))
+
+
+@dataclass
+class EstimateRequest(Request):
+    """How long a stylize job of this engine, size and options would take (engines whose card
+    `estimates`); no pixels: the content's size and the number of styles say enough."""
+
+    OP: ClassVar[str] = "estimate"
+    engine: str = ""
+    width: int = 0
+    height: int = 0
+    styles: int = 1
+    mask: bool = False
+    model: Optional[str] = None
+    options: dict[str, Any] = field(default_factory=dict)
+    deadline_s: Optional[float] = None
+
+    def to_frames(self) -> list[Buffer]:
+        return [encode_header(self._header(
+            engine=self.engine, width=self.width, height=self.height, styles=self.styles,
+            mask=self.mask, model=self.model, options=self.options,
+            deadline_s=self.deadline_s))]
+
+    @classmethod
+    def parse(cls, header: dict, frames: Sequence[Buffer]) -> "EstimateRequest":
+        _expect_frames(header, frames, 0)
+        rid = _rid(header)
+        width, height = _get(header, "width", (int,)), _get(header, "height", (int,))
+        if not (1 <= width <= MAX_SIDE and 1 <= height <= MAX_SIDE):
+            raise ProtocolError(BAD_REQUEST, f"'width' and 'height' must be 1 to {MAX_SIDE}.",
+                                rid)
+        styles = _get(header, "styles", (int,), 1)
+        if not 0 <= styles <= MAX_STYLES:
+            raise ProtocolError(BAD_REQUEST, f"'styles' must be 0 to {MAX_STYLES}.", rid)
+        return cls._from(header, frames, engine=_get(header, "engine", (str,)), width=width,
+                         height=height, styles=styles, mask=_get(header, "mask", (bool,), False),
+                         model=_get(header, "model", (str,), None),
+                         options=_get(header, "options", (dict,), {}),
                          deadline_s=_deadline(header))
+
+
+@dataclass
+class IntermediateRequest(Request):
+    """"Send me the next image so far of job `target`": the one credit that keeps intermediate
+    frames bounded (at most one on its way per job; the daemon keeps only the newest)."""
+
+    OP: ClassVar[str] = "intermediate"
+    target: str = ""
+
+    def to_frames(self) -> list[Buffer]:
+        return [encode_header(self._header(target=self.target))]
+
+    @classmethod
+    def parse(cls, header: dict, frames: Sequence[Buffer]) -> "IntermediateRequest":
+        _expect_frames(header, frames, 0)
+        return cls._from(header, frames, target=_get(header, "target", (str,)))
 
 
 @dataclass
@@ -465,7 +525,8 @@ class SampleRequest(Request):
 
 REQUEST_TYPES: dict[str, type[Request]] = {
     cls.OP: cls for cls in (StatusRequest, ModelsRequest, StylizeRequest, BatchRequest,
-                            SampleRequest, CancelRequest, ShutdownRequest, HeartbeatRequest)}
+                            SampleRequest, CancelRequest, ShutdownRequest, HeartbeatRequest,
+                            EstimateRequest, IntermediateRequest)}
 
 
 def decode_request(frames: Sequence[Buffer]) -> Request:
@@ -566,6 +627,33 @@ class Error(Reply):
 
 
 @dataclass
+class Intermediate(Reply):
+    """A running job's image so far (same size, channels and dtype as its result), with the
+    progress it was taken at."""
+
+    TYPE: ClassVar[str] = "intermediate"
+    fraction: float = 0.0
+    text: str = ""
+    image: Optional[ImageFrame] = None
+
+    def to_frames(self) -> list[Buffer]:
+        if self.image is None:
+            raise ProtocolError(INTERNAL, "An intermediate reply needs an image.")
+        fraction = min(1.0, max(0.0, float(self.fraction) if math.isfinite(self.fraction)
+                                else 0.0))
+        return [encode_header(self._header(fraction=fraction, text=self.text,
+                                           image=self.image.describe())), self.image.data]
+
+    @classmethod
+    def parse(cls, header: dict, frames: Sequence[Buffer]) -> "Intermediate":
+        _expect_frames(header, frames, 1)
+        image = ImageFrame.from_description(_get(header, "image", (dict,)), frames[0],
+                                            "intermediate image")
+        return cls(id=header["id"], fraction=float(_get(header, "fraction", (float,), 0.0)),
+                   text=_get(header, "text", (str,), ""), image=image)
+
+
+@dataclass
 class Heartbeat(Reply):
     """The daemon's liveness signal to a client with outstanding jobs (`id` is empty)."""
 
@@ -577,7 +665,7 @@ class Heartbeat(Reply):
 
 
 REPLY_CLASSES: dict[str, Any] = {"progress": Progress, "result": Result, "error": Error,
-                                 "heartbeat": Heartbeat}
+                                 "heartbeat": Heartbeat, "intermediate": Intermediate}
 
 
 def decode_reply(frames: Sequence[Buffer]) -> Reply:

@@ -18,7 +18,13 @@ Before any model is loaded: every input, style and mask is checked, the model is
 each output folder is proved writable. An input that cannot be read is reported and the others
 still run. `-q` hides the progress only; errors always go to stderr. `--json` prints one JSON
 object per image on stdout. Ctrl-C cancels the job (in the daemon too).
-Exit status: 0 all written, 1 some failed, 2 usage error, 130 Ctrl-C.
+
+Engines whose card `estimates` (the optimisation engines) print "estimated time: about ..."
+before each image; `--estimate` prints only that, on stdout, and computes nothing. Engines with
+an intermediate option (`--update-every N`) have the result so far written to the output file
+every N steps (atomically: a viewer never sees half a file); after Ctrl-C the file keeps the
+last one, and the message says so.
+Exit status: 0 all written (or estimated), 1 some failed, 2 usage error, 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  python -m backend stylize a.png b.png -o results/ --engine cyclegan "
                "--model style_monet\n"
                "  cat photo.png | python -m backend stylize - -o - --engine cyclegan > out.png\n"
+               "  python -m backend stylize photo.jpg -o out.png --engine optimize --style "
+               "starry.jpg --estimate\n"
                "-o: '-' = stdout (PNG); .png .jpg .jpeg .webp .tif .tiff = a file; no "
                "extension, a trailing / or an existing folder = a folder.\n"
                "Exit status: 0 all written, 1 some failed, 2 usage error, 130 Ctrl-C.",
@@ -90,12 +98,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="CPU threads (implies --in-process; default: all)")
     add_compile_argument(parser, "implies --in-process: ")
     add_precision_argument(parser, "implies --in-process: ")
+    estimators = [name for name, card in _cards().items() if card.estimates]
+    parser.add_argument("--estimate", action="store_true",
+                        help="print how long each image would take and stop, computing nothing "
+                             f"({', '.join(estimators) or 'no engine'}; the first time measures "
+                             "this computer's speed)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per image on stdout (input, output, status, "
                              "error code and message, size, seconds, where it ran)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress display (errors are still printed)")
     parser.set_defaults(func=run)
+
+
+def _cards() -> dict[str, Any]:
+    from stclient import registry
+    return registry.cards()
+
+
+def registry_card(engine: str) -> Any:
+    from stclient import registry
+    return registry.card(engine)
 
 
 # ------------------------------------------------------------------------------ -o rules
@@ -168,10 +191,16 @@ class Item:
     seconds: float = 0.0
     where: str = ""
     notes: list[str] = field(default_factory=list)
+    estimate: Any = None              # stclient.estimate.Estimate, for engines that estimate
+    partial: str = ""                 # the output holds the result so far (e.g. "iteration 40")
 
     def to_json(self) -> dict[str, Any]:
         data = {"input": self.input, "output": self.output, "status": self.status,
                 "where": self.where}
+        if self.estimate is not None:
+            data["estimate"] = self.estimate.to_json()
+        if self.partial:
+            data["partial"] = self.partial
         if self.status == "ok":
             data.update(width=self.width, height=self.height, seconds=round(self.seconds, 3))
         if self.code:
@@ -199,6 +228,10 @@ def _plan(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str], lis
     resolved = registry.resolve_options(args.engine, options)
     checkpoints = _engine_args.checkpoints_from_args(args)
     registry.check_inputs(args.engine, len(args.style or []), bool(args.mask), resolved)
+    card = registry.card(args.engine)
+    if args.estimate and not card.estimates:
+        raise StyleTransferError(BAD_REQUEST, f"--estimate: the {card.title} engine gives no "
+                                              "run-time estimate (it is quick).")
     if not 1 <= args.quality <= 100:
         raise StyleTransferError(BAD_REQUEST, "--quality must be between 1 and 100.")
     if args.threads is not None and args.threads < 1:
@@ -275,7 +308,10 @@ class _Stylize:
                     if self.cancel.is_set():
                         item.status = "cancelled"
                         continue
-                    self._one(worker, number, len(todo), item, styles, mask)
+                    if self.args.estimate:
+                        self._estimate_only(worker, item, styles, mask)
+                    else:
+                        self._one(worker, number, len(todo), item, styles, mask)
         except _Fatal as fatal:
             self.bar.finish()
             self.error(f"error ({fatal.error.code}): {fatal.error.message}")
@@ -347,6 +383,40 @@ class _Stylize:
         return _LocalWorker(self.args, self.checkpoints, self.cancel)
 
     # ------------------------------------------------------------------ per image
+    def _estimate_of(self, worker: "_Worker", item: Item, image: Any, styles: list,
+                     mask: Any, progress: Any) -> None:
+        """The engine's estimate for this image, said before it runs (engines that estimate)."""
+        if not registry_card(self.args.engine).estimates:
+            return
+        item.estimate = worker.estimate((image.height, image.width), len(styles),
+                                        mask is not None, self.options,
+                                        lambda fraction, text: progress(0.0, text))
+        if not self.args.estimate:
+            self.note(f"{item.input}: estimated time: {item.estimate.text}")
+
+    def _estimate_only(self, worker: "_Worker", item: Item, styles: list, mask: Any) -> None:
+        item.where = worker.where
+        try:
+            image = self._read(item.input)
+            item.width, item.height = image.width, image.height
+            self._estimate_of(worker, item, image, styles, mask,
+                              lambda fraction, text: self.bar.update(0.0, text))
+        except _Cancelled:
+            item.status = "cancelled"
+            return
+        except StyleTransferError as error:
+            if error.code == CANCELLED:
+                item.status = "cancelled"
+                return
+            self._failed(item, error.code, error.message)
+            if error.code not in PER_FILE_ERRORS:
+                raise _Fatal(error) from None
+            return
+        item.status = "estimated"
+        self.bar.finish()
+        if not self.args.json:
+            print(f"{item.input}: estimated time: {item.estimate.text}", flush=True)
+
     def _one(self, worker: "_Worker", number: int, total: int, item: Item, styles: list,
              mask: Any) -> None:
         from backend.imageio import encode_image_bytes, write_image
@@ -363,7 +433,20 @@ class _Stylize:
         try:
             image = self._read(item.input)
             item.width, item.height = image.width, image.height
-            result = worker.stylize(image.pixels, styles, mask, self.options, progress)
+            self._estimate_of(worker, item, image, styles, mask, progress)
+            started = time.monotonic()
+
+            def so_far(pixels: Any, text: str) -> None:
+                write_image(item.output, pixels, icc_profile=image.icc_profile,
+                            exif=image.exif, quality=self.args.quality)
+                if not item.partial:
+                    self.note(f"{item.output}: the result so far is written here every "
+                              f"{self._every()} iterations")
+                item.partial = text
+
+            result = worker.stylize(image.pixels, styles, mask, self.options, progress,
+                                    so_far if self._every() and item.output != STDIO
+                                    else None)
             if item.output == STDIO:
                 data = encode_image_bytes(result, "PNG", icc_profile=image.icc_profile,
                                           exif=image.exif)
@@ -374,11 +457,11 @@ class _Stylize:
                             exif=image.exif, quality=self.args.quality)
                 self._precision_note(item, result)
         except _Cancelled:
-            item.status = "cancelled"
+            self._cancelled(item)
             return
         except StyleTransferError as error:
             if error.code == CANCELLED:
-                item.status = "cancelled"
+                self._cancelled(item)
                 self.cancel.set()
                 return
             self._failed(item, error.code, error.message)
@@ -389,6 +472,19 @@ class _Stylize:
         item.status, item.seconds = "ok", time.monotonic() - started
         if not self.args.quiet and total > 1:
             self.bar.message(f"wrote {item.output}")
+
+    def _every(self) -> int:
+        """N of the engine's intermediate option (0: none, or the engine has none)."""
+        from stclient.registry import resolve_options
+        option = registry_card(self.args.engine).intermediate_option
+        if not option:
+            return 0
+        return int(resolve_options(self.args.engine, self.options).get(option) or 0)
+
+    def _cancelled(self, item: Item) -> None:
+        item.status = "cancelled"
+        if item.partial:
+            self.error(f"{item.output} keeps the result so far ({item.partial})")
 
     def _precision_note(self, item: Item, result: Any) -> None:
         if result.dtype.itemsize > 1 and Path(item.output).suffix.lower() in EIGHT_BIT_FORMATS:
@@ -404,6 +500,9 @@ class _Stylize:
         self._print_json()
         written = sum(item.status == "ok" for item in self.items)
         total = len(self.items)
+        if self.args.estimate and not any(item.status == "cancelled" for item in self.items):
+            estimated = sum(item.status == "estimated" for item in self.items)
+            return 0 if estimated == total else 1
         if not self.args.quiet:
             where = (f" to {self.args.output}" if total > 1 else " to stdout"
                      if self.args.output == STDIO and written else
@@ -455,7 +554,11 @@ class _Worker:
     where = ""
 
     def stylize(self, content: Any, styles: list, mask: Any, options: dict[str, Any],
-                progress: Any) -> Any:
+                progress: Any, intermediate: Any = None) -> Any:
+        raise NotImplementedError
+
+    def estimate(self, shape: tuple[int, int], styles: int, mask: bool,
+                 options: dict[str, Any], progress: Any) -> Any:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -476,7 +579,7 @@ class _LocalWorker(_Worker):
         self.runtime.load_model(args.engine, args.model, checkpoints)   # fail early
 
     def stylize(self, content: Any, styles: list, mask: Any, options: dict[str, Any],
-                progress: Any) -> Any:
+                progress: Any, intermediate: Any = None) -> Any:
         from backend.engines.job import StylizeJob
         from backend.pixels import mask_to_float
         from stclient.errors import Cancelled
@@ -485,7 +588,18 @@ class _LocalWorker(_Worker):
                          mask=None if mask is None else
                          mask_to_float(mask, content.shape[0], content.shape[1]))
         try:
-            return self.runtime.stylize(job, progress=progress, cancelled=self.cancel.is_set)
+            return self.runtime.stylize(job, progress=progress, cancelled=self.cancel.is_set,
+                                        intermediate=intermediate)
+        except Cancelled:
+            raise _Cancelled() from None
+
+    def estimate(self, shape: tuple[int, int], styles: int, mask: bool,
+                 options: dict[str, Any], progress: Any) -> Any:
+        from stclient.errors import Cancelled
+        try:
+            return self.runtime.estimate(self.args.engine, shape, styles, mask, options,
+                                         self.args.model, self.checkpoints, progress,
+                                         self.cancel.is_set)
         except Cancelled:
             raise _Cancelled() from None
 
@@ -499,7 +613,7 @@ class _DaemonWorker(_Worker):
         self.client, self.args, self.cancel = client, args, cancel
 
     def stylize(self, content: Any, styles: list, mask: Any, options: dict[str, Any],
-                progress: Any) -> Any:
+                progress: Any, intermediate: Any = None) -> Any:
         import numpy as np
 
         from backend.daemon.images import array_to_frame, frame_to_array
@@ -509,11 +623,19 @@ class _DaemonWorker(_Worker):
             from backend.pixels import mask_to_float
             mask_frame = array_to_frame(mask_to_float(mask, content.shape[0],
                                                       content.shape[1]).astype(np.float32))
+        so_far = None if intermediate is None else \
+            lambda frame, fraction, text: intermediate(np.array(frame_to_array(frame)), text)
         result, _ = self.client.stylize(
             array_to_frame(content), args.engine, model=args.model, options=dict(options),
             styles=[array_to_frame(style) for style in styles], mask=mask_frame,
-            on_progress=progress, cancel_event=self.cancel)
+            on_progress=progress, cancel_event=self.cancel, on_intermediate=so_far)
         return np.array(frame_to_array(result))
+
+    def estimate(self, shape: tuple[int, int], styles: int, mask: bool,
+                 options: dict[str, Any], progress: Any) -> Any:
+        return self.client.estimate(self.args.engine, shape[1], shape[0], styles, mask,
+                                    self.args.model, dict(options), on_progress=progress,
+                                    cancel_event=self.cancel)
 
     def close(self) -> None:
         self.client.close()

@@ -49,6 +49,12 @@ class Job:
     answered: bool = False             # its final reply went out (see claim_answer)
     _answer_lock: threading.Lock = field(default_factory=threading.Lock)
     urgent: bool = False               # a batch stops inside the image in hand, not after it
+    # intermediate images: at most one on its way to the client (it asks for each next one),
+    # the newest kept meanwhile (an older one is replaced, never queued)
+    _credit: bool = False
+    _latest: Any = None
+    _closed: bool = False
+    _slot_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def id(self) -> str:
@@ -78,6 +84,40 @@ class Job:
                 return False
             self.answered = True
             return True
+
+    def want_intermediates(self) -> None:
+        """The request asked for intermediates: the first one may go out unasked."""
+        with self._slot_lock:
+            self._credit = True
+
+    def offer_intermediate(self, reply: Any) -> bool:
+        """Worker: True when `reply` may be sent now (the client has a credit); else it is kept
+        as the newest, replacing the one kept before."""
+        with self._slot_lock:
+            if self._closed:
+                return False
+            if self._credit:
+                self._credit = False
+                return True
+            self._latest = reply
+            return False
+
+    def credit_intermediate(self) -> Any:
+        """Server: the client asks for the next one. Returns the kept one to send now, or None
+        (then the next one the worker offers goes out at once)."""
+        with self._slot_lock:
+            if self._closed:
+                return None
+            if self._latest is not None:
+                reply, self._latest = self._latest, None
+                return reply
+            self._credit = True
+            return None
+
+    def close_intermediates(self) -> None:
+        """Before the final reply: nothing older may follow it."""
+        with self._slot_lock:
+            self._closed, self._latest, self._credit = True, None, False
 
     def stop_error(self) -> StyleTransferError:
         code, message = REASONS.get(self.reason or "cancelled", REASONS["cancelled"])

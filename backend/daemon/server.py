@@ -29,10 +29,10 @@ from backend import PROTOCOL_VERSION, __version__
 from stclient import registry
 from stclient.errors import (BAD_REQUEST, BUSY, OUT_OF_MEMORY, UNAUTHORIZED, UNAVAILABLE,
                              StyleTransferError)
-from stclient.protocol import (BatchRequest, CancelRequest, Error, Heartbeat, HeartbeatRequest,
-                               ModelsRequest, Progress, ProtocolError, Request, Result,
-                               SampleRequest, ShutdownRequest, StatusRequest, StylizeRequest,
-                               decode_request, peek_id)
+from stclient.protocol import (BatchRequest, CancelRequest, Error, EstimateRequest, Heartbeat,
+                               HeartbeatRequest, IntermediateRequest, ModelsRequest, Progress,
+                               ProtocolError, Request, Result, SampleRequest, ShutdownRequest,
+                               StatusRequest, StylizeRequest, decode_request, peek_id)
 from stclient.status import DaemonStatus
 
 from . import security, validation
@@ -303,6 +303,9 @@ class DaemonServer:
             return Result(id=request.id, op="models", data=self.models())
         if isinstance(request, CancelRequest):
             return Result(id=request.id, op="cancel", data=self.cancel(request.target, peer))
+        if isinstance(request, IntermediateRequest):
+            self._credit_intermediate(request.target, peer)
+            return None
         if isinstance(request, ShutdownRequest):
             self.log.info("shutdown requested")
             self.stopping.set()
@@ -317,6 +320,10 @@ class DaemonServer:
                                  self.config.job_timeout)
         if isinstance(request, SampleRequest):
             payload = validation.validate_sample(request, self.config)
+            return self._enqueue(identity, peer, request, payload, INTERACTIVE,
+                                 self.config.job_timeout)
+        if isinstance(request, EstimateRequest):
+            payload = validation.validate_estimate(request, self.config)
             return self._enqueue(identity, peer, request, payload, INTERACTIVE,
                                  self.config.job_timeout)
         if isinstance(request, BatchRequest):
@@ -341,6 +348,8 @@ class DaemonServer:
         deadline_s = min(request.deadline_s or limit, limit)
         job = Job(identity=identity, request=request, payload=payload, priority=priority,
                   deadline=time.monotonic() + deadline_s, principal=peer.principal)
+        if getattr(request, "intermediates", False):
+            job.want_intermediates()
         self.last_seen[identity] = time.monotonic()
         ahead = self.queue.put(job)
         with self.jobs_lock:
@@ -366,6 +375,15 @@ class DaemonServer:
                 self._job_finished(job)
                 self._send(job.identity, Error.from_exception(job.id, job.stop_error()))
         return {"cancelled": found}
+
+    def _credit_intermediate(self, target: str, peer: security.Peer) -> None:
+        """The client of job `target` (the same principal) wants its next intermediate image:
+        the newest kept one goes now, else the next one the worker makes."""
+        for job in self._all_jobs():
+            if job.id == target and job.principal == peer.principal:
+                reply = job.credit_intermediate()
+                if reply is not None and not job.answered:
+                    self._send(job.identity, reply)
 
     def status(self, peer: security.Peer) -> dict[str, Any]:
         """The daemon's state; jobs of other principals appear without id, engine or text."""

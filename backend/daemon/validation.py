@@ -16,7 +16,8 @@ import numpy as np
 
 from stclient import registry
 from stclient.errors import BAD_REQUEST, TOO_LARGE, UNKNOWN_MODEL, StyleTransferError
-from stclient.protocol import BatchRequest, ImageFrame, SampleRequest, StylizeRequest
+from stclient.protocol import (BatchRequest, EstimateRequest, ImageFrame, SampleRequest,
+                               StylizeRequest)
 from stclient.registry import resolve_options
 
 from . import sizes
@@ -37,6 +38,16 @@ class StylizePayload:
     styles: list[np.ndarray] = field(default_factory=list)
     style_paths: list[str] = field(default_factory=list)
     mask: Optional[np.ndarray] = None
+
+
+@dataclass
+class EstimatePayload:
+    engine: str
+    model: str
+    options: dict[str, Any]
+    shape: tuple[int, int]
+    styles: int
+    mask: bool
 
 
 @dataclass
@@ -142,3 +153,21 @@ def validate_sample(request: SampleRequest, config: DaemonConfig) -> SamplePaylo
                       config.max_pixels, config.max_job_memory, count=request.count)
     model = resolve_model(engine, request.model, config)
     return SamplePayload(engine, model, request.count, request.seed, options)
+
+
+def validate_estimate(request: EstimateRequest, config: DaemonConfig) -> EstimatePayload:
+    """An engine that estimates (its card says so), a size the daemon would take, the card's
+    style rules, an installed model."""
+    card = registry.card(request.engine)
+    if not card.estimates:
+        raise StyleTransferError(BAD_REQUEST, f"The {card.title} engine gives no run-time "
+                                              "estimate.")
+    options = resolve_options(request.engine, request.options)
+    if request.width * request.height > config.max_pixels:
+        raise StyleTransferError(TOO_LARGE, f"A {request.width}x{request.height} image is over "
+                                            f"this daemon's {config.max_pixels:,} pixels.")
+    check_stylize_sizes(request.engine, options, (request.height, request.width), [], config)
+    registry.check_inputs(request.engine, request.styles, request.mask, options)
+    model = resolve_model(request.engine, request.model, config)
+    return EstimatePayload(request.engine, model, options, (request.height, request.width),
+                           request.styles, request.mask)

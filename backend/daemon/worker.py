@@ -19,14 +19,15 @@ import zmq
 
 from stclient import settings
 from stclient.errors import BAD_IMAGE, OUT_OF_MEMORY, UNAVAILABLE, Cancelled, StyleTransferError
-from stclient.protocol import Error, Progress, Result
+from stclient.protocol import Error, Intermediate, Progress, Result
 
 from .config import DaemonConfig
 from .images import array_to_frame
 from .jobs import Job, JobQueue
 from .logsetup import get_logger
 from .stylefiles import StyleFileReader
-from .validation import BatchPayload, SamplePayload, StylizePayload, check_stylize_sizes
+from .validation import (BatchPayload, EstimatePayload, SamplePayload, StylizePayload,
+                         check_stylize_sizes)
 
 PROGRESS_MIN_INTERVAL = 0.05     # at most ~20 progress messages a second per job
 ABORT_REASONS = ("shutdown", "deadline")   # stop a batch even inside the image in hand
@@ -109,6 +110,8 @@ class Worker(threading.Thread):
                 reply = self._batch(job)
             elif job.op == "sample":
                 reply = self._sample(job)
+            elif job.op == "estimate":
+                reply = self._estimate(job)
             else:
                 raise StyleTransferError(UNAVAILABLE, f"The worker cannot run {job.op!r}.")
             self.log.info("job %s done in %.2f s", job.id, time.monotonic() - job.started)
@@ -122,6 +125,7 @@ class Worker(threading.Thread):
             else:
                 self.log.info("job %s ended: %s (%s)", job.id, error.code, error.message)
             reply = Error.from_exception(job.id, error)
+        job.close_intermediates()
         # Free the worker before answering, so a client that reacts to the reply (status, the
         # next job) already sees it idle.
         self.current = None
@@ -167,12 +171,32 @@ class Worker(threading.Thread):
         request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
-        output = self.runtime.stylize(request, progress=progress, cancelled=cancelled)
+        intermediate = None
+        if getattr(job.request, "intermediates", False):
+            def intermediate(pixels: np.ndarray, text: str) -> None:
+                reply = Intermediate(id=job.id, fraction=job.fraction, text=text,
+                                     image=array_to_frame(np.asarray(pixels)))
+                if job.offer_intermediate(reply) and not job.answered:
+                    self.send(job, reply)
+
+        output = self.runtime.stylize(request, progress=progress, cancelled=cancelled,
+                                      intermediate=intermediate)
         seconds = time.monotonic() - started
         frame = array_to_frame(np.asarray(output))
         data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
                 "compute_s": round(seconds, 4), "precision": settings.current().precision}
         return Result(id=job.id, op="stylize", data=data, images=[frame])
+
+    def _estimate(self, job: Job) -> Result:
+        payload: EstimatePayload = job.payload
+        progress, cancelled = self._callbacks(job)
+        estimate = self.runtime.estimate(payload.engine, payload.shape, payload.styles,
+                                         payload.mask, options=dict(payload.options),
+                                         model=payload.model, progress=progress,
+                                         cancelled=cancelled)
+        return Result(id=job.id, op="estimate", data={"engine": payload.engine,
+                                                      "model": payload.model,
+                                                      **estimate.to_json()})
 
     def _read_style(self, path: str, job: Job) -> np.ndarray:
         """A style file's pixels: its bytes come from the reader (helper thread, size cap,

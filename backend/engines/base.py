@@ -16,6 +16,10 @@ engine for what differs:
             # Return H x W x 3 float32 in 0..1, same H and W. Call ctx.step(frac, text) between
             # network stages (it reports progress and raises Cancelled when asked to stop).
         # engines whose card has `sample`: def sample(self, model, count, seed, options, ctx)
+        # cards with `estimates`: def estimate(self, model, shape, styles, mask, options, ctx)
+        #     -> stclient.estimate.Estimate (seconds the stylize call would take)
+        # cards with an `intermediate_option`: call ctx.intermediate(rgb, text) with the image
+        #     so far (H x W x 3 float32, the content's size) when ctx.intermediate is set
 
     ENGINE = MyEngine          # in backend/engines/<card name>.py
 """
@@ -49,6 +53,8 @@ class EngineContext:
     model_key: str = ""              # identifies the loaded model (for cache keys)
     stats: dict[str, int] = field(default_factory=dict)
     budget: Any = None               # backend.perf.MemoryBudget for engines that tile themselves
+    # the image so far (H x W x 3 float32 0..1, the content's size) for a caller that wants it
+    intermediate: Optional[Callable[[np.ndarray, str], None]] = None
 
     def check_cancelled(self) -> None:
         if self.cancelled():
@@ -83,6 +89,14 @@ class Engine(ABC):
     def stylize(self, model: Any, rgb: np.ndarray, job: StylizeJob, options: dict[str, Any],
                 ctx: EngineContext) -> np.ndarray:
         """H x W x 3 float32 0..1 in, same size out."""
+
+    def estimate(self, model: Any, shape: tuple[int, int], styles: int, mask: bool,
+                 options: dict[str, Any], ctx: EngineContext) -> Any:
+        """Seconds `stylize` would take for a content of this (H, W) (cards with `estimates`
+        override this and return a stclient.estimate.Estimate)."""
+        from stclient.errors import BAD_REQUEST, StyleTransferError
+        raise StyleTransferError(BAD_REQUEST, f"The {self.card.title} engine cannot estimate "
+                                              "its run time.")
 
     def validate(self, job: StylizeJob, options: dict[str, Any]) -> None:
         """Refuse a job this engine cannot run (before any model is loaded): the card's input

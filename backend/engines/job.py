@@ -15,6 +15,7 @@ import numpy as np
 
 ProgressFn = Callable[[float, str], None]   # (fraction 0..1, short text)
 CancelledFn = Callable[[], bool]            # True once the job should stop (raise Cancelled)
+IntermediateFn = Callable[[np.ndarray, str], None]   # (the image so far, short text)
 
 
 @dataclass

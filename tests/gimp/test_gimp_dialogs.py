@@ -88,7 +88,7 @@ def keep_screenshots(shown: list[dict], prefix: str = "dialog-") -> None:
 def no_mnemonic_trouble(run, shown: list[dict]) -> None:
     for report in shown:
         keys = report["mnemonics"]
-        assert len(keys) == len(set(keys)), (report["title"], sorted(keys))
+        assert len(keys) == len(set(keys)), report["title"] + ": " + "".join(sorted(keys))
     lines = [line for line in run.stderr.splitlines()
              if "mnemonic" in line and not line.startswith("STYLE_TRANSFER_DIALOG ")]
     assert not lines, "\n".join(lines)
@@ -141,6 +141,10 @@ def dialog_run(session, daemon, style_file):
         session.case("dead", P + "cyclegan", ImageSpec(64, 48).add("photo", photo[:48, :64]),
                      args={"endpoint": f"ipc://{session.shared}/nobody.sock"},
                      run_mode="interactive"),
+        session.case("optimize", P + "optimize",
+                     ImageSpec(64, 48).add("photo", photo[:48, :64]),
+                     args={"style-file": {"file": style_file}, "iterations": 4, "size": 32,
+                           "update-every": 2, "endpoint": endpoint}, run_mode="interactive"),
     ]
     cases = [own_arguments(case) for case in cases]
     env = {"DISPLAY": display, "STYLE_TRANSFER_TEST_DIALOG_RESPONSE": "ok",
@@ -192,6 +196,17 @@ def test_pix2pix_dialog_speaks_plainly(dialog_run):
     pix2pix = report(dialog_run, "pix2pix")
     assert pix2pix["models"] == ["pix2pix_facades_label2photo"], pix2pix
     assert "norm" in pix2pix["fields"]
+
+
+def test_optimise_dialog_shows_the_estimate_for_its_settings(dialog_run):
+    optimize = report(dialog_run, "optimize")
+    text = optimize["estimate"]
+    assert text.startswith("Estimated time: ") and "unknown" not in text, optimize
+    assert text.endswith("(32 px, 1 scale, 4 iterations)"), text
+    assert "update-every" in optimize["fields"]
+    assert optimize["models"] == ["adain"], optimize      # it runs on the adain model's VGG
+    assert dialog_run["results"]["optimize"].status == "success", \
+        dialog_run["results"]["optimize"].explain()
 
 
 def test_batch_dialog_shows_the_engines_fields_and_models(dialog_run):

@@ -54,3 +54,25 @@ def timed_run(encoder, options: OptimizeOptions) -> float:
     start = time.perf_counter()
     run_gatys(pattern("photo", 96), [pattern("stripes", 96)], options, encoder)
     return time.perf_counter() - start
+
+
+def test_profile_store_keeps_corrects_and_forgets(tmp_path, monkeypatch):
+    import json
+
+    from backend.optim import estimate
+    path = tmp_path / "speed.json"
+    store = estimate.ProfileStore(path)
+    profile = SpeedProfile(0.1, 1e-5, 1e-4, (48, 96))
+    assert store.get("a") is None
+    store.put("a", profile)
+    assert estimate.ProfileStore(path).get("a") == (profile, 1.0)     # another process reads it
+    store.record("a", predicted=10.0, actual=40.0)                   # halfway (geometric): 2x
+    assert estimate.ProfileStore(path).get("a")[1] == pytest.approx(2.0)
+    for _ in range(10):
+        store.record("a", predicted=1.0, actual=100.0)
+    assert store.get("a")[1] == estimate.CORRECTION_RANGE[1]          # bounded
+    later = time.time() + estimate.MAX_AGE_S + 1
+    monkeypatch.setattr(estimate.time, "time", lambda: later)
+    assert estimate.ProfileStore(path).get("a") is None               # too old: measure again
+    store.put("b", profile)
+    assert list(json.loads(path.read_text())) == ["b"]                 # and dropped on a write

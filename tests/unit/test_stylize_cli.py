@@ -168,3 +168,27 @@ def test_help_lists_the_option_flags(env):
     for flag in ("--alpha", "--style-weights", "--preserve-color", "--color-method",
                  "--mask", "--norm", "--seed", "--working-size", "--checkpoint", "--device"):
         assert flag in result.stdout, flag
+
+
+def test_optimize_says_its_estimate_and_can_stop_there(env, tmp_path):
+    """--estimate measures this computer once and prints the estimate, computing nothing; a
+    later process finds the measured profile in the cache and says the same estimate before it
+    runs."""
+    import json
+    content, style = picture(tmp_path / "in.png", 40, 48), picture(tmp_path / "s.png", 32, 32)
+    out = tmp_path / "out.png"
+    args = [str(content), "-o", str(out), "--engine", "optimize", "--style", str(style),
+            "--size", "48", "--scales", "1", "--iterations", "3"]
+    only = cli(env, *args, "--estimate", "--json")
+    assert only.returncode == 0, only.stderr
+    item = json.loads(only.stdout)
+    assert item["status"] == "estimated" and item["estimate"]["seconds"] > 0
+    assert item["estimate"]["text"].startswith(("about ", "under a second "))
+    assert item["estimate"]["text"].endswith("(48 px, 1 scale, 3 iterations)")
+    assert not out.exists()
+    plain = cli(env, *args, "--estimate")
+    assert plain.stdout == f"{content}: estimated time: {item['estimate']['text']}\n"
+    run = cli(env, *args)
+    assert run.returncode == 0, run.stderr
+    assert f"{content}: estimated time: {item['estimate']['text']}" in run.stderr
+    assert read_image(out).pixels.shape == (40, 48, 3)

@@ -83,11 +83,50 @@ def filter_dialog(procedure: Gimp.Procedure, config: Any, engine: str, image: An
     box = ModelBox(config, engine, calls, _endpoint(config), models_arrived)
     content.pack_start(box.frame, False, False, 0)
     content.reorder_child(box.frame, 0)
+    estimate = _add_estimate(content, config, card, image, drawable, calls)
     preview = _add_preview(dialog, config, engine, image, drawable, calls)
     box.fetch()
     return _run(dialog, shown, calls, opened, describe=lambda: {
-        **box.describe(), **({"preview": preview.rendered} if preview is not None else {})},
+        **box.describe(), **({"preview": preview.rendered} if preview is not None else {}),
+        **({"estimate": estimate.get_text()} if estimate is not None else {})},
         preview=preview)
+
+
+def _add_estimate(content: Any, config: Any, card: Any, image: Any, drawable: Any,
+                  calls: Background) -> Optional[Gtk.Label]:
+    """Engines that estimate their run time: "Estimated time: about 3 min 10 s (...)" for the
+    current settings and this layer's size, asked again when a setting changes (the first
+    answer measures the computer's speed: a few seconds)."""
+    if not card.estimates or drawable is None:
+        return None
+    from .arguments import option_values
+    label = Gtk.Label(label="Estimated time: asking the backend…", xalign=0.0)
+    label.set_line_wrap(True)
+    content.pack_start(label, False, False, 0)
+    label.show()
+
+    def ask(*_args: Any) -> None:
+        options = option_values(config, card)
+        names = ("style-file", "style-layer", "style2-file")
+        given = [name for name in names if procedure_has(config, name)
+                 and config.get_property(name) is not None]
+        styles = max(1, len(given) - ("style-file" in given and "style-layer" in given))
+        mask = styles == 2 and procedure_has(config, "use-selection") and \
+            bool(config.get_property("use-selection")) and not Gimp.Selection.is_empty(image)
+        width, height = drawable.get_width(), drawable.get_height()
+        model = (config.get_property("model") or "").strip() or None
+        calls.restart("estimate", lambda client, cancel: client.estimate(
+            card.name, width, height, styles, mask, model, options, cancel_event=cancel),
+            lambda found: label.set_text(f"Estimated time: {found.text}"),
+            lambda error: label.set_text(f"Estimated time: unknown ({error.message})"))
+
+    config.connect("notify", ask)
+    ask()
+    return label
+
+
+def procedure_has(config: Any, name: str) -> bool:
+    return config.find_property(name) is not None
 
 
 def _add_preview(dialog: Any, config: Any, engine: str, image: Any, drawable: Any,

@@ -5,6 +5,12 @@ same size and offsets, inside one undo group. With a selection, the WHOLE layer 
 the selection (feathering included) becomes the new layer's alpha, so outside it the new layer is
 transparent and soft edges blend with the original below.
 
+Engines with an intermediate option (the optimisation engines' `update_every`): the new layer is
+made at the first image so far and updated in place at each next one (its name says which
+iteration it shows), so the user sees the result grow and can stop when it looks right. GIMP's
+Cancel kills the plug-in: the layer then keeps the last image it got. The final result replaces
+it and takes the plain name.
+
 Why the whole layer: the networks normalise with statistics of the whole image (instance norms,
 AdaIN's feature statistics) and see context around every pixel, so stylizing only the selection's
 bounding box made the look inside the selection depend on its size and shape (up to 241 levels
@@ -22,6 +28,7 @@ import gi
 gi.require_version("Gimp", "3.0")
 from gi.repository import Gimp  # noqa: E402
 
+from stclient import registry  # noqa: E402
 from stclient.errors import (BAD_IMAGE, INTERNAL, MODEL_MISSING, UNAVAILABLE,  # noqa: E402
                              UNKNOWN_MODEL, StyleTransferError)
 from stclient.probe import surely_absent  # noqa: E402
@@ -131,12 +138,15 @@ def run_filter(image: Gimp.Image, drawable: Gimp.Layer, request: FilterRequest,
                        "seconds)…" if starting else f"{request.label}…")
     owns_client = client is None
     client = client or make_client(request.endpoint)
+    live = _LiveLayer(image, layer, request.label, region, restrict, content)
+    every = registry.card(request.engine).intermediate_option
     try:
         with timer.stage("request"):
             result, data = client.stylize(
                 content, request.engine, model=request.model, options=options,
                 styles=request.styles, style_paths=request.style_paths, mask=mask_frame,
-                on_progress=_progress)
+                on_progress=_progress,
+                on_intermediate=live.show if every and options.get(every) else None)
     except StyleTransferError as error:
         raise _explain(error, request.engine, client) from None
     finally:
@@ -145,14 +155,61 @@ def run_filter(image: Gimp.Image, drawable: Gimp.Layer, request: FilterRequest,
     compute = float(data.get("compute_s", 0.0) or 0.0)
     timer.extra["compute_s"] = round(compute, 4)
     timer.extra["transfer_s"] = round(max(0.0, timer.stages["request"] - compute), 4)
+    timer.extra["intermediate_updates"] = live.updates
     _check_result(result, content)
 
     with timer.stage("write"):
-        new_layer = _insert_result(image, layer, request.label, result, region, restrict)
+        new_layer = live.finish(result)
     Gimp.progress_update(1.0)
     Gimp.progress_end()
     Gimp.displays_flush()
     return new_layer
+
+
+class _LiveLayer:
+    """The result layer while an engine sends its image so far: made at the first one, updated
+    in place after (pixel writes outside the undo history: the one undo step is the layer's
+    insertion), finished with the result."""
+
+    def __init__(self, image: Gimp.Image, source: Gimp.Layer, label: str,
+                 region: tuple[int, int, int, int], restrict: bool,
+                 content: ImageFrame) -> None:
+        self.image, self.source, self.label = image, source, label
+        self.region, self.restrict, self.content = region, restrict, content
+        self.layer: Optional[Gimp.Layer] = None
+        self.updates = 0
+
+    def show(self, frame: ImageFrame, fraction: float, text: str) -> None:
+        _check_result(frame, self.content)
+        self._put(frame, f"{self.label} ({text} so far)")
+        self.updates += 1
+        Gimp.displays_flush()
+
+    def finish(self, result: ImageFrame) -> Gimp.Layer:
+        self._put(result, self.label)
+        assert self.layer is not None
+        return self.layer
+
+    def _put(self, frame: ImageFrame, name: str) -> None:
+        if self.layer is None:
+            self.layer = _insert_result(self.image, self.source, name, frame, self.region,
+                                        self.restrict)
+            return
+        pixels.write_region(self.layer, frame, self.region[0], self.region[1])  # no undo step
+        self.image.undo_freeze()          # the mask and the new name would each make one
+        try:
+            if self.restrict:
+                _apply_selection(self.layer)
+            self.layer.set_name(name)
+        finally:
+            self.image.undo_thaw()
+
+
+def _apply_selection(layer: Gimp.Layer) -> None:
+    """The selection (feathering included) becomes the layer's alpha."""
+    mask = layer.create_mask(Gimp.AddMaskType.SELECTION)
+    layer.add_mask(mask)
+    layer.remove_mask(Gimp.MaskApplyMode.APPLY)
 
 
 def _progress(fraction: float, text: str) -> None:
@@ -192,9 +249,7 @@ def _insert_result(image: Gimp.Image, source: Gimp.Layer, name: str, result: Ima
             new_layer.fill(Gimp.FillType.TRANSPARENT)
         pixels.write_region(new_layer, result, region[0], region[1])
         if restrict:
-            mask = new_layer.create_mask(Gimp.AddMaskType.SELECTION)
-            new_layer.add_mask(mask)
-            new_layer.remove_mask(Gimp.MaskApplyMode.APPLY)
+            _apply_selection(new_layer)
         image.set_selected_layers([new_layer])
     finally:
         image.undo_group_end()
@@ -210,7 +265,8 @@ def _explain(error: StyleTransferError, engine: str, client: Any) -> StyleTransf
     except StyleTransferError:
         return error
     installed = [m.get("name") for m in listing
-                 if m.get("engine") == engine and m.get("installed") and m.get("name")]
+                 if m.get("engine") in registry.model_engines(engine) and m.get("installed")
+                 and m.get("name")]
     if installed and not all(name in error.message for name in installed):
         return StyleTransferError(error.code, f"{error.message} Installed {engine} models: "
                                               f"{', '.join(installed)}.")

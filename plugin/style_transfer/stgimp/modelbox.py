@@ -100,7 +100,7 @@ class ModelBox:
         if not self.loaded:
             return
         self._clear()
-        mine = [m for m in self.models if m.get("engine") == engine]
+        mine = [m for m in self.models if m.get("engine") in registry.model_engines(engine)]
         installed = [m for m in mine if m.get("installed")]
         missing = [m for m in mine if not m.get("installed")]
         if installed:
@@ -167,7 +167,8 @@ class ModelBox:
                 window.resize(1, 1)            # back to the natural size without the list
 
     def describe(self) -> dict[str, Any]:
-        mine = [m for m in self.models if m.get("engine") == self.engine]
+        mine = [m for m in self.models
+                if m.get("engine") in registry.model_engines(self.engine)]
         return {"models": [m["name"] for m in mine if m.get("installed")],
                 "missing": [m["name"] for m in mine if not m.get("installed")],
                 "problem": self.problem}
