@@ -59,6 +59,9 @@ class StyleInputs:
     maximum: int = 0
     mask: bool = False                      # a mask (in GIMP: the selection) places the styles
     mask_max: int = 0                       # at most this many styles with a mask (images)
+    # One style with a mask: the mask is the region whose statistics the style replaces (colour
+    # transfer), so GIMP sends the selection as the mask, not only to cut the result out.
+    mask_is_region: bool = False
     builtin: int = 0                        # STYLE_BUILTIN: how many styles the models hold
 
     @property
@@ -97,7 +100,7 @@ class EngineCard:
     menu_label: str                         # GIMP: Filters > Style Transfer > ...
     description: str                        # one sentence: what it does (GIMP blurb, --help)
     paper: str                              # the method's reference
-    roles: tuple[RoleSpec, ...]
+    roles: tuple[RoleSpec, ...]             # empty: the engine uses no model (no files)
     options: tuple[OptionSpec, ...]
     default_model: str = ""                 # preferred when installed and none is named
     # other engines whose models this one runs (their files for this card's roles), e.g. the
@@ -127,8 +130,15 @@ class EngineCard:
         return tuple(role.name for role in self.roles)
 
     @property
+    def takes_model(self) -> bool:
+        """False for engines that are maths only (no checkpoint files, no model to choose)."""
+        return bool(self.roles)
+
+    @property
     def main_role(self) -> RoleSpec:
         """The file a single-file user model is (the one role that is not shared)."""
+        if not self.roles:
+            raise ValueError(f"the {self.name} engine uses no model files")
         own = [role for role in self.roles if not role.shared_from]
         return own[0] if own else self.roles[0]
 

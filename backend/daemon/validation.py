@@ -64,9 +64,12 @@ def check_pixels(frame: ImageFrame, what: str, config: DaemonConfig) -> None:
 
 
 def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> str:
-    """The installed model's name for `engine` (the engine's default when `model` is None)."""
+    """The installed model's name for `engine` (the engine's default when `model` is None; ""
+    for an engine that uses no model)."""
     from backend.modelstore.registry import default_model, get_model
-    registry.card(engine)           # an unknown engine is a bad_request naming the known ones
+    if not registry.card(engine).takes_model:   # (an unknown engine: bad_request naming them)
+        registry.refuse_model(engine, model)
+        return ""
     if model is None:
         return default_model(engine, config.models_dir).name
     info = get_model(model, config.models_dir)
@@ -130,7 +133,7 @@ def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOC
     sizes.check_sizes(sizes.job_images(spec.engine, options, sizes.square("batch image")),
                       config.max_pixels, config.max_job_memory)
     if spec.model is not None or not spec.checkpoints:
-        spec.model = resolve_model(spec.engine, spec.model, config)
+        spec.model = resolve_model(spec.engine, spec.model, config) or None
     spec.max_pixels = min(spec.max_pixels or config.max_pixels, config.max_pixels)
     return BatchPayload(spec, () if peer.local else policy.allow_dirs)
 
