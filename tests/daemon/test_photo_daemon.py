@@ -1,7 +1,7 @@
 """Colour Transfer and the photorealistic smoothing through a real daemon over a real socket and
 through batches (daemon and CLI): the daemon's answers are the in-process Runtime's, the
 colour-transfer engine shows no model and refuses one, a mask (GIMP's selection) confines it,
-and folder jobs carry both."""
+and folder jobs carry both. (The daemon, runtime and models_dir fixtures: conftest.py.)"""
 
 from __future__ import annotations
 
@@ -20,32 +20,9 @@ from backend.daemon.images import array_to_frame, frame_to_array
 from backend.engines.job import StylizeJob
 from stclient.errors import StyleTransferError
 from stclient.protocol import ImageFrame
-from tests.helpers.checkpoints import make_models_dir
-from tests.helpers.daemon import start_daemon
+from tests.helpers.examples import example
 
 ENGINE = "colortransfer"
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def daemon(models_dir):
-    with start_daemon(models_dir) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def runtime(models_dir):
-    from backend.runtime import Runtime
-    return Runtime(device="cpu", models_dir=models_dir)
-
-
-def example(path: str, size: tuple[int, int]) -> np.ndarray:
-    with Image.open(PROJECT_ROOT / "examples" / path) as image:
-        return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR))
 
 
 CONTENT = example("content/landscape.jpg", (96, 64))

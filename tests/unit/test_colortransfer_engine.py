@@ -20,6 +20,7 @@ from backend.optim import color
 from backend.runtime import Runtime
 from stclient import registry
 from stclient.errors import StyleTransferError
+from tests.helpers.examples import example
 
 ENGINE = "colortransfer"
 
@@ -28,11 +29,6 @@ ENGINE = "colortransfer"
 def rt(tmp_path_factory):
     return Runtime(device="cpu", models_dir=tmp_path_factory.mktemp("no-models"), threads=1)
 
-
-def photo(path: str, size: tuple[int, int]) -> np.ndarray:
-    """An example photo (examples/), scaled down: real colours, real edges."""
-    with Image.open(PROJECT_ROOT / "examples" / path) as image:
-        return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR))
 
 
 def lab_stats(pixels: np.ndarray, mask: np.ndarray | None = None):
@@ -44,8 +40,8 @@ def lab_stats(pixels: np.ndarray, mask: np.ndarray | None = None):
 
 def test_the_result_has_the_styles_colour_mean_and_covariance(rt):
     # float32 pixels in a middle range, so that neither clipping nor 8 bits hide the maths
-    content = (0.25 + 0.5 * photo("content/city.jpg", (96, 64)) / 255.0).astype(np.float32)
-    style = (0.2 + 0.6 * photo("styles/mosaic.jpg", (80, 80)) / 255.0).astype(np.float32)
+    content = (0.25 + 0.5 * example("content/city.jpg", (96, 64)) / 255.0).astype(np.float32)
+    style = (0.2 + 0.6 * example("styles/mosaic.jpg", (80, 80)) / 255.0).astype(np.float32)
     out = rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[style]))
     assert out.shape == content.shape and out.dtype == np.float32
     o_mean, o_cov = lab_stats(out)
@@ -57,8 +53,8 @@ def test_the_result_has_the_styles_colour_mean_and_covariance(rt):
 
 
 def test_options_reach_the_colour_maths(rt):
-    content = photo("content/landscape.jpg", (72, 48))
-    style = photo("styles/swirls.jpg", (64, 64))
+    content = example("content/landscape.jpg", (72, 48))
+    style = example("styles/swirls.jpg", (64, 64))
     options = {"histogram_method": "pca", "color_space": "rgb", "alpha": 0.6}
     out = rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[style], options=options))
     nchw = [torch.from_numpy(a.astype(np.float32) / 255).permute(2, 0, 1)[None]
@@ -70,8 +66,8 @@ def test_options_reach_the_colour_maths(rt):
 
 
 def test_keep_luminance_changes_only_the_colours(rt):
-    content = photo("content/still_life.jpg", (72, 48)).astype(np.float32) / 255
-    style = photo("styles/mosaic.jpg", (64, 64)).astype(np.float32) / 255
+    content = example("content/still_life.jpg", (72, 48)).astype(np.float32) / 255
+    style = example("styles/mosaic.jpg", (64, 64)).astype(np.float32) / 255
     plain = rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[style]))
     kept = rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[style],
                                  options={"keep_luminance": True}))
@@ -82,8 +78,8 @@ def test_keep_luminance_changes_only_the_colours(rt):
 
 
 def test_a_mask_confines_the_transfer_to_its_region(rt):
-    content = (0.2 + 0.6 * photo("content/city.jpg", (80, 60)) / 255.0).astype(np.float32)
-    style = (0.2 + 0.6 * photo("styles/swirls.jpg", (64, 64)) / 255.0).astype(np.float32)
+    content = (0.2 + 0.6 * example("content/city.jpg", (80, 60)) / 255.0).astype(np.float32)
+    style = (0.2 + 0.6 * example("styles/swirls.jpg", (64, 64)) / 255.0).astype(np.float32)
     mask = np.zeros((60, 80), np.float32)
     mask[10:50, 20:60] = 1.0
     out = rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[style], mask=mask))
@@ -96,7 +92,7 @@ def test_a_mask_confines_the_transfer_to_its_region(rt):
 
 
 def test_it_uses_no_model(rt):
-    content = photo("content/city.jpg", (32, 24))
+    content = example("content/city.jpg", (32, 24))
     loads = rt.stats["model_loads"]
     rt.stylize(StylizeJob(engine=ENGINE, content=content, styles=[content[::-1]]))
     assert rt.stats["model_loads"] == loads and rt.status()["models"] == []
@@ -116,8 +112,8 @@ def backend(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_command_and_stylize_are_one_engine(tmp_path):
-    Image.fromarray(photo("content/landscape.jpg", (60, 40))).save(tmp_path / "in.png")
-    Image.fromarray(photo("styles/mosaic.jpg", (50, 50))).save(tmp_path / "style.png")
+    Image.fromarray(example("content/landscape.jpg", (60, 40))).save(tmp_path / "in.png")
+    Image.fromarray(example("styles/mosaic.jpg", (50, 50))).save(tmp_path / "style.png")
     mask = np.zeros((40, 60), np.uint8)
     mask[:, :30] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")

@@ -25,6 +25,7 @@ from stclient import registry
 from stclient.errors import Cancelled, StyleTransferError
 from stclient.options import PHOTO_RADIUS
 from tests.helpers.checkpoints import make_models_dir
+from tests.helpers.examples import example
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +37,6 @@ def models_dir(tmp_path_factory):
 def rt(models_dir):
     return Runtime(device="cpu", models_dir=models_dir, threads=2)
 
-
-def example(path: str, size: tuple[int, int]) -> np.ndarray:
-    with Image.open(PROJECT_ROOT / "examples" / path) as image:
-        return np.asarray(image.convert("RGB").resize(size, Image.BILINEAR))
 
 
 CONTENT = example("content/city.jpg", (128, 96))
