@@ -160,10 +160,10 @@ def photo_smoothing() -> tuple[OptionSpec, ...]:
         OptionSpec(PHOTO_RADIUS, "int", 0,
                    "Photorealistic smoothing: radius in pixels of the guided filter that makes "
                    "the result follow the content's edges (0 = off; 4-16 for 512-2048 px).",
-                   0, 256, label="_Photo smoothing radius"),
+                   0, 256, label="Photo smoothing r_adius"),
         OptionSpec("photo_eps", "float", 1e-2,
                    "Edge threshold of the photorealistic smoothing: content edges with a local "
                    "standard deviation above about its square root survive (on 0..1 pixels); "
                    "smaller keeps more of the stylized texture.",
-                   1e-6, 1.0, label="Smoothing edge le_vel"),
+                   1e-6, 1.0, label="Photo smoothing _blur"),
     )

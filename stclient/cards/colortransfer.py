@@ -26,7 +26,7 @@ CARD = EngineCard(
                    choice_labels=("Smallest shift (symmetric)", "Cholesky", "PCA")),
         OptionSpec("color_space", "choice", "lab",
                    "Where the statistics are matched: 'lab' (Reinhard's decorrelated lαβ) or "
-                   "'rgb'.", choices=("lab", "rgb"), label="Colour s_pace",
+                   "'rgb'.", choices=("lab", "rgb"), label="Colour sp_ace",
                    choice_labels=("lαβ (decorrelated)", "RGB")),
         OptionSpec("keep_luminance", "bool", False,
                    "Keep the content's luminance: only the colours (chroma) change.",

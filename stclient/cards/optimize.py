@@ -33,7 +33,7 @@ OPTIONS = (
                "'symmetric' (square root).", choices=("cholesky", "pca", "symmetric")),
     OptionSpec("photo", "bool", False, "Photorealistic (Deep Photo Style Transfer): the "
                "matting-Laplacian regulariser keeps the photo's local structure.",
-               label="_Photorealistic"),
+               label="Photore_alistic"),
     OptionSpec("photo_weight", "float", 1e4, "Weight of the photorealism regulariser.",
                0.0, 1e12),
     color_output(False),

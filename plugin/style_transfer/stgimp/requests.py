@@ -116,7 +116,7 @@ def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint
                          restrict_to_selection=use_selection and not as_mask,
                          selection_is_mask=as_mask,
                          options_without_mask={"style_weights": [weight, 1.0 - weight]}
-                         if as_mask else None,
+                         if as_mask and two else None,
                          endpoint=endpoint)
 
 
