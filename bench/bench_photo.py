@@ -8,8 +8,8 @@ several sizes, through the Runtime as a user's job runs.
 
 Content: examples/content/city.jpg scaled to each size; style: examples/styles/swirls.jpg. Per
 size, the best and median of --repeats runs after a warm-up (models loaded first) of: the network
-job, the same job with --photo-radius, the guided filter alone (colour and grey guide), and a
-colour-transfer job. "edges" is the correlation of the result's gradient magnitudes with the
+job, the same job with --photo-radius, the guided filter alone (exact with a colour and a grey
+guide, and the subsampled fast one the smoothing step uses), and a colour-transfer job. "edges" is the correlation of the result's gradient magnitudes with the
 content's (higher: the result follows the photo's edges more).
 """
 
@@ -33,6 +33,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backend.engines.job import StylizeJob  # noqa: E402
+from backend.engines.smoothing import subsampling  # noqa: E402
 from backend.optim.guided_filter import guided_filter  # noqa: E402
 from backend.runtime import Runtime, cpu_name  # noqa: E402
 from bench._report import finish, load  # noqa: E402
@@ -73,17 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rt = Runtime(device=args.device, models_dir=args.models_dir)
     device = rt.device
+    processor = cpu_name() if device.type == "cpu" else rt.status()["device_name"]
     lines = [f"# Photorealism options, {args.device} ({dt.date.today().isoformat()})", "",
-             f"- machine: {platform.node()}, {cpu_name() if device.type == 'cpu' else rt.status()['device_name']}, "
+             f"- machine: {platform.node()}, {processor}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__}",
              f"- command: `python bench/bench_photo.py {' '.join(argv or sys.argv[1:])}`",
              f"- load average at the start (1/5/15 min): {load()}",
              f"- network: {args.engine} (its default model); smoothing radius {args.radius}, "
              "eps 0.01; best / median of "
              f"{args.repeats} after a warm-up", "",
-             "| size | network s | + smoothing s | smoothing share | filter colour s | "
-             "filter grey s | colour transfer s | edges off | edges on |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| size | network s | + smoothing s | smoothing share | exact filter s | "
+             "fast filter s (used) | exact, grey guide s | colour transfer s | edges off | "
+             "edges on |", "|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines))
     style = picture("styles/swirls.jpg", 256)
     for side in [int(s) for s in args.sizes.split(",")]:
@@ -99,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             .to(device)
         src = torch.from_numpy(off.astype(np.float32) / 255).permute(2, 0, 1)[None].to(device)
 
-        def run_filter(g: torch.Tensor) -> torch.Tensor:
-            out = guided_filter(g, src, args.radius, 1e-2)
+        def run_filter(g: torch.Tensor, subsample: int = 1) -> torch.Tensor:
+            out = guided_filter(g, src, args.radius, 1e-2, subsample=subsample)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             return out
 
         colour_best, colour_med, _ = timed(lambda: run_filter(guide), args.repeats)
+        fast_best, fast_med, _ = timed(lambda: run_filter(guide, subsampling(args.radius)),
+                                       args.repeats)
         grey_best, grey_med, _ = timed(lambda: run_filter(guide.mean(1, keepdim=True)),
                                        args.repeats)
         ct_best, ct_med, _ = timed(lambda: rt.stylize(StylizeJob(
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         share = (on_best - net_best) / on_best
         row = (f"| {side}² | {net_best:.3f} / {net_med:.3f} | {on_best:.3f} / {on_med:.3f} | "
                f"{share:.0%} | {colour_best:.3f} / {colour_med:.3f} | "
-               f"{grey_best:.3f} / {grey_med:.3f} | {ct_best:.3f} / {ct_med:.3f} | "
+               f"{fast_best:.3f} / {fast_med:.3f} | {grey_best:.3f} / {grey_med:.3f} | {ct_best:.3f} / {ct_med:.3f} | "
                f"{edges(off, content):.3f} | {edges(on, content):.3f} |")
         lines.append(row)
         print(row, flush=True)

@@ -1,6 +1,6 @@
 """Colour Transfer: the content takes the colour statistics of a style image (mean and covariance
-in Reinhard et al.'s decorrelated lαβ space, or in RGB), optionally only in the selection. Instant,
-no network and no model: "make my photo feel like that photo" in one click."""
+in Reinhard et al.'s decorrelated lαβ space, or in RGB), optionally only in the selection.
+Instant, no network and no model: "make my photo feel like that photo" in one click."""
 
 import dataclasses
 

@@ -87,3 +87,22 @@ def test_strips_give_the_whole_image_result(monkeypatch):
     assert fractions == [64 / 150, 128 / 150, 1.0]
     np.testing.assert_allclose(ours[0].permute(1, 2, 0).numpy(), reference(guide, src, 3, 1e-3),
                                atol=1e-9)
+
+
+def test_the_fast_variant_stays_close_to_the_exact_filter():
+    """He & Sun's subsampled filter at s = r / 4 on a real photo guiding a real texture (the
+    hardest input: full of detail the coarse fit cannot follow): within ~2 levels on average."""
+    from tests.helpers.examples import example
+    guide = torch.from_numpy(example("content/city.jpg", (200, 160)) / 255.0)
+    guide = guide.permute(2, 0, 1)[None]
+    src = torch.from_numpy(example("styles/swirls.jpg", (200, 160)) / 255.0).permute(2, 0, 1)[None]
+    for radius, subsample, mean_levels in ((8, 2, 2.0), (16, 4, 3.0)):
+        exact = guided_filter(guide, src, radius, 1e-2)
+        fast = guided_filter(guide, src, radius, 1e-2, subsample=subsample)
+        assert fast.shape == exact.shape and fast.dtype == exact.dtype
+        difference = (fast - exact).abs() * 255
+        assert difference.mean() < mean_levels, (radius, float(difference.mean()))
+        # the exact filter moved the input far more than the two differ
+        assert (exact - src).abs().mean() * 255 > 5 * difference.mean()
+    with pytest.raises(ValueError, match="subsampling"):
+        guided_filter(guide, src, 4, 1e-2, subsample=0)

@@ -143,3 +143,18 @@ def test_the_cli_flag(models_dir, tmp_path):
     refused = subprocess.run([*common, "-o", str(tmp_path / "x.png"), "--engine", "pix2pix",
                               "--photo-radius", "4"], **env_run)
     assert refused.returncode != 0 and "--photo-radius is an option of" in refused.stderr
+
+
+def test_large_radii_use_the_fast_filter(rt):
+    """From radius 8 on, the step is He & Sun's subsampled filter (s = r / 4)."""
+    from backend.engines import smoothing
+    assert [smoothing.subsampling(r) for r in (1, 4, 7, 8, 16, 33)] == [1, 1, 1, 2, 4, 8]
+    off = rt.stylize(job("cyclegan"))
+    on = rt.stylize(job("cyclegan", photo_radius=8))
+    rgb = torch.from_numpy(CONTENT.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    src = torch.from_numpy(off.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    want = guided_filter(rgb, src, 8, 1e-2, subsample=2).clamp(0, 1)
+    want = np.round(want[0].permute(1, 2, 0).numpy() * 255)
+    # the Runtime filters the network's float result, this the 8-bit one: a level or two
+    assert np.abs(on.astype(float) - want).mean() < 1.0
+    assert edge_agreement(on, CONTENT) > edge_agreement(off, CONTENT) + 0.1
