@@ -6,9 +6,10 @@ texture noise and halos (Li et al. 2018's fast alternative to Deep Photo's matti
 
 Radii of 8 and more use He & Sun's fast guided filter with subsampling s = radius // 4 (the
 ratio they recommend): the coefficients are fitted at 1/s of the size, which is s² times less
-work; measured on the example photos against the exact filter: a mean difference of 1.3 levels
-(of 255) at radius 8, 1.9 at radius 16, for 3.6x and 17x less time at 1024² on the CPU
-(bench/results/photo-cpu-2026-12-03.md). Radii below 8 are filtered exactly.
+work. Measured on the example photos (a photo guiding a style image's texture, the hardest
+input) against the exact filter at 1024²: a mean difference of 1.3 levels (of 255) at radius 8
+for 3.6x less time, 1.9 levels at radius 16 for 17x (2 busy CPU cores; bench/bench_photo.py
+and bench/results/photo-cpu-2026-12-03.md for the step in a job). Radii below 8 are exact.
 
 The guide is the content in colour (He et al. 2013 describe grey and colour guides): a colour
 guide keeps edges between colours of equal brightness (red on green) that a grey guide would

@@ -3,7 +3,8 @@ against the real daemon: Filters > Style Transfer > Colour Transfer... exists (f
 no model argument), gives a new layer whose colour statistics moved to the style's (the daemon's
 own answer, bit for bit), with a selection only inside it (its statistics matched, the rest
 kept); the feed-forward filters take photo-radius/photo-eps; and the dialogs (Xvfb) show those
-fields, a model box that says Colour Transfer uses none, and a preview."""
+fields, a model box that says Colour Transfer uses none, and a preview; the batch procedure runs
+it over a folder."""
 
 from __future__ import annotations
 
@@ -62,6 +63,15 @@ def runs(session, daemon, style_file):
              args={"style-file": {"file": style_file}, "photo-radius": 4, "photo-eps": 0.001,
                    "endpoint": endpoint}),
     ]
+    batch_in = session.shared / "batch_in"
+    batch_in.mkdir()
+    for name in ("city", "still_life"):
+        Image.fromarray(example(f"content/{name}.jpg", (40, 32))).save(batch_in / f"{name}.png")
+    cases.append(case("colour_batch", P + "batch",
+                      args={"input-folder": {"file": str(batch_in)},
+                            "output-folder": {"file": str(session.shared / "batch_out")},
+                            "engine": "colortransfer", "style-file": {"file": style_file},
+                            "alpha": 0.5, "endpoint": endpoint}))
     results = session.run(cases)
     display = session.gimp.start_display()
     shots = session.shared / "shots"
@@ -132,3 +142,16 @@ def test_the_dialogs_show_the_new_fields(runs):
     assert "model" not in colour["fields"] and colour["problem"] is None
     assert colour["preview"]["width"] == 320, colour
     assert {"photo-radius", "photo-eps"} <= set(adain["fields"]), adain
+
+
+def test_the_batch_procedure_runs_colour_transfer(runs, daemon, session, style_file):
+    result = ok(runs["colour_batch"])
+    done, skipped, failed, summary = result.raw["returned"]
+    assert (done, skipped, failed) == (2, 0, 0), summary
+    for name in ("city.png", "still_life.png"):
+        source = np.asarray(Image.open(session.shared / "batch_in" / name))
+        got = np.asarray(Image.open(session.shared / "batch_out" / name))
+        np.testing.assert_array_equal(got, expected(daemon, source, "colortransfer",
+                                                    style_paths=[style_file],
+                                                    options={"alpha": 0.5}))
+        assert np.abs(got.astype(int) - source.astype(int)).mean() > 2
