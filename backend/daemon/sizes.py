@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from stclient.errors import OUT_OF_MEMORY, TOO_LARGE, StyleTransferError
+from stclient.options import PHOTO_RADIUS
 from stclient.registry import option_specs
 
 from backend.engines.base import working_shape       # how the engines scale: the same numbers
 
 WHOLE_IMAGE_TENSORS = 4          # input, resized input, network output, result
+# the photorealistic smoothing (photo_radius > 0) at full size: guide and input as tensors, the
+# fast filter's 12 coefficient planes (4 RGB images), a product of 3, the result: about 10 more
+SMOOTHING_TENSORS = 10
 BYTES_PER_PIXEL = 3 * 4          # float32 RGB
 MEMORY_SHARE = 0.6               # of MemAvailable a job may plan to use (as the Runtime's budget)
 
@@ -59,8 +63,14 @@ def job_images(engine: str, options: dict[str, Any],
     return result
 
 
+def whole_image_tensors(options: dict[str, Any]) -> int:
+    """How many whole-image RGB float tensors a job with these options holds at once."""
+    smoothing = int(options.get(PHOTO_RADIUS) or 0) > 0
+    return WHOLE_IMAGE_TENSORS + (SMOOTHING_TENSORS if smoothing else 0)
+
+
 def check_sizes(images: Iterable[SizedImage], max_pixels: int, memory_limit: Optional[int],
-                count: int = 1) -> None:
+                count: int = 1, tensors: int = WHOLE_IMAGE_TENSORS) -> None:
     """Raise too_large / out_of_memory before any work when the job cannot fit."""
     images = list(images)
     for image in images:
@@ -73,7 +83,7 @@ def check_sizes(images: Iterable[SizedImage], max_pixels: int, memory_limit: Opt
     if not images:
         return
     largest = max(images, key=lambda image: image.height * image.width)
-    need = largest.height * largest.width * BYTES_PER_PIXEL * WHOLE_IMAGE_TENSORS * count
+    need = largest.height * largest.width * BYTES_PER_PIXEL * tensors * count
     limit = memory_limit if memory_limit is not None else default_memory_limit()
     if need > limit:
         raise StyleTransferError(

@@ -114,7 +114,8 @@ def check_stylize_sizes(engine: str, options: dict[str, Any], content: tuple[int
     """Pixel limit and memory for every image of a stylize job at every size it gets (the
     worker calls this again once it has read the style files)."""
     images = sizes.job_images(engine, options, sizes.stylize_images(content, styles))
-    sizes.check_sizes(images, config.max_pixels, config.max_job_memory)
+    sizes.check_sizes(images, config.max_pixels, config.max_job_memory,
+                      tensors=sizes.whole_image_tensors(options))
 
 
 def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOCAL,

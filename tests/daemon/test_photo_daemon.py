@@ -134,3 +134,17 @@ def test_the_batch_command_runs_colour_transfer(models_dir, tmp_path):
                               "--model", "adain", "--in-process", "--quiet"], cwd=PROJECT_ROOT,
                              env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode != 0 and "uses no model" in refused.stderr
+
+
+def test_the_memory_check_counts_the_smoothing(models_dir):
+    """The smoothing holds more whole-image tensors: an image that fits --max-job-memory
+    without it is refused with it, before any work."""
+    from tests.helpers.daemon import start_daemon
+    content = array_to_frame(example("content/city.jpg", (400, 400)))
+    with start_daemon(models_dir, extra_args=["--max-job-memory", "20M"]) as handle:
+        with handle.client() as client:
+            with pytest.raises(StyleTransferError) as caught:
+                client.stylize(content, "cyclegan", "style_monet", {"photo_radius": 8})
+            assert caught.value.code == "out_of_memory", caught.value.message
+            frame, _ = client.stylize(content, "cyclegan", "style_monet")
+            assert (frame.width, frame.height) == (400, 400)
