@@ -130,6 +130,8 @@ def test_the_command_and_stylize_are_one_engine(tmp_path):
     original = np.asarray(Image.open(tmp_path / "in.png"))
     np.testing.assert_array_equal(a[:, 30:], original[:, 30:])     # outside the mask
     assert np.abs(a[:, :30].astype(int) - original[:, :30]).mean() > 3
+    listed = backend("models", "--engine", ENGINE)
+    assert listed.returncode == 0 and "uses no model" in listed.stdout, listed.stderr
     refused = backend("stylize", str(tmp_path / "in.png"), "-o", str(tmp_path / "c.png"),
                       "--engine", ENGINE, "--style", str(tmp_path / "style.png"),
                       "--model", "adain", "--in-process")
