@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from tests.gimp.harness import ImageSpec, gimp_session
-from tests.gimp.test_gimp_dialogs import (dialogs, keep_screenshots, no_mnemonic_trouble,
-                                          own_arguments)
+from stclient.protocol import ImageFrame
+from tests.gimp.test_gimp_dialogs import (daemon_answer, dialogs, keep_screenshots,
+                                          no_mnemonic_trouble, own_arguments)
 from tests.gimp.test_gimp_plugin import expected, new_layer, ok
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
@@ -76,13 +77,16 @@ def runs(session, daemon, style_file):
     display = session.gimp.start_display()
     shots = session.shared / "shots"
     shots.mkdir()
-    interactive = [own_arguments(case(name, P + engine, ImageSpec(320, 240).add(
-        "photo", example("content/landscape.jpg", (320, 240))),
-        args={"style-file": {"file": style_file}, "endpoint": endpoint},
-        run_mode="interactive")) for name, engine in (("colour_dialog", "colortransfer"),
-                                                      ("adain_dialog", "adain"))]
-    session.run(interactive, env={"DISPLAY": display, "STYLE_TRANSFER_TEST_DIALOG_RESPONSE": "ok",
-                                  "STYLE_TRANSFER_TEST_SCREENSHOTS": str(shots)}, tag="dialogs")
+    # a 640x480 layer: the preview is half its size, so radius 8 is 4 there
+    interactive = [own_arguments(case(name, P + engine, ImageSpec(640, 480).add(
+        "photo", example("content/landscape.jpg", (640, 480))),
+        args={"style-file": {"file": style_file}, "endpoint": endpoint, **extra},
+        run_mode="interactive")) for name, engine, extra in (
+            ("colour_dialog", "colortransfer", {}),
+            ("adain_dialog", "adain", {"photo-radius": 8, "photo-eps": 0.001}))]
+    env = {"DISPLAY": display, "STYLE_TRANSFER_TEST_DIALOG_RESPONSE": "ok",
+           "STYLE_TRANSFER_TEST_SCREENSHOTS": str(shots)}
+    results.update(session.run(interactive, env=env, tag="dialogs"))
     shown = dialogs(session.last_run)
     no_mnemonic_trouble(session.last_run, shown)
     keep_screenshots(shown)                    # STYLE_TRANSFER_DOC_IMAGES=1: into docs/images
@@ -142,6 +146,22 @@ def test_the_dialogs_show_the_new_fields(runs):
     assert "model" not in colour["fields"] and colour["problem"] is None
     assert colour["preview"]["width"] == 320, colour
     assert {"photo-radius", "photo-eps"} <= set(adain["fields"]), adain
+
+
+def test_the_preview_smooths_at_its_own_scale(runs, daemon, style_file):
+    """The dialog's preview is the daemon's answer for the small copy with the radius scaled
+    to it (8 px of the layer are 4 px of the half-size preview)."""
+    files = runs["shown"]["adain_dialog"]["preview_files"]
+    source = np.fromfile(files["in"], np.uint8).reshape(240, 320, 3)
+    shown = np.fromfile(files["out"], np.uint8).reshape(240, 320, 3)
+    frame = ImageFrame(320, 240, 3, "uint8", source.tobytes())
+    want = daemon_answer(daemon, frame, "adain", style_paths=[style_file],
+                         options={"photo_radius": 4, "photo_eps": 0.001})
+    np.testing.assert_array_equal(shown, want)
+    unscaled = daemon_answer(daemon, frame, "adain", style_paths=[style_file],
+                             options={"photo_radius": 8, "photo_eps": 0.001})
+    assert not np.array_equal(shown, unscaled)
+    assert ok(runs["adain_dialog"])
 
 
 def test_the_batch_procedure_runs_colour_transfer(runs, daemon, session, style_file):
