@@ -89,6 +89,9 @@ class PerfPolicy:
     optimize: bool = True                   # the fast inference transforms (perf/fast.py)
     guard: bool = True                      # memory guard: tiling / OOM fallback (perf/guard.py)
     channels_last_cpu: bool = False         # run in channels_last on the CPU without the kernel
+    # whole-image RGB float32 tensors a job holds at once, for the daemon's memory check
+    # (daemon/sizes.py); more for engines that work on the whole image in float64
+    image_tensors: int = 4
 
 
 @dataclass(frozen=True)

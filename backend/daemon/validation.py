@@ -115,7 +115,7 @@ def check_stylize_sizes(engine: str, options: dict[str, Any], content: tuple[int
     worker calls this again once it has read the style files)."""
     images = sizes.job_images(engine, options, sizes.stylize_images(content, styles))
     sizes.check_sizes(images, config.max_pixels, config.max_job_memory,
-                      tensors=sizes.whole_image_tensors(options))
+                      tensors=sizes.whole_image_tensors(engine, options))
 
 
 def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOCAL,

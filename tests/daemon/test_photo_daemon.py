@@ -138,7 +138,8 @@ def test_the_batch_command_runs_colour_transfer(models_dir, tmp_path):
 
 def test_the_memory_check_counts_the_smoothing(models_dir):
     """The smoothing holds more whole-image tensors: an image that fits --max-job-memory
-    without it is refused with it, before any work."""
+    without it is refused with it, before any work; so is one too large for colour transfer's
+    float64 maths."""
     from tests.helpers.daemon import start_daemon
     content = array_to_frame(example("content/city.jpg", (400, 400)))
     with start_daemon(models_dir, extra_args=["--max-job-memory", "20M"]) as handle:
@@ -148,3 +149,10 @@ def test_the_memory_check_counts_the_smoothing(models_dir):
             assert caught.value.code == "out_of_memory", caught.value.message
             frame, _ = client.stylize(content, "cyclegan", "style_monet")
             assert (frame.width, frame.height) == (400, 400)
+            # colour transfer works on the whole image in float64: its card counts more
+            with pytest.raises(StyleTransferError) as caught:
+                client.stylize(content, ENGINE, styles=[array_to_frame(STYLE)])
+            assert caught.value.code == "out_of_memory", caught.value.message
+            small = array_to_frame(example("content/city.jpg", (160, 160)))
+            frame, _ = client.stylize(small, ENGINE, styles=[array_to_frame(STYLE)])
+            assert frame.width == 160
