@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from backend.engines import get_engine
+from backend.engines import get_engine, smoothing
 from backend.engines.base import EngineContext
 from backend.engines.job import (CancelledFn, IntermediateFn, ProgressFn, StylizeJob,
                                  never_cancelled, no_progress)
@@ -145,13 +145,16 @@ class ModelSource:
 
 
 class _Rates:
-    """Seconds per checkpoint byte to load and seconds per pixel to compute, as measured by this
-    Runtime (exponential averages), for the progress bar's split between loading and work."""
+    """Seconds per checkpoint byte to load, seconds per pixel to compute and to smooth, as
+    measured by this Runtime (exponential averages), for the progress bar's split between
+    loading, the network and the photorealistic smoothing."""
 
     DEFAULT_LOAD_SHARE = 0.15
+    DEFAULT_SMOOTHING_SHARE = 0.3
 
     def __init__(self) -> None:
         self.load_s_per_byte: Optional[float] = None
+        self.smooth_s_per_pixel: Optional[float] = None
         self.compute_s_per_pixel: dict[str, float] = {}
 
     @staticmethod
@@ -176,6 +179,20 @@ class _Rates:
             rate = seconds / pixels
             old = self.compute_s_per_pixel.get(key)
             self.compute_s_per_pixel[key] = rate if old is None else 0.5 * (rate + old)
+
+    def smoothed(self, pixels: int, seconds: float) -> None:
+        if pixels > 0:
+            rate = seconds / pixels
+            old = self.smooth_s_per_pixel
+            self.smooth_s_per_pixel = rate if old is None else 0.5 * (rate + old)
+
+    def smoothing_share(self, key: str) -> float:
+        """The photorealistic smoothing's share of the engine's part of the bar."""
+        per_pixel = self.compute_s_per_pixel.get(key)
+        if self.smooth_s_per_pixel is None or per_pixel is None:
+            return self.DEFAULT_SMOOTHING_SHARE
+        smooth = self.smooth_s_per_pixel
+        return min(0.9, max(0.01, smooth / max(smooth + per_pixel, 1e-12)))
 
     def load_share(self, source: ModelSource, pixels: int) -> float:
         per_pixel = self.compute_s_per_pixel.get(source.key)
@@ -227,6 +244,9 @@ class Runtime:
         """Files of the job's model: explicit checkpoint files bypass the model store."""
         roles = get_engine(engine).roles
         checkpoints = dict(checkpoints or {})
+        if not roles:                      # an engine that is maths only: no files to find
+            registry.refuse_model(engine, model, checkpoints)
+            return ModelSource(engine, "", {}, {})
         if checkpoints:
             unknown = sorted(set(checkpoints) - set(roles))
             if unknown:
@@ -273,6 +293,12 @@ class Runtime:
         """The loaded model (from the cache when it is there and its files are unchanged)."""
         source = self.resolve_model(engine, model, checkpoints)
         key = source.key
+        if not source.paths:
+            # no model (no roles): nothing to load, size or cache; the engine's `load` says
+            # what it needs, if anything, for this device
+            return LoadedModel(key=key, engine=engine, name="", arch=engine,
+                               model=get_engine(engine).load({}, self.device, {}), nbytes=0,
+                               paths={}, loaded_at=time.time())
         with self._lock:
             cached = self._models.get(key)
             if cached is not None:
@@ -309,7 +335,7 @@ class Runtime:
         """The share of the progress bar the model's loading gets: 0 when it is loaded, else its
         expected seconds over the job's (measured in this Runtime when it can be)."""
         with self._lock:
-            if source.key in self._models:
+            if source.key in self._models or not source.paths:
                 return 0.0
         return self._rates.load_share(source, pixels)
 
@@ -359,9 +385,14 @@ class Runtime:
         rgb, alpha = to_float_rgb(content)
         compute_started = time.monotonic()
         colour = bool(options.get("color_output"))
+        # the photorealistic smoothing after the network (cards with photo_radius) gets its
+        # measured share of the bar
+        end = start + (END_OF_ENGINE - start) * (
+            1.0 - self._rates.smoothing_share(loaded.key)
+            if smoothing.wanted(options) else 1.0)
         ctx = EngineContext(
             device=self.device,
-            progress=lambda frac, text: progress(start + (END_OF_ENGINE - start) * frac, text),
+            progress=lambda frac, text: progress(start + (end - start) * frac, text),
             cancelled=cancelled, style_cache=self.style_cache, model_key=loaded.key,
             stats=self.stats, budget=self.activation_budget,
             intermediate=None if intermediate is None or not engine.card.intermediate_option
@@ -370,6 +401,11 @@ class Runtime:
         try:
             with self._run_lock, torch.inference_mode():
                 out = engine.stylize(loaded.model, rgb, job, options, ctx)
+                network_s = time.monotonic() - compute_started
+                if out.shape == (height, width, 3) and smoothing.wanted(options):
+                    out = self._smooth(rgb, out, options, ctx,
+                                       lambda frac: progress(end + (END_OF_ENGINE - end) * frac,
+                                                             "photorealistic smoothing"))
         except torch.OutOfMemoryError:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -381,7 +417,7 @@ class Runtime:
                                                   f"{out.shape} for a {width}x{height} image.")
         if cancelled():
             raise Cancelled()
-        self._rates.computed(loaded.key, height * width, time.monotonic() - compute_started)
+        self._rates.computed(loaded.key, height * width, network_s)
         result = from_float_rgb(out, content, alpha, bool(options.get("color_output")))
         self.stats["runs"] += 1
         progress(1.0, "done")
@@ -408,6 +444,21 @@ class Runtime:
         with self._run_lock, torch.inference_mode():
             return implementation.estimate(loaded.model, tuple(shape), styles, mask, resolved,
                                            ctx)
+
+    def _smooth(self, rgb: np.ndarray, out: np.ndarray, options: dict[str, Any],
+                ctx: EngineContext, report: Any) -> np.ndarray:
+        """The shared post-processing step (backend/engines/smoothing.py), timed for the
+        progress split of later jobs; cancellable between its strips."""
+        ctx.step(1.0, "photorealistic smoothing")
+        started = time.monotonic()
+
+        def strip(fraction: float) -> None:
+            ctx.check_cancelled()
+            report(fraction)
+
+        result = smoothing.smooth(rgb, out, options, self.device, strip)
+        self._rates.smoothed(rgb.shape[0] * rgb.shape[1], time.monotonic() - started)
+        return result
 
     def sample(self, model: Optional[str] = None, count: int = 1, seed: int = 0,
                options: Optional[Mapping[str, Any]] = None, progress: ProgressFn = no_progress,

@@ -59,6 +59,9 @@ class StyleInputs:
     maximum: int = 0
     mask: bool = False                      # a mask (in GIMP: the selection) places the styles
     mask_max: int = 0                       # at most this many styles with a mask (images)
+    # One style with a mask: the mask is the region whose statistics the style replaces (colour
+    # transfer), so GIMP sends the selection as the mask, not only to cut the result out.
+    mask_is_region: bool = False
     builtin: int = 0                        # STYLE_BUILTIN: how many styles the models hold
 
     @property
@@ -86,6 +89,9 @@ class PerfPolicy:
     optimize: bool = True                   # the fast inference transforms (perf/fast.py)
     guard: bool = True                      # memory guard: tiling / OOM fallback (perf/guard.py)
     channels_last_cpu: bool = False         # run in channels_last on the CPU without the kernel
+    # whole-image RGB float32 tensors a job holds at once, for the daemon's memory check
+    # (daemon/sizes.py); more for engines that work on the whole image in float64
+    image_tensors: int = 4
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class EngineCard:
     menu_label: str                         # GIMP: Filters > Style Transfer > ...
     description: str                        # one sentence: what it does (GIMP blurb, --help)
     paper: str                              # the method's reference
-    roles: tuple[RoleSpec, ...]
+    roles: tuple[RoleSpec, ...]             # empty: the engine uses no model (no files)
     options: tuple[OptionSpec, ...]
     default_model: str = ""                 # preferred when installed and none is named
     # other engines whose models this one runs (their files for this card's roles), e.g. the
@@ -133,8 +139,15 @@ class EngineCard:
         return tuple(role.name for role in self.roles)
 
     @property
+    def takes_model(self) -> bool:
+        """False for engines that are maths only (no checkpoint files, no model to choose)."""
+        return bool(self.roles)
+
+    @property
     def main_role(self) -> RoleSpec:
         """The file a single-file user model is (the one role that is not shared)."""
+        if not self.roles:
+            raise ValueError(f"the {self.name} engine uses no model files")
         own = [role for role in self.roles if not role.shared_from]
         return own[0] if own else self.roles[0]
 

@@ -147,3 +147,23 @@ def color_output(default: bool) -> OptionSpec:
         "A grey image gets a colour (RGB) result (in GIMP the image is converted to RGB); "
         "off: the result is turned back into grey like its input.",
         label="Colour result on _grey images")
+
+
+PHOTO_RADIUS = "photo_radius"
+
+
+def photo_smoothing() -> tuple[OptionSpec, ...]:
+    """Fast photorealism for feed-forward results: He et al.'s guided filter smooths the
+    stylized image with the content as guide, so it keeps the photo's edges (the Runtime applies
+    it after the network for every card with these options; backend/engines/smoothing.py)."""
+    return (
+        OptionSpec(PHOTO_RADIUS, "int", 0,
+                   "Photorealistic smoothing: radius in pixels of the guided filter that makes "
+                   "the result follow the content's edges (0 = off; 4-16 for 512-2048 px).",
+                   0, 256, label="Photo smoothing r_adius"),
+        OptionSpec("photo_eps", "float", 1e-2,
+                   "Edge threshold of the photorealistic smoothing: content edges with a local "
+                   "standard deviation above about its square root survive (on 0..1 pixels); "
+                   "smaller keeps more of the stylized texture.",
+                   1e-6, 1.0, label="Photo smoothing _blur"),
+    )

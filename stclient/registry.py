@@ -54,6 +54,16 @@ def model_engines(engine: str) -> tuple[str, ...]:
     return (engine, *card(engine).models_from)
 
 
+def refuse_model(engine: str, model: Optional[str] = None,
+                 checkpoints: Optional[dict[str, Any]] = None) -> None:
+    """An engine that uses no model (its card has no roles) takes no model name or checkpoint
+    file: refuse one with a sentence, as every front end does before any work."""
+    c = card(engine)
+    if not c.takes_model and (model or checkpoints):
+        raise StyleTransferError(BAD_REQUEST, f"The {c.title} engine uses no model; leave out "
+                                              f"{'--checkpoint' if checkpoints else '--model'}.")
+
+
 def sampling_engines() -> tuple[str, ...]:
     return tuple(name for name, c in cards().items() if c.sample is not None)
 

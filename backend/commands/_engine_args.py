@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import Any, Optional
 
 from stclient.errors import BAD_REQUEST, StyleTransferError
 from stclient import registry
@@ -71,27 +71,34 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use this checkpoint file instead of --model (ROLE=PATH per file; a "
                              f"bare PATH is the {DEFAULT_ROLE}): " + "; ".join(
                                  f"{name} {', '.join(card.role_names)}"
-                                 for name, card in cards.items()))
+                                 for name, card in cards.items() if card.takes_model))
     group = parser.add_argument_group("engine options")
     for name, uses in _engines_by_option().items():
-        spec = uses[0][1]
-        flag = spec.flag
-        if spec.kind == "bool":
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                               default=None, help=_help(name, uses))
-        elif spec.kind == "choice":
-            choices = sorted({c for _, s in uses for c in s.choices})
-            group.add_argument(flag, dest=name, choices=choices, default=None,
-                               help=_help(name, uses))
-        elif spec.kind in ("floats", "ints"):
-            group.add_argument(flag, dest=name, default=None,
-                               type=_number_list(float if spec.kind == "floats" else int),
-                               metavar="X,Y,..." if spec.kind == "floats" else "N,M,...",
-                               help=_help(name, uses))
-        else:
-            group.add_argument(flag, dest=name, type=int if spec.kind == "int" else float,
-                               default=None, metavar="N" if spec.kind == "int" else "X",
-                               help=_help(name, uses))
+        add_option_flag(group, uses[0][1], _help(name, uses),
+                        sorted({c for _, s in uses for c in s.choices}))
+
+
+def add_option_flag(group: Any, spec: OptionSpec, help_text: str,
+                    choices: Optional[list[str]] = None, aliases: tuple[str, ...] = ()) -> None:
+    """The flag of one option (default None: only what the user types is passed on); `aliases`
+    are further spellings of the same flag."""
+    flags = (spec.flag, *aliases)
+    name = spec.name
+    if spec.kind == "bool":
+        group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
+    elif spec.kind == "choice":
+        group.add_argument(*flags, dest=name, choices=choices or list(spec.choices),
+                           default=None, help=help_text)
+    elif spec.kind in ("floats", "ints"):
+        group.add_argument(*flags, dest=name, default=None,
+                           type=_number_list(float if spec.kind == "floats" else int),
+                           metavar="X,Y,..." if spec.kind == "floats" else "N,M,...",
+                           help=help_text)
+    else:
+        group.add_argument(*flags, dest=name, type=int if spec.kind == "int" else float,
+                           default=None, metavar="N" if spec.kind == "int" else "X",
+                           help=help_text)
 
 
 def options_from_args(args: argparse.Namespace, engine: str) -> dict[str, Any]:
@@ -116,7 +123,10 @@ def checkpoints_from_args(args: argparse.Namespace) -> dict[str, str]:
     -> {role: absolute path}."""
     checkpoints: dict[str, str] = {}
     engine = getattr(args, "engine", None)
-    bare_role = registry.card(engine).main_role.name if engine else DEFAULT_ROLE
+    if engine and getattr(args, "checkpoint", None):
+        registry.refuse_model(engine, checkpoints={"": args.checkpoint})
+    bare_role = registry.card(engine).main_role.name if engine and \
+        registry.card(engine).takes_model else DEFAULT_ROLE
     for text in getattr(args, "checkpoint", None) or []:
         role, sep, path = text.partition("=")
         if not sep or os.path.sep in role or not role:

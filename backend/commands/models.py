@@ -82,6 +82,9 @@ def run_list(args: argparse.Namespace) -> int:
                    "problems": registry.problems}, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
+    if args.engine is not None and not engine_registry.card(args.engine).takes_model:
+        print(f"{engine_registry.card(args.engine).title} uses no model: nothing to install.")
+        return 0
     rows = [("NAME", "ENGINE", "STATUS", "SOURCE", "DISPLAY NAME")]
     for m in models:
         also = [name for name in engine_registry.engine_names()

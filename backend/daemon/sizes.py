@@ -11,7 +11,8 @@ named `*_size`); this module does not list engines. For each image a job will al
 
 Network activations are not counted here: the Runtime tiles a network whose activations would
 not fit its budget. What is counted are the whole images a job holds at once (input, resized
-input, output, result, as float32 RGB), which no tiling can avoid.
+input, output, result, as float32 RGB; more where the card's perf.image_tensors says so, and the
+photorealistic smoothing's), which no tiling can avoid.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+from stclient.card import PerfPolicy
 from stclient.errors import OUT_OF_MEMORY, TOO_LARGE, StyleTransferError
-from stclient.registry import option_specs
+from stclient.options import PHOTO_RADIUS
+from stclient.registry import card, option_specs
 
 from backend.engines.base import working_shape       # how the engines scale: the same numbers
 
-WHOLE_IMAGE_TENSORS = 4          # input, resized input, network output, result
+# the cards' default (input, resized input, network output, result); a card may say more
+WHOLE_IMAGE_TENSORS = PerfPolicy().image_tensors
+# the photorealistic smoothing (photo_radius > 0) at full size: guide and input as tensors, the
+# fast filter's 12 coefficient planes (4 RGB images), a product of 3, the result: about 10 more
+SMOOTHING_TENSORS = 10
 BYTES_PER_PIXEL = 3 * 4          # float32 RGB
 MEMORY_SHARE = 0.6               # of MemAvailable a job may plan to use (as the Runtime's budget)
 
@@ -59,8 +66,15 @@ def job_images(engine: str, options: dict[str, Any],
     return result
 
 
+def whole_image_tensors(engine: str, options: dict[str, Any]) -> int:
+    """How many whole-image RGB float tensors a job of `engine` with these options holds at
+    once: its card's count (perf.image_tensors), and the smoothing's when it is on."""
+    smoothing = int(options.get(PHOTO_RADIUS) or 0) > 0
+    return card(engine).perf.image_tensors + (SMOOTHING_TENSORS if smoothing else 0)
+
+
 def check_sizes(images: Iterable[SizedImage], max_pixels: int, memory_limit: Optional[int],
-                count: int = 1) -> None:
+                count: int = 1, tensors: int = WHOLE_IMAGE_TENSORS) -> None:
     """Raise too_large / out_of_memory before any work when the job cannot fit."""
     images = list(images)
     for image in images:
@@ -73,7 +87,7 @@ def check_sizes(images: Iterable[SizedImage], max_pixels: int, memory_limit: Opt
     if not images:
         return
     largest = max(images, key=lambda image: image.height * image.width)
-    need = largest.height * largest.width * BYTES_PER_PIXEL * WHOLE_IMAGE_TENSORS * count
+    need = largest.height * largest.width * BYTES_PER_PIXEL * tensors * count
     limit = memory_limit if memory_limit is not None else default_memory_limit()
     if need > limit:
         raise StyleTransferError(

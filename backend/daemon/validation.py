@@ -75,9 +75,12 @@ def check_pixels(frame: ImageFrame, what: str, config: DaemonConfig) -> None:
 
 
 def resolve_model(engine: str, model: Optional[str], config: DaemonConfig) -> str:
-    """The installed model's name for `engine` (the engine's default when `model` is None)."""
+    """The installed model's name for `engine` (the engine's default when `model` is None; ""
+    for an engine that uses no model)."""
     from backend.modelstore.registry import default_model, get_model
-    registry.card(engine)           # an unknown engine is a bad_request naming the known ones
+    if not registry.card(engine).takes_model:   # (an unknown engine: bad_request naming them)
+        registry.refuse_model(engine, model)
+        return ""
     if model is None:
         return default_model(engine, config.models_dir).name
     info = get_model(model, config.models_dir)
@@ -122,7 +125,8 @@ def check_stylize_sizes(engine: str, options: dict[str, Any], content: tuple[int
     """Pixel limit and memory for every image of a stylize job at every size it gets (the
     worker calls this again once it has read the style files)."""
     images = sizes.job_images(engine, options, sizes.stylize_images(content, styles))
-    sizes.check_sizes(images, config.max_pixels, config.max_job_memory)
+    sizes.check_sizes(images, config.max_pixels, config.max_job_memory,
+                      tensors=sizes.whole_image_tensors(engine, options))
 
 
 def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOCAL,
@@ -141,7 +145,7 @@ def validate_batch(request: BatchRequest, config: DaemonConfig, peer: Peer = LOC
     sizes.check_sizes(sizes.job_images(spec.engine, options, sizes.square("batch image")),
                       config.max_pixels, config.max_job_memory)
     if spec.model is not None or not spec.checkpoints:
-        spec.model = resolve_model(spec.engine, spec.model, config)
+        spec.model = resolve_model(spec.engine, spec.model, config) or None
     spec.max_pixels = min(spec.max_pixels or config.max_pixels, config.max_pixels)
     return BatchPayload(spec, () if peer.local else policy.allow_dirs)
 

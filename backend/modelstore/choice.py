@@ -14,9 +14,13 @@ from .registry import ModelInfo, default_model, get_model
 
 
 def model_for(engine: str, name: Optional[str] = None,
-              models_dir: Optional[Path] = None) -> ModelInfo:
+              models_dir: Optional[Path] = None) -> Optional[ModelInfo]:
     """The installed model `name` (None: the engine's default); unknown_model, model_missing or
-    bad_request (a model of another engine) otherwise."""
+    bad_request (a model of another engine) otherwise. None for an engine that uses no model
+    (a name given for one is a bad_request)."""
+    if not registry.card(engine).takes_model:
+        registry.refuse_model(engine, name)
+        return None
     info = get_model(name, models_dir=models_dir) if name else \
         default_model(engine, models_dir=models_dir)
     if info.engine not in registry.model_engines(engine):

@@ -7,7 +7,10 @@ Procedures (names and argument names are the public scripting API):
                                      alpha, preserve-color, use-selection, model, working-size,
                                      color-output; cyclegan, mixgan: model, working-size,
                                      color-output; pix2pix: model, norm, working-size,
-                                     color-output), then endpoint
+                                     color-output; the feed-forward ones then photo-radius,
+                                     photo-eps; colortransfer: style-file, style-layer, alpha,
+                                     histogram-method, color-space, keep-luminance,
+                                     use-selection, color-output), then endpoint
   python-fu-style-transfer-<engine>-sample  engines that draw new images (mixgan): model, count,
                                      seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,

@@ -2,7 +2,7 @@
 
 from stclient.card import ArchInfo, EngineCard, PerfPolicy, RoleSpec, StyleInputs, STYLE_IMAGES
 from stclient.options import (STYLE_WEIGHTS, WORKING_SIZE, OptionSpec, color_output,
-                              preserve_color, style_strength)
+                              photo_smoothing, preserve_color, style_strength)
 
 CARD = EngineCard(
     name="adain",
@@ -35,11 +35,13 @@ CARD = EngineCard(
                    choices=("soft", "hard")),
         WORKING_SIZE,
         color_output(False),
+        *photo_smoothing(),
     ),
     styles=StyleInputs(kind=STYLE_IMAGES, minimum=1, maximum=16, mask=True, mask_max=2),
     perf=PerfPolicy(channels_last_cpu=True),
     gimp_arguments=("style-file", "style-layer", "style2-file", "style-weight", "alpha",
-                    "preserve-color", "use-selection", "model", "working-size", "color-output"),
+                    "preserve-color", "use-selection", "model", "working-size", "color-output",
+                    "photo-radius", "photo-eps"),
     demo_runs=(("--style", "{style}"),),
     order=10,
 )

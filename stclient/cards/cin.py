@@ -3,7 +3,7 @@
 from stclient.card import (ArchInfo, EngineCard, PerfPolicy, RoleSpec, StyleInputs,
                            STYLE_BUILTIN)
 from stclient.options import (STYLE_WEIGHTS, WORKING_SIZE_FINER, OptionSpec, color_output,
-                              preserve_color, style_strength)
+                              photo_smoothing, preserve_color, style_strength)
 
 CARD = EngineCard(
     name="cin",
@@ -31,13 +31,15 @@ CARD = EngineCard(
         preserve_color(),
         WORKING_SIZE_FINER,
         color_output(False),
+        *photo_smoothing(),
     ),
     styles=StyleInputs(kind=STYLE_BUILTIN, minimum=1, maximum=26, mask=True, builtin=26),
     # the fused native layer kernel for per-image styles (backend/perf/fused.py); the engine
     # tiles big images itself (layer by layer, whole-image statistics)
     perf=PerfPolicy(optimize=True, guard=False),
     gimp_arguments=("style-index", "style2-index", "style-weight", "alpha", "preserve-color",
-                    "use-selection", "model", "working-size", "color-output"),
+                    "use-selection", "model", "working-size", "color-output",
+                    "photo-radius", "photo-eps"),
     demo_runs=(("--style-index", "6"), ("--style-index", "12"), ("--style-index", "19")),
     order=15,
 )

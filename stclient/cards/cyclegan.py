@@ -1,7 +1,7 @@
 """CycleGAN: the released unpaired generators (Monet, Van Gogh, horse to zebra, ...)."""
 
 from stclient.card import ArchInfo, EngineCard, PerfPolicy, RoleSpec
-from stclient.options import WORKING_SIZE, color_output
+from stclient.options import WORKING_SIZE, color_output, photo_smoothing
 
 CARD = EngineCard(
     name="cyclegan",
@@ -19,9 +19,9 @@ CARD = EngineCard(
         ArchInfo("resnet_6blocks_dropout",
                  "CycleGAN ResNet generator with 6 blocks trained with dropout"),
     )),),
-    options=(WORKING_SIZE, color_output(False)),
+    options=(WORKING_SIZE, color_output(False), *photo_smoothing()),
     # channels_last did not pay on the CPU without the kernel (0.98-1.04x; perf/fast.py)
     perf=PerfPolicy(channels_last_cpu=False),
-    gimp_arguments=("model", "working-size", "color-output"),
+    gimp_arguments=("model", "working-size", "color-output", "photo-radius", "photo-eps"),
     order=20,
 )

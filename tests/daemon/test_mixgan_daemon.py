@@ -9,7 +9,6 @@ from backend.daemon.images import array_to_frame, frame_to_array
 from backend.engines.job import StylizeJob
 from backend.runtime import Runtime
 from stclient.errors import StyleTransferError
-from tests.helpers.daemon import start_daemon
 from tests.helpers.mixgan import make_mixgan_model, one_torch_thread
 
 @pytest.fixture(autouse=True, scope="module")
@@ -23,12 +22,6 @@ def models_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mixgan-daemon-models")
     make_mixgan_model(folder, "mix_conv", "conv", seed=4)
     return folder
-
-
-@pytest.fixture(scope="module")
-def daemon(models_dir):
-    with start_daemon(models_dir) as handle:
-        yield handle
 
 
 @pytest.fixture(scope="module")

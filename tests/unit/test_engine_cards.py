@@ -80,7 +80,10 @@ def test_cards_are_complete_and_consistent():
     assert list(cards) == sorted(cards, key=lambda name: (cards[name].order, name))
     for name, card in cards.items():
         assert card.name == name and card.title and card.menu_label.endswith("...")
-        assert card.roles and all(role.archs for role in card.roles)
+        # an engine without roles uses no model: it has none to default to or to choose
+        assert all(role.archs for role in card.roles)
+        assert card.takes_model or not (card.default_model or card.models_from
+                                        or "model" in card.gimp_arguments), name
         options = {spec.name for spec in card.options}
         assert len(options) == len(card.options), f"{name}: an option is listed twice"
         for argument in card.gimp_arguments:   # every GIMP argument is an option or an input

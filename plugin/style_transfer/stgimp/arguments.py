@@ -86,6 +86,8 @@ def _add_style_input(procedure: Gimp.Procedure, name: str, card: EngineCard) -> 
     elif name == "use-selection":
         procedure.add_boolean_argument(
             "use-selection", "_Use the selection",
+            "Only the selection: its own statistics are matched to the style's, the rest is "
+            "kept" if card.styles.mask_is_region else
             "One style: stylize only the selection. Two styles: style 1 inside the selection, "
             "style 2 outside" if card.styles.mask else "Stylize only the selection", True, RW)
 

@@ -53,10 +53,10 @@ def batch_spec(config: Any) -> dict[str, Any]:
     if spec["input_dir"] == spec["output_dir"]:
         raise StyleTransferError(BAD_REQUEST, "The output folder must differ from the input "
                                               "folder, so no original is ever overwritten.")
-    model = (config.get_property("model") or "").strip()
-    if model:
-        spec["model"] = model
     card = registry.card(engine)
+    model = (config.get_property("model") or "").strip()
+    if model and card.takes_model:
+        spec["model"] = model
     if card.styles.takes_images:
         style = file_path(config, "style-file")
         if not style:

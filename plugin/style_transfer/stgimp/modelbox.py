@@ -100,6 +100,12 @@ class ModelBox:
         if not self.loaded:
             return
         self._clear()
+        card = registry.card(engine)
+        if not card.takes_model:              # maths only: nothing to choose or install
+            self.box.pack_start(wrapped_label(self.problem or f"{card.title} uses no model.",
+                                              selectable=bool(self.problem)), False, False, 0)
+            self.frame.show_all()
+            return
         mine = [m for m in self.models if m.get("engine") in registry.model_engines(engine)]
         installed = [m for m in mine if m.get("installed")]
         missing = [m for m in mine if not m.get("installed")]

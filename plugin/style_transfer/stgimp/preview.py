@@ -25,6 +25,7 @@ gi.require_version("Gegl", "0.4")
 from gi.repository import GdkPixbuf, Gegl, Gimp, GimpUi, GLib, Gtk  # noqa: E402
 
 from stclient.errors import StyleTransferError  # noqa: E402
+from stclient.options import PHOTO_RADIUS  # noqa: E402
 from stclient.protocol import ImageFrame  # noqa: E402
 
 from .background import Background  # noqa: E402
@@ -170,6 +171,8 @@ class Preview:
         options = dict(request.options)
         if "working_size" in options:
             options["working_size"] = 0          # the preview is small already
+        if options.get(PHOTO_RADIUS):            # pixels of the layer: as many at preview size
+            options[PHOTO_RADIUS] = max(1, round(options[PHOTO_RADIUS] * source.scale))
         if request.selection_is_mask and source.mask is None and request.options_without_mask:
             options.update(request.options_without_mask)
         started = time.monotonic()

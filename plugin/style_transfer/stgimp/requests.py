@@ -36,15 +36,18 @@ def file_path(config: Any, name: str) -> Optional[str]:
     return os.path.abspath(path)
 
 
-def _model(config: Any) -> Optional[str]:
+def _model(config: Any, card: EngineCard) -> Optional[str]:
+    """The model argument (None: the default; cards without one use no model)."""
+    if "model" not in card.gimp_arguments:
+        return None
     model = (config.get_property("model") or "").strip()
     return model or None
 
 
 def filter_request(engine: str, config: Any) -> FilterRequest:
     endpoint = (config.get_property("endpoint") or "").strip()
-    model = _model(config)
     card = registry.card(engine)
+    model = _model(config, card)
     options = option_values(config, card)
     if card.styles.takes_images:
         request = _style_request(card, config, model, endpoint, options)
@@ -75,7 +78,8 @@ def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint
     weight or (with the selection as a mask) placed inside/outside."""
     style_layer = config.get_property("style-layer")
     style_file = file_path(config, "style-file")
-    style2_file = file_path(config, "style2-file")
+    style2_file = file_path(config, "style2-file") if "style2-file" in card.gimp_arguments \
+        else None
     styles, style_paths, names = [], [], []
     if style_layer is not None:
         styles.append(pixels.read_style_layer(style_layer))   # the layer wins over the file
@@ -89,10 +93,13 @@ def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint
     if style2_file:
         style_paths.append(style2_file)       # frames are style 1, paths follow: style 2
         names.append(_stem(style2_file))
-    weight = float(config.get_property("style-weight"))
+    weight = float(config.get_property("style-weight")) \
+        if "style-weight" in card.gimp_arguments else 1.0
     use_selection = bool(config.get_property("use-selection"))
     two = len(names) == 2
-    as_mask = two and use_selection and card.styles.mask
+    # two styles: the selection places them; one style on a card whose mask is the region the
+    # style's statistics apply to (colour transfer): the selection is that region
+    as_mask = (two or card.styles.mask_is_region) and use_selection and card.styles.mask
     if two and not as_mask:
         options["style_weights"] = [weight, 1.0 - weight]
         label = f"{card.title}: {names[0]} {weight:.0%} + {names[1]} {1 - weight:.0%}"
@@ -109,7 +116,7 @@ def _style_request(card: EngineCard, config: Any, model: Optional[str], endpoint
                          restrict_to_selection=use_selection and not as_mask,
                          selection_is_mask=as_mask,
                          options_without_mask={"style_weights": [weight, 1.0 - weight]}
-                         if as_mask else None,
+                         if as_mask and two else None,
                          endpoint=endpoint)
 
 
