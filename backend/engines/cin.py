@@ -21,8 +21,9 @@ from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_
 from backend.engines.job import StylizeJob
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
-from backend.networks.cin import CINTransformer, StyleField, padding_to_multiple
+from backend.networks.cin import CINTransformer, padding_to_multiple
 from backend.networks.padding import crop, reflect_pad
+from backend.networks.style_norm import bind_styles
 from backend.perf.budget import estimate_activations
 from backend.perf.tiling import run_layerwise
 from stclient.errors import BAD_REQUEST, StyleTransferError
@@ -74,7 +75,7 @@ class CINEngine(Engine):
         if style.dim() == 4:
             style = reflect_pad(style, padding)
         x = reflect_pad(x, padding)
-        field = StyleField(style, model.num_styles)
+        field = model.style_field(style)
         tiled = ctx.budget is not None and self._needs(model, style, x) > ctx.budget.bytes()
         if not tiled and not field.spatial:
             # one pass: the fused native kernel when backend.perf installed it, else the
@@ -82,7 +83,7 @@ class CINEngine(Engine):
             out = model(x, field)
             ctx.step(0.95, "running the CIN transformer")
             return crop(out, padding)
-        network = model.bind(field)
+        network = model.chain()
         layers = list(network)
         done = [0]
 
@@ -93,8 +94,9 @@ class CINEngine(Engine):
         handles = [layer.register_forward_hook(after) for layer in layers]
         try:
             # layer by layer when the budget is short: every norm still sees the whole layer,
-            # so its statistics are the whole image's
-            out = run_layerwise(network, x, ctx.budget.bytes()) if tiled else network(x)
+            # so its statistics (whole image or per region) are the whole image's
+            with bind_styles(model, field):
+                out = run_layerwise(network, x, ctx.budget.bytes()) if tiled else network(x)
         finally:
             for handle in handles:
                 handle.remove()
@@ -103,8 +105,8 @@ class CINEngine(Engine):
     @staticmethod
     def _needs(model: CINTransformer, style: torch.Tensor, x: torch.Tensor) -> int:
         """Activation bytes of one untiled pass (measured on meta tensors: shapes only)."""
-        on_meta = model.bind(StyleField(style.to("meta"), model.num_styles))
-        return estimate_activations(on_meta, tuple(x.shape)).with_workspace(x.device)
+        with bind_styles(model, model.style_field(style.to("meta"))):
+            return estimate_activations(model.chain(), tuple(x.shape)).with_workspace(x.device)
 
 
 def weight_vector(model: CINTransformer, indices: list[int], weights: list[float],
