@@ -180,12 +180,20 @@ class CINTransformer(nn.Module):
     def chain(self) -> nn.Sequential:
         """The network as a chain of one-input layers (shared parameters), run with a style
         bound (`bind_styles(net, field)`): what `forward` runs and what the layer-by-layer
-        tiler can run."""
+        tiler can run. Built once and kept (outside the module tree, so the state dict is the
+        released graph's) while the parameters are the same objects: hooks an engine puts on
+        its convolutions (progress) see the forward's calls."""
+        key = tuple(id(p) for p in self.parameters())
+        cached = self.__dict__.get("_chain")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         layers: list[nn.Module] = [m for unit in self.contract for m in unit.layers()]
         layers += [ResnetBlock(nn.Sequential(*first.layers(), *second.layers()))
                    for first, second in self.res]
         layers += [m for unit in self.expand for m in unit.layers()]
-        return nn.Sequential(*layers)
+        chain = nn.Sequential(*layers)
+        self.__dict__["_chain"] = (key, chain)
+        return chain
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | StyleField) -> torch.Tensor:
         with bind_styles(self, self.style_field(style)):

@@ -88,16 +88,18 @@ def present_styles(weights: torch.Tensor) -> list[int]:
     return torch.nonzero(weights.detach().abs().amax(dim=dims) > 0).flatten().tolist()
 
 
-def mix_params(params: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def mix_params(params: torch.Tensor, weights: torch.Tensor,
+               present: Optional[list[int]] = None) -> torch.Tensor:
     """[S, C] per-style parameters mixed by weights [N, S] or [N, S, h, w] -> [N, C, 1, 1] or
     [N, C, h, w]: element-wise products summed style by style in a fixed order, skipping styles
-    whose weight is zero everywhere, so per-image weights and a map holding them give identical
-    bits, and a weight of exactly 1 gives that style's parameters exactly."""
+    whose weight is zero everywhere (`present`, when the caller has them), so per-image weights
+    and a map holding them give identical bits, and a weight of exactly 1 gives that style's
+    parameters exactly."""
     w = weights if weights.dim() == 4 else weights[:, :, None, None]
     w = w.to(device=params.device, dtype=params.dtype)
     shape = (w.shape[0], params.shape[1]) + tuple(w.shape[2:])
     out = torch.zeros(shape, dtype=params.dtype, device=params.device)
-    for s in present_styles(w):
+    for s in present_styles(w) if present is None else present:
         out = out + w[:, s:s + 1] * params[s].view(1, -1, 1, 1)
     return out
 
@@ -146,6 +148,13 @@ class StyleField:
         self.statistics = statistics
         self._maps: dict[tuple[int, int], torch.Tensor] = {}
         self._shares: dict[tuple[int, int], torch.Tensor] = {}
+        self._present: Optional[list[int]] = None
+
+    def present(self) -> list[int]:
+        """The styles with a non-zero weight anywhere (computed once per pass)."""
+        if self._present is None:
+            self._present = present_styles(self.weights)
+        return self._present
 
     @property
     def images(self) -> int:
@@ -185,6 +194,8 @@ def statistics(x: torch.Tensor, regions: Optional[torch.Tensor] = None
         var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
         return mean, var
     regions = regions.to(device=x.device, dtype=x.dtype)
+    # two passes per region (mean, then squared deviations from it): a one-pass E[x^2] - E[x]^2
+    # cancels badly where a region is nearly flat next to a different one (a sky beside ground)
     mean = torch.zeros_like(x)
     var = torch.zeros_like(x)
     for k in range(regions.shape[1]):
@@ -221,7 +232,8 @@ class ConditionalInstanceNorm2d(nn.Module):
         (per image) or [N, C, height, width] (per pixel)."""
         gamma, beta = self.style_params(field)
         weights = field.at(height, width)
-        return mix_params(gamma, weights), mix_params(beta, weights)
+        present = field.present()
+        return mix_params(gamma, weights, present), mix_params(beta, weights, present)
 
     def scale_shift(self, x: torch.Tensor, field: StyleField
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,8 +270,12 @@ class ConditionalInstanceNorm2d(nn.Module):
 @contextlib.contextmanager
 def bind_styles(network: nn.Module, field: StyleField) -> Iterator[StyleField]:
     """Give every conditional norm of `network` the field for the calls made inside the block.
-    One forward at a time per network object."""
+    One forward at a time per network object; binding the field that is already bound (an
+    engine binds, then calls the network's forward, which binds too) changes nothing."""
     norms = [m for m in network.modules() if isinstance(m, ConditionalInstanceNorm2d)]
+    if norms and all(norm.field is field for norm in norms):
+        yield field
+        return
     if any(norm.field is not None for norm in norms):
         raise RuntimeError("styles are already bound to this network (nested or concurrent use)")
     for norm in norms:

