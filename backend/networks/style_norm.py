@@ -194,18 +194,22 @@ def statistics(x: torch.Tensor, regions: Optional[torch.Tensor] = None
         var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
         return mean, var
     regions = regions.to(device=x.device, dtype=x.dtype)
-    # two passes per region (mean, then squared deviations from it): a one-pass E[x^2] - E[x]^2
-    # cancels badly where a region is nearly flat next to a different one (a sky beside ground)
-    mean = torch.zeros_like(x)
-    var = torch.zeros_like(x)
-    for k in range(regions.shape[1]):
-        share = regions[:, k:k + 1]
-        mass = share.sum(dim=(2, 3), keepdim=True)
-        mass = torch.where(mass == 0, 1.0, mass)
-        mu = (x * share).sum(dim=(2, 3), keepdim=True) / mass
-        sigma2 = ((x - mu).square_() * share).sum(dim=(2, 3), keepdim=True) / mass
-        mean += share * mu
-        var += share * sigma2
+    # two passes (means, then squared deviations from each region's own mean): a one-pass
+    # E[x^2] - E[x]^2 cancels badly where a region is nearly flat next to a different one (a sky
+    # beside the ground). The sums over pixels are batched matrix products: x is read once for
+    # all the means, once per region for its variance, and the mixed maps are written once.
+    flat = x.flatten(2)                                                  # [N, C, hw]
+    shares = regions.flatten(2)                                          # [N, K, hw]
+    mass = shares.sum(2)[:, None, :]                                     # [N, 1, K]
+    mass = torch.where(mass == 0, 1.0, mass)
+    mu = torch.bmm(flat, shares.transpose(1, 2)) / mass                 # [N, C, K]
+    sigma2 = torch.empty_like(mu)
+    for k in range(shares.shape[1]):
+        deviation = (flat - mu[:, :, k:k + 1]).square_()
+        sigma2[:, :, k:k + 1] = torch.bmm(deviation, shares[:, k:k + 1].transpose(1, 2))
+    sigma2 /= mass
+    mean = torch.bmm(mu, shares).view(x.shape)                           # mixed per pixel
+    var = torch.bmm(sigma2, shares).view(x.shape)
     return mean, var
 
 

