@@ -19,16 +19,19 @@ import torch
 from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
     to_tensor, working_shape
 from backend.engines.job import StylizeJob
+from backend.engines.progress import tracked
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
-from backend.networks.cin import CINTransformer, StyleField, padding_to_multiple
+from backend.networks.cin import CINTransformer, padding_to_multiple
 from backend.networks.padding import crop, reflect_pad
+from backend.networks.style_norm import bind_styles
 from backend.perf.budget import estimate_activations
 from backend.perf.tiling import run_layerwise
 from stclient.errors import BAD_REQUEST, StyleTransferError
 from stclient.registry import style_weights
 
 ROLE = "transformer"
+TEXT = "running the CIN transformer"
 
 
 class CINEngine(Engine):
@@ -58,7 +61,7 @@ class CINEngine(Engine):
             style = inside[None, :, None, None] * mask + outside[None, :, None, None] * (1 - mask)
         else:
             style = inside[None]
-        ctx.step(0.05, "running the CIN transformer")
+        ctx.step(0.05, TEXT)
         result = self._run(model, network_in, style, ctx)
         if luminance:
             result = colour.with_chroma(result, chroma)
@@ -74,37 +77,23 @@ class CINEngine(Engine):
         if style.dim() == 4:
             style = reflect_pad(style, padding)
         x = reflect_pad(x, padding)
-        field = StyleField(style, model.num_styles)
+        field = model.style_field(style)
         tiled = ctx.budget is not None and self._needs(model, style, x) > ctx.budget.bytes()
-        if not tiled and not field.spatial:
-            # one pass: the fused native kernel when backend.perf installed it, else the
-            # network's own forward
-            out = model(x, field)
-            ctx.step(0.95, "running the CIN transformer")
-            return crop(out, padding)
-        network = model.bind(field)
-        layers = list(network)
-        done = [0]
-
-        def after(module: Any, inputs: Any, output: Any) -> None:
-            done[0] += 1
-            ctx.step(0.05 + 0.9 * min(1.0, done[0] / len(layers)), "running the CIN transformer")
-
-        handles = [layer.register_forward_hook(after) for layer in layers]
-        try:
+        chain = model.chain()
+        # progress by each convolution's measured cost: the chain's convolutions' hooks, or the
+        # fused kernel's steps when backend.perf installed it and the style is per image
+        with bind_styles(model, field), tracked(chain, ctx, 0.05, 0.95, TEXT, tuple(x.shape),
+                                                fused_on=model):
             # layer by layer when the budget is short: every norm still sees the whole layer,
-            # so its statistics are the whole image's
-            out = run_layerwise(network, x, ctx.budget.bytes()) if tiled else network(x)
-        finally:
-            for handle in handles:
-                handle.remove()
+            # so its statistics (whole image or per region) are the whole image's
+            out = run_layerwise(chain, x, ctx.budget.bytes()) if tiled else model(x, field)
         return crop(out, padding)
 
     @staticmethod
     def _needs(model: CINTransformer, style: torch.Tensor, x: torch.Tensor) -> int:
         """Activation bytes of one untiled pass (measured on meta tensors: shapes only)."""
-        on_meta = model.bind(StyleField(style.to("meta"), model.num_styles))
-        return estimate_activations(on_meta, tuple(x.shape)).with_workspace(x.device)
+        with bind_styles(model, model.style_field(style.to("meta"))):
+            return estimate_activations(model.chain(), tuple(x.shape)).with_workspace(x.device)
 
 
 def weight_vector(model: CINTransformer, indices: list[int], weights: list[float],

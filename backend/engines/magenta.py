@@ -14,10 +14,11 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from backend.engines.adain import pixels_digest, style_rgb, tensor_digest
+from backend.engines.adain import style_rgb, tensor_digest
 from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
     to_tensor, working_shape
 from backend.engines.job import StylizeJob
+from backend.engines.progress import Plan
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
 from backend.networks.magenta import MagentaStylePredictor, MagentaTransformer, style_input
@@ -48,11 +49,25 @@ class MagentaEngine(Engine):
         height, width = rgb.shape[:2]
         content = resize(to_tensor(rgb, model.device),
                          working_shape(height, width, int(options["working_size"])))
-        ctx.step(0.02, "predicting the style")
-        embeddings = [self._embedding(model, to_tensor(style_rgb(style), model.device), ctx)
-                      for style in job.styles]
         alpha = float(options["alpha"])
-        own = self._embedding(model, content, ctx) if alpha < 1 else None
+        styles_in = [style_input(to_tensor(style_rgb(style), model.device))
+                     for style in job.styles]
+        own_in = style_input(content) if alpha < 1 else None
+        luminance = bool(options["preserve_color"])
+        network_in, chroma = colour.luminance_input(content) if luminance else (content, None)
+        padded, padding = pad_to_multiple(network_in, model.transformer.multiple, MIN_SIDE)
+        # the bar, by each pass's measured cost: the predictor on every style (and the content,
+        # for alpha) not in the style cache, then the transformer
+        plan = Plan(ctx, 0.02, 0.98)
+        inputs = styles_in + ([own_in] if own_in is not None else [])
+        keys = [self._key(ctx, image) for image in inputs]
+        for index, (image, key) in enumerate(zip(inputs, keys)):
+            if self._cached(ctx, key) is None:
+                plan.add(f"predict {index}", model.predictor, tuple(image.shape))
+        plan.add("transform", model.transformer, tuple(padded.shape))
+        embeddings = [self._embedding(model, image, key, plan, f"predict {index}", ctx)
+                      for index, (image, key) in enumerate(zip(inputs, keys))]
+        own = embeddings.pop() if own_in is not None else None
 
         def strength(embedding: torch.Tensor) -> torch.Tensor:
             return embedding if own is None else alpha * embedding + (1 - alpha) * own
@@ -67,31 +82,37 @@ class MagentaEngine(Engine):
             total = sum(shares)
             mixed = sum(w / total * e for w, e in zip(shares, embeddings))
             styles, weights = strength(mixed), None
-        luminance = bool(options["preserve_color"])
-        network_in, chroma = colour.luminance_input(content) if luminance else (content, None)
-        ctx.step(0.1, "running the transformer")
-        padded, padding = pad_to_multiple(network_in, model.transformer.multiple, MIN_SIDE)
         if weights is not None and not padding.is_zero:
             weights = reflect_pad(weights, padding)
-        result = crop(model.transformer(padded, styles, weights), padding)
+        with plan.run("transform", "running the transformer"):
+            result = crop(model.transformer(padded, styles, weights), padding)
         if luminance:
             result = colour.with_chroma(result, chroma)
         if mask is not None and len(embeddings) == 1:     # outside: the unchanged content
             result = mask * result + (1 - mask) * content
         return to_numpy(resize(result.clamp(0, 1), (height, width)))
 
-    def _embedding(self, model: MagentaModel, image: torch.Tensor,
-                   ctx: EngineContext) -> torch.Tensor:
-        """[1, 100] for an image (style, or the content for alpha), from the style cache when
-        the same pixels were seen with this model."""
-        key = None
-        if ctx.style_cache is not None:
-            key = f"{ctx.model_key}|magenta|{tensor_digest(image)}"
-            hit = ctx.style_cache.get(key)
-            if hit is not None:
-                ctx.stats["style_cache_hits"] = ctx.stats.get("style_cache_hits", 0) + 1
-                return hit
-        embedding = model.predictor(style_input(image))
+    @staticmethod
+    def _key(ctx: EngineContext, image: torch.Tensor) -> Optional[str]:
+        """The style cache's key of a predictor input (None without a cache)."""
+        if ctx.style_cache is None:
+            return None
+        return f"{ctx.model_key}|magenta|{tensor_digest(image)}"
+
+    @staticmethod
+    def _cached(ctx: EngineContext, key: Optional[str]) -> Optional[torch.Tensor]:
+        return None if key is None else ctx.style_cache.get(key)
+
+    def _embedding(self, model: MagentaModel, image: torch.Tensor, key: Optional[str],
+                   plan: Plan, name: str, ctx: EngineContext) -> torch.Tensor:
+        """[1, 100] for a predictor input (a style, or the content for alpha), from the style
+        cache when the same pixels were seen with this model."""
+        hit = self._cached(ctx, key)
+        if hit is not None:
+            ctx.stats["style_cache_hits"] = ctx.stats.get("style_cache_hits", 0) + 1
+            return hit
+        with plan.run(name, "predicting the style"):
+            embedding = model.predictor(image)
         ctx.stats["style_encodes"] = ctx.stats.get("style_encodes", 0) + 1
         if key is not None:
             ctx.style_cache.put(key, embedding)

@@ -15,6 +15,7 @@ side of the images (0 = the training size).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -24,10 +25,12 @@ import torch.nn.functional as F
 
 from backend.engines.base import Engine, EngineContext
 from backend.engines.job import CancelledFn, ProgressFn, StylizeJob, never_cancelled, no_progress
+from backend.engines.progress import tracked
 from backend.networks.mixgan import DOWNSCALE, MIN_SIDE, MixGAN, load_model
 from stclient.errors import BAD_CHECKPOINT, BAD_REQUEST, Cancelled, StyleTransferError
 
 SAMPLE_CHUNK = 16
+TEXT = "encoding the content, mixing in the style"
 LUMA = (0.299, 0.587, 0.114)   # Rec. 601, what Pillow's convert("L") uses
 
 
@@ -70,15 +73,12 @@ class MixganModel:
         network_size = x.shape[-2:]
         x, crop = self._pad(x)
         _check(cancelled)
-        progress(0.1, "encoding content")
-        with torch.inference_mode():
-            z = self.network.encoder(x)
-            _check(cancelled)
-            progress(0.4, "decoding content")
-            content, features = self.network.content_decoder(z)
-            _check(cancelled)
-            progress(0.7, "mixing in the style")
-            mixture = self.network.mixture_decoder(features, content)
+        steps = _Steps(progress, cancelled)
+        steps.step(0.02, TEXT)
+        # E, Gc and Gm as one pass, the bar moved by each convolution's measured cost
+        with torch.inference_mode(), tracked(self.network, steps, 0.02, 0.98, TEXT,
+                                             tuple(x.shape)):
+            _, mixture = self.network(x)
         mixture = mixture[..., crop[0]:crop[0] + network_size[0], crop[1]:crop[1] + network_size[1]]
         if tuple(mixture.shape[-2:]) != (height, width):
             mixture = F.interpolate(mixture, size=(height, width), mode="bicubic",
@@ -154,6 +154,18 @@ class MixganModel:
 def _check(cancelled: CancelledFn) -> None:
     if cancelled():
         raise Cancelled()
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The progress and cancel callbacks as the `step` that backend.engines.progress calls."""
+
+    progress: ProgressFn
+    cancelled: CancelledFn
+
+    def step(self, fraction: float, text: str) -> None:
+        _check(self.cancelled)
+        self.progress(fraction, text)
 
 
 class MixganEngine(Engine):

@@ -1,5 +1,6 @@
-"""Progress that follows the real work: every convolution reports the share of the job's cost it
-has done, weighted by what each layer costs, not by how many layers there are.
+"""Progress that follows the real work: every convolution (and conditional instance norm) reports
+the share of the job's cost it has done, weighted by what each layer costs, not by how many
+layers there are.
 
 Why: the layers of one network differ in cost by 10x and more (a 7x7 convolution with three output
 channels runs at a tenth of the speed of a native 3x3 one), so a bar that counts layers sits near
@@ -16,6 +17,14 @@ output element x a penalty for kinds that run slowly on CPUs, calibrated on Cycl
 
 Outputs on the `meta` device are ignored: the memory guard's estimate runs the network on meta
 tensors (shapes only), and those calls must not count as work.
+
+A network run by the fused native kernel (backend/perf/fused.py: CIN, Magenta) calls no
+convolution module. Its runner tells the tracker the steps of the pass before the first one
+(`begin_steps`: the total is then those steps' cost at this input size) and reports each step's
+raw output (`after_step`), timed the same way; the rates of those steps are kept on each step's
+weight (`FUSED_RATE_ATTR`, apart from the module rates: the two paths differ in relative cost
+per layer). Measured rates live on the convolution's weight parameter, so networks that build
+their chain of modules per call (CIN) keep them too.
 """
 
 from __future__ import annotations
@@ -23,39 +32,57 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
+from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
+from backend.networks.style_norm import ConditionalInstanceNorm2d
 from backend.perf.budget import hooks_silenced
 
-RATE_ATTR = "_st_measured"            # (seconds, elements) measured, kept on each convolution
+RATE_ATTR = "_st_measured"            # (seconds, elements) measured, kept on each conv weight
+FUSED_RATE_ATTR = "_st_measured_fused"  # the same, measured through the fused kernel
 COUNTS_ATTR = "_st_output_elements"  # per input shape, kept on the network
 DECAY = 0.5                           # what older measurements still count, per run
 NS_PER_FLOP = 0.004                   # a native 3x3 convolution on a desktop CPU (measured)
 SLOW_KIND = 2.5                       # strided, transposed, 1x1 and 7x7 convolutions
 MIN_NS = 0.05                         # every layer touches its output at least once
 
+NORM_NS = 1.5                         # a conditional instance norm (statistics, scale, shift)
+
 CONVOLUTIONS = (nn.Conv2d, nn.ConvTranspose2d)
+# the layers that report: convolutions, and the conditional instance norms, whose per-region
+# statistics (per-pixel styles, backend/networks/style_norm.py) cost more than the conv before
+WORK = CONVOLUTIONS + (ConditionalInstanceNorm2d,)
 
 
 def convolutions(network: nn.Module) -> list[nn.Module]:
     return [m for m in network.modules() if isinstance(m, CONVOLUTIONS)]
 
 
-def model_rate(conv: nn.Module) -> float:
-    """The modelled nanoseconds per output element of `conv` (before any measurement)."""
-    kh, kw = conv.kernel_size
-    c_in = conv.in_channels // conv.groups
-    c_out = conv.out_channels
-    if isinstance(conv, nn.ConvTranspose2d):
-        flops = 2.0 * c_in * kh * kw / max(1, conv.stride[0] * conv.stride[1])
+def work_layers(network: nn.Module) -> list[nn.Module]:
+    return [m for m in network.modules() if isinstance(m, WORK)]
+
+
+def _holder(layer: nn.Module) -> Any:
+    """Where a layer's measured rate is kept: a convolution's weight (a network may build its
+    convolution modules per call around the same weight), else the layer itself."""
+    weight = getattr(layer, "weight", None)
+    return weight if isinstance(layer, CONVOLUTIONS) and weight is not None else layer
+
+
+def modelled_ns(c_in: int, c_out: int, kernel: tuple[int, int], stride: int = 1,
+                transposed: bool = False) -> float:
+    """The modelled nanoseconds per output element of a convolution (before any measurement);
+    `c_in` per group."""
+    kh, kw = kernel
+    if transposed:
+        flops = 2.0 * c_in * kh * kw / max(1, stride * stride)
     else:
         flops = 2.0 * c_in * kh * kw
-    fast = (kh, kw) == (3, 3) and tuple(conv.stride) == (1, 1) \
-        and not isinstance(conv, nn.ConvTranspose2d)
+    fast = (kh, kw) == (3, 3) and stride == 1 and not transposed
     penalty = 1.0 if fast else SLOW_KIND
     if c_out < 32:          # too few outputs to fill a GEMM: mostly waiting on memory
         penalty *= (32.0 / c_out) ** 0.7
@@ -64,17 +91,65 @@ def model_rate(conv: nn.Module) -> float:
     return max(MIN_NS, flops * NS_PER_FLOP * penalty)
 
 
-def rate(conv: nn.Module) -> float:
-    """Measured nanoseconds per output element, or the model's until a run has measured it."""
-    measured = getattr(conv, RATE_ATTR, None)
+def model_rate(conv: nn.Module) -> float:
+    """The modelled nanoseconds per output element of `conv` (before any measurement)."""
+    return modelled_ns(conv.in_channels // conv.groups, conv.out_channels,
+                       tuple(conv.kernel_size), int(conv.stride[0]),
+                       isinstance(conv, nn.ConvTranspose2d))
+
+
+def _measured(holder: Any, attr: str) -> Optional[float]:
+    measured = getattr(holder, attr, None)
     if measured and measured[1] > 0:
         return measured[0] * 1e9 / measured[1]
-    return model_rate(conv)
+    return None
+
+
+def rate(layer: nn.Module, fused: bool = False) -> float:
+    """Measured nanoseconds per output element (`fused`: preferring what the fused kernel
+    measured), or the model's until a run has measured it."""
+    attrs = (FUSED_RATE_ATTR, RATE_ATTR) if fused else (RATE_ATTR,)
+    for attr in attrs:
+        measured = _measured(_holder(layer), attr)
+        if measured is not None:
+            return measured
+    return model_rate(layer) if isinstance(layer, CONVOLUTIONS) else NORM_NS
+
+
+def step_rate(step: ConvStep) -> float:
+    """A fused step's measured rate, else the model's for its geometry."""
+    measured = _measured(step.weight, FUSED_RATE_ATTR)
+    if measured is not None:
+        return measured
+    k_out, k_in, kh, kw = step.weight.shape
+    return modelled_ns(int(k_in), int(k_out), (int(kh), int(kw)), step.stride)
+
+
+def step_elements(steps: Sequence[Step], input_shape: tuple[int, ...]) -> list[tuple[ConvStep, int]]:
+    """Each conv step of a pass and the elements of its raw output for an input of that shape
+    (the fused runner's geometry: [upsample,] reflect pad k//2, conv with stride)."""
+    batch, _, height, width = input_shape
+    out: list[tuple[ConvStep, int]] = []
+    for step in steps:
+        for part in step.steps if isinstance(step, ResidualSteps) else (step,):
+            pad, kernel = part.kernel // 2, part.kernel
+            height = (height * part.upsample + 2 * pad - kernel) // part.stride + 1
+            width = (width * part.upsample + 2 * pad - kernel) // part.stride + 1
+            out.append((part, batch * int(part.weight.shape[0]) * height * width))
+    return out
+
+
+def fused_forward(network: nn.Module) -> Any:
+    """The network's fused forward (backend.perf.fused.FusedForward, kept as `_perf_fused` also
+    when the memory guard wraps it) if one is installed: the object that reports its steps to
+    `observers`."""
+    forward = network.__dict__.get("_perf_fused")
+    return forward if isinstance(getattr(forward, "observers", None), list) else None
 
 
 def output_elements(network: nn.Module, input_shape: tuple[int, ...]) -> dict[int, int]:
-    """Output elements of every convolution (by id) for an input of `input_shape`, from one pass
-    on meta tensors (no memory, no arithmetic). Other forward hooks stay silent meanwhile."""
+    """Output elements of every reporting layer (by id) for an input of `input_shape`, from one
+    pass on meta tensors (no memory, no arithmetic). Other forward hooks stay silent meanwhile."""
     cache = network.__dict__.setdefault(COUNTS_ATTR, {})
     if tuple(input_shape) in cache:
         return cache[tuple(input_shape)]
@@ -83,8 +158,7 @@ def output_elements(network: nn.Module, input_shape: tuple[int, ...]) -> dict[in
     def record(module: nn.Module, inputs: Any, output: Any) -> None:
         counts[id(module)] = counts.get(id(module), 0) + output.numel()
 
-    convs = convolutions(network)
-    handles = [conv.register_forward_hook(record) for conv in convs]
+    handles = [layer.register_forward_hook(record) for layer in work_layers(network)]
     with hooks_silenced(network, keep=handles):
         meta = {name: torch.empty_like(t, device="meta")
                 for name, t in list(network.named_parameters()) + list(network.named_buffers())
@@ -130,8 +204,16 @@ def warm_meta() -> None:
 
 
 def estimate(network: nn.Module, input_shape: tuple[int, ...]) -> Estimate:
+    """The pass's cost from a shape-only run; for a network with the fused kernel installed
+    its convolutions' fused rates where measured (the kernel's begin_steps refines the total
+    once the pass starts). A network without convolution modules of its own costs nothing
+    here (CIN: its chain, built per call, is what gets tracked)."""
+    layers = work_layers(network)
+    if not layers:
+        return Estimate(0.0, {})
     counts = output_elements(network, input_shape)
-    rates = {id(conv): rate(conv) for conv in convolutions(network)}
+    fused = fused_forward(network) is not None
+    rates = {id(layer): rate(layer, fused) for layer in layers}
     return Estimate(sum(r * counts.get(key, 0) for key, r in rates.items()), rates)
 
 
@@ -146,47 +228,76 @@ class Tracker:
         self.last = time.perf_counter()
         self.seconds: dict[int, float] = {}
         self.elements: dict[int, int] = {}
-        self.modules: dict[int, nn.Module] = {}
+        self.modules: dict[int, Any] = {}              # hooked layers' rate holders
+        self.fused: dict[int, torch.Tensor] = {}       # fused steps' weights
+        self.step_rates: dict[int, float] = {}
 
     def after(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        """A reporting layer's forward hook."""
         if not isinstance(output, torch.Tensor) or output.device.type == "meta":
             return
+        self.modules[id(module)] = _holder(module)
+        self._count(id(module), self.rates.get(id(module), 0.0), output)
+
+    def begin_steps(self, steps: Sequence[Step], input_shape: tuple[int, ...]) -> None:
+        """The fused runner is about to run these steps: they are the pass."""
+        planned = step_elements(steps, input_shape)
+        self.step_rates = {id(step.weight): step_rate(step) for step, _ in planned}
+        self.total = max(sum(self.step_rates[id(step.weight)] * count
+                             for step, count in planned), 1e-9)
+        self.done = 0.0
+        self.last = time.perf_counter()
+
+    def after_step(self, step: ConvStep, output: torch.Tensor) -> None:
+        """The fused runner finished a step (its raw output)."""
+        key = id(step.weight)
+        self.fused[key] = step.weight
+        self._count(key, self.step_rates.get(key, 0.0), output)
+
+    def _count(self, key: int, ns_per_element: float, output: torch.Tensor) -> None:
         if output.device.type == "cuda":      # kernels run asynchronously: wait for this one,
             torch.cuda.synchronize(output.device)   # or the bar would run ahead of the GPU
         elif output.device.type == "mps":
             torch.mps.synchronize()
         now = time.perf_counter()
-        key = id(module)
         count = output.numel()
-        self.modules[key] = module
         self.seconds[key] = self.seconds.get(key, 0.0) + now - self.last
         self.elements[key] = self.elements.get(key, 0) + count
-        self.done += self.rates.get(key, 0.0) * count
+        self.done += ns_per_element * count
         fraction = min(1.0, self.done / self.total)
         self.ctx.step(self.start + (self.end - self.start) * fraction, self.text)
         self.last = time.perf_counter()     # progress reporting is not the layer's work
 
     def learn(self) -> None:
-        """Keep what this run measured on the modules (the next job is weighted by it). Seconds
+        """Keep what this run measured on the weights (the next job is weighted by it). Seconds
         and elements are summed, older runs decaying, so a large pass outweighs a small one,
         whose time is mostly fixed per-call costs."""
-        for key, module in self.modules.items():
-            seconds, elements = getattr(module, RATE_ATTR, None) or (0.0, 0)
-            setattr(module, RATE_ATTR, (DECAY * seconds + self.seconds[key],
-                                        DECAY * elements + self.elements[key]))
+        for holders, attr in ((self.modules, RATE_ATTR), (self.fused, FUSED_RATE_ATTR)):
+            for key, weight in holders.items():
+                seconds, elements = getattr(weight, attr, None) or (0.0, 0)
+                setattr(weight, attr, (DECAY * seconds + self.seconds[key],
+                                       DECAY * elements + self.elements[key]))
 
 
 @contextmanager
 def tracked(network: nn.Module, ctx: Any, start: float, end: float, text: str,
-            input_shape: tuple[int, ...], cost: Optional[Estimate] = None) -> Iterator[Tracker]:
+            input_shape: tuple[int, ...], cost: Optional[Estimate] = None,
+            fused_on: Optional[nn.Module] = None) -> Iterator[Tracker]:
     """Report progress (and honour cancellation, through ctx.step) after every convolution of
-    `network` while the body runs it on an input of `input_shape`."""
+    `network`, or every step of its fused kernel, while the body runs it on an input of
+    `input_shape`. `fused_on`: the module whose forward may be the fused kernel, when that is
+    not `network` itself (CIN: the model, while `network` is its chain)."""
     tracker = Tracker(ctx, start, end, text, cost or estimate(network, tuple(input_shape)))
-    handles = [conv.register_forward_hook(tracker.after) for conv in convolutions(network)]
+    handles = [layer.register_forward_hook(tracker.after) for layer in work_layers(network)]
+    runner = fused_forward(fused_on if fused_on is not None else network)
+    if runner is not None:
+        runner.observers.append(tracker)
     try:
         yield tracker
         tracker.learn()
     finally:
+        if runner is not None:
+            runner.observers.remove(tracker)
         for handle in handles:
             handle.remove()
 

@@ -15,22 +15,23 @@ sigmoid at the end). Input RGB in [0, 1]; output 4*ceil(h/4) x 4*ceil(w/4), so c
 multiple of 4 and crop back (`stylize_tensor`).
 
 The style is per image, weights [N, S] (or [S]), or per pixel, a weight map [N, S, H, W] at the
-input's resolution: each layer gets the map box-averaged to its own resolution (see
-`resize_weights`), so a mask blends the normalisation parameters pixel by pixel, and (by
-default) each style's region is normalised with its own statistics (`StyleField`): style set A
-inside, set B outside, each far from the seam as if it had the image to itself, the seam
-painted, not pasted. The weights are used as given (not normalised), as in the released graph.
+input's resolution, held by a `StyleField` (backend/networks/style_norm.py, the one definition
+of conditional instance norm, shared with Magenta): each layer gets the map box-averaged to its
+own resolution, so a mask blends the normalisation parameters pixel by pixel, and (by default)
+each style's region is normalised with its own statistics: style set A inside, set B outside,
+each far from the seam close to what it gives with the image to itself, the seam painted, not
+pasted (style_norm.py says why, and what the paper does instead). The weights are used as given
+(not normalised), as in the released graph.
 
-A forward pass is a plain chain of one-input layers (`bind(style)`): pads, nn.Conv2d, the norms
-bound to the pass's style, residual blocks shaped as the layer-by-layer tiler expects
-(`ResnetBlock.conv_block`). So `backend.perf.tiling.run_layerwise(net.bind(style), x, ...)`
-runs it tiled; each norm there receives the whole layer, so its statistics are the whole
-image's.
+A forward pass is a plain chain of one-input layers (`chain()`, run with the pass's style bound
+to the norms by `bind_styles`): pads, nn.Conv2d, the norms, residual blocks shaped as the
+layer-by-layer tiler expects (`ResnetBlock.conv_block`). So
+`with bind_styles(net, net.style_field(style)): run_layerwise(net.chain(), x, ...)` runs it
+tiled; each norm there receives the whole layer, so its statistics are the whole image's.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal, Mapping
 
@@ -39,127 +40,22 @@ from torch import nn
 
 from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
 from backend.networks.padding import Padding, crop, padded_side, reflect_pad
+from backend.networks.style_norm import ConditionalInstanceNorm2d, Statistics, StyleField, \
+    bind_styles
 
 Activation = Literal["relu", "sigmoid", "none"]
 MULTIPLE = 4           # two stride-2 stages
 MIN_SIDE = 8           # padded side: the quarter-resolution layers need 2 px to reflect 1
 
 
-# ============================================================================ style weights
-
-def _halve(weights: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mean of neighbouring pairs along `dim` (an odd length repeats its last slice).
-
-    (a + b) * 0.5 keeps a constant area exactly constant: inside a region of one style set,
-    every layer sees exactly that set's weights."""
-    if weights.shape[dim] % 2:
-        weights = torch.cat([weights, weights.narrow(dim, weights.shape[dim] - 1, 1)], dim)
-    pairs = weights.unflatten(dim, (weights.shape[dim] // 2, 2))
-    return (pairs.select(dim + 1, 0) + pairs.select(dim + 1, 1)) * 0.5
-
-
-def _fit_axis(weights: torch.Tensor, dim: int, size: int) -> torch.Tensor:
-    while math.ceil(weights.shape[dim] / 2) >= size and weights.shape[dim] > size:
-        weights = _halve(weights, dim)
-    extra = size - weights.shape[dim]
-    if extra > 0:          # the network's own output overhangs bottom/right (sides not % 4)
-        tail = weights.narrow(dim, weights.shape[dim] - 1, 1)
-        shape = list(tail.shape)
-        shape[dim] = extra
-        weights = torch.cat([weights, tail.expand(shape)], dim)
-    return weights.narrow(dim, 0, size)
-
-
-def resize_weights(weights: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """A weight map [N, S, H, W] at a layer's resolution: box (area) averages over 2^k x 2^k
-    cells by repeated exact halving, as the stride-2 convolutions halve (ceil) the image; a
-    layer larger than the halved map (the output of a side that is not a multiple of 4) gets
-    the map's bottom row / right column repeated."""
-    return _fit_axis(_fit_axis(weights, 2, height), 3, width)
-
-
-Statistics = Literal["region", "image"]
-
-
-def _present_styles(weights: torch.Tensor) -> list[int]:
-    """Indices of the styles with a non-zero weight anywhere in [N, S, h, w]; on the meta device
-    (memory estimates: shapes only) every style counts, as the values are unknown."""
-    if weights.device.type == "meta":
-        return list(range(weights.shape[1]))
-    return torch.nonzero(weights.detach().abs().amax(dim=(0, 2, 3)) > 0).flatten().tolist()
-
-
-class StyleField:
-    """The style of one forward pass: per-image weights, or a weight map resized once per layer
-    resolution and cached (the residual blocks share one).
-
-    With a map, `statistics` says where each pixel's normalisation statistics come from:
-    "region" (default): from the region of each style it has, each style's statistics weighted
-    by its map (a pixel mixes them by its shares w_s / sum w); far from a seam the result is
-    then close to what that style gives on its region alone. "image": the whole layer's, as
-    per-image weights have; the other region's features then shift every layer's statistics.
-    Measured on the demo photos, half/half masks, >= 64 px from the seam, mean abs (0..1) from
-    the style alone on its half: region 0.013-0.084 (5-26 % of the distance between the two
-    styles there), image 0.07-0.24.
-    A map that is the same everywhere is taken as per-image weights (same bits)."""
-
-    def __init__(self, weights: torch.Tensor, num_styles: int,
-                 statistics: Statistics = "region") -> None:
-        if not isinstance(weights, torch.Tensor) or not weights.is_floating_point():
-            raise TypeError("style weights must be a floating-point tensor")
-        if weights.dim() == 1:
-            weights = weights[None]
-        if weights.dim() not in (2, 4) or weights.shape[1] != num_styles:
-            raise ValueError(f"style weights must be [S], [N, S] or [N, S, H, W] with "
-                             f"S = {num_styles}; got {list(weights.shape)}")
-        if statistics not in ("region", "image"):
-            raise ValueError(f"statistics must be 'region' or 'image', not {statistics!r}")
-        if weights.dim() == 4 and weights.device.type != "meta" \
-                and bool((weights == weights[:, :, :1, :1]).all()):
-            weights = weights[:, :, 0, 0]
-        self.weights = weights
-        self.spatial = weights.dim() == 4
-        self.statistics = statistics
-        self._maps: dict[tuple[int, int], torch.Tensor] = {}
-        self._shares: dict[tuple[int, int], torch.Tensor] = {}
-
-    def at(self, height: int, width: int) -> torch.Tensor:
-        """[N, S] (per image) or [N, S, height, width] (per pixel)."""
-        if not self.spatial:
-            return self.weights
-        key = (height, width)
-        if key not in self._maps:
-            self._maps[key] = resize_weights(self.weights, height, width)
-        return self._maps[key]
-
-    def regions(self, height: int, width: int) -> torch.Tensor | None:
-        """Each present style's share of each pixel, [N, K, height, width] (sums to 1 where any
-        weight is non-zero), or None when statistics are taken over the whole layer."""
-        if not self.spatial or self.statistics == "image":
-            return None
-        key = (height, width)
-        if key not in self._shares:
-            weights = self.at(height, width)
-            present = torch.tensor(_present_styles(weights), dtype=torch.long,
-                                   device=weights.device)
-            weights = weights.index_select(1, present)
-            total = weights.sum(1, keepdim=True)
-            self._shares[key] = weights / torch.where(total == 0, 1.0, total)
-        return self._shares[key]
-
-
 # ============================================================================ the norm
 
-class ConditionalInstanceNorm2d(nn.Module):
-    """Instance norm with per-style scale and shift (`gamma`, `beta`: [styles, C]) mixed by the
-    style weights; per-pixel weights give per-pixel parameters.
-
-    `statistics` is the one place the mean and variance come from (a tiled runner that sees
-    only part of a layer replaces it or passes whole-image statistics to `modulate`)."""
+class CINNorm2d(ConditionalInstanceNorm2d):
+    """CIN's norm: per-style scale and shift rows (`gamma`, `beta`: [styles, C]), mixed by the
+    field's weights (backend/networks/style_norm.py)."""
 
     def __init__(self, channels: int, num_styles: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.eps = eps
+        super().__init__(channels, eps)
         self.gamma = nn.Parameter(torch.ones(num_styles, channels))
         self.beta = nn.Parameter(torch.zeros(num_styles, channels))
 
@@ -167,69 +63,8 @@ class ConditionalInstanceNorm2d(nn.Module):
     def num_styles(self) -> int:
         return self.gamma.shape[0]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor,
-                regions: torch.Tensor | None = None) -> torch.Tensor:
-        mean, var = self.statistics(x, regions)
-        return self.modulate(x, mean, var, weights)
-
-    def statistics(self, x: torch.Tensor, regions: torch.Tensor | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and biased variance over H, W per image and channel, [N, C, 1, 1]; with
-        `regions` (shares [N, K, h, w]) each region's weighted statistics, mixed per pixel by
-        its shares, [N, C, h, w]."""
-        if regions is None:
-            var, mean = torch.var_mean(x, dim=(2, 3), keepdim=True, correction=0)
-            return mean, var
-        mean = torch.zeros_like(x)
-        var = torch.zeros_like(x)
-        for k in range(regions.shape[1]):
-            share = regions[:, k:k + 1]
-            mass = share.sum(dim=(2, 3), keepdim=True)
-            mass = torch.where(mass == 0, 1.0, mass)
-            mu = (x * share).sum(dim=(2, 3), keepdim=True) / mass
-            sigma2 = ((x - mu).square_() * share).sum(dim=(2, 3), keepdim=True) / mass
-            mean += share * mu
-            var += share * sigma2
-        return mean, var
-
-    def mix(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """gamma, beta = sum_s w_s * gamma_s, ...: [N, C, 1, 1] or [N, C, h, w].
-
-        Element-wise products summed style by style in a fixed order, skipping styles whose
-        weight is zero: per-image weights and a map holding them give identical bits."""
-        w = weights if weights.dim() == 4 else weights[:, :, None, None]
-        active = _present_styles(w)
-        shape = (w.shape[0], self.gamma.shape[1]) + tuple(w.shape[2:])
-        gamma = torch.zeros(shape, dtype=self.gamma.dtype, device=self.gamma.device)
-        beta = torch.zeros_like(gamma)
-        for s in active:
-            ws = w[:, s:s + 1]
-            gamma = gamma + ws * self.gamma[s].view(1, -1, 1, 1)
-            beta = beta + ws * self.beta[s].view(1, -1, 1, 1)
-        return gamma, beta
-
-    def modulate(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor,
-                 weights: torch.Tensor) -> torch.Tensor:
-        """(x - mean) / sqrt(var + eps) * gamma + beta, as one scale and one shift."""
-        gamma, beta = self.mix(weights)
-        scale = gamma * torch.rsqrt(var + self.eps)
-        shift = beta - mean * scale
-        return x * scale + shift
-
-
-class StyledNorm(nn.Module):
-    """A ConditionalInstanceNorm2d bound to one pass's style: a one-input layer, as chains and
-    the tiler run them. It always receives whole layers, so its statistics (whole-image or
-    per region) are those of the whole image."""
-
-    def __init__(self, norm: ConditionalInstanceNorm2d, field: StyleField) -> None:
-        super().__init__()
-        self.norm = norm
-        self.field = field
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[-2], x.shape[-1]
-        return self.norm(x, self.field.at(height, width), self.field.regions(height, width))
+    def style_params(self, field: StyleField) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.gamma, self.beta
 
 
 # ============================================================================ the network
@@ -247,25 +82,26 @@ class ConvCIN(nn.Module):
         self.w = nn.Parameter(torch.empty(c_out, c_in, kernel, kernel))
         if not self.w.is_meta:                   # (on meta it would import torch._dynamo:
             nn.init.normal_(self.w, 0.0, 0.01)   # +1.2 s to a cold start) Magenta's init
-        self.norm = ConditionalInstanceNorm2d(c_out, num_styles)
+        self.norm = CINNorm2d(c_out, num_styles)
 
-    def layers(self, field: StyleField) -> list[nn.Module]:
-        """The layer as one-input modules sharing this layer's parameters."""
+    def layers(self) -> list[nn.Module]:
+        """The layer as one-input modules sharing this layer's parameters (the norm takes the
+        style bound by `bind_styles`)."""
         c_out, c_in = self.w.shape[:2]
         conv = nn.Conv2d(c_in, c_out, self.kernel, self.stride, bias=False, device="meta")
         conv.weight = self.w
         out: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest")] \
             if self.upsample else []
-        out += [nn.ReflectionPad2d(self.kernel // 2), conv, StyledNorm(self.norm, field)]
+        out += [nn.ReflectionPad2d(self.kernel // 2), conv, self.norm]
         if self.activation == "relu":
             out.append(nn.ReLU())
         elif self.activation == "sigmoid":
             out.append(nn.Sigmoid())
         return out
 
-    def step(self, weights: torch.Tensor) -> ConvStep:
-        """The layer as data for per-image weights [N, S] (gamma/beta mixed as `mix` does)."""
-        gamma, beta = self.norm.mix(weights)
+    def step(self, field: StyleField) -> ConvStep:
+        """The layer as data for per-image weights (gamma/beta mixed as the norm mixes them)."""
+        gamma, beta = self.norm.mixed(field)
         return ConvStep(self.w, self.stride, 2 if self.upsample else 1, gamma.flatten(1),
                         beta.flatten(1), self.norm.eps, None, self.activation)
 
@@ -334,30 +170,45 @@ class CINTransformer(nn.Module):
             ConvCIN(e0, e1, 3, num_styles, upsample=True),
             ConvCIN(e1, 3, 9, num_styles, activation="sigmoid")])
 
-    def bind(self, style: torch.Tensor | StyleField) -> nn.Sequential:
-        """The network for one style as a chain of one-input layers (shared parameters); what
-        `forward` runs and what the layer-by-layer tiler can run."""
-        field = style if isinstance(style, StyleField) else StyleField(style, self.num_styles)
-        layers: list[nn.Module] = [m for unit in self.contract for m in unit.layers(field)]
-        layers += [ResnetBlock(nn.Sequential(*first.layers(field), *second.layers(field)))
+    def style_field(self, style: torch.Tensor | StyleField,
+                    statistics: Statistics = "region") -> StyleField:
+        """Weights [S], [N, S] or a map [N, S, H, W] at the input's resolution as a field."""
+        if isinstance(style, StyleField):
+            return style
+        return StyleField(style, self.num_styles, statistics, multiple=MULTIPLE)
+
+    def chain(self) -> nn.Sequential:
+        """The network as a chain of one-input layers (shared parameters), run with a style
+        bound (`bind_styles(net, field)`): what `forward` runs and what the layer-by-layer
+        tiler can run. Built once and kept (outside the module tree, so the state dict is the
+        released graph's) while the parameters are the same objects: hooks an engine puts on
+        its convolutions (progress) see the forward's calls."""
+        key = tuple(id(p) for p in self.parameters())
+        cached = self.__dict__.get("_chain")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        layers: list[nn.Module] = [m for unit in self.contract for m in unit.layers()]
+        layers += [ResnetBlock(nn.Sequential(*first.layers(), *second.layers()))
                    for first, second in self.res]
-        layers += [m for unit in self.expand for m in unit.layers(field)]
-        return nn.Sequential(*layers)
+        layers += [m for unit in self.expand for m in unit.layers()]
+        chain = nn.Sequential(*layers)
+        self.__dict__["_chain"] = (key, chain)
+        return chain
 
     def forward(self, x: torch.Tensor, style: torch.Tensor | StyleField) -> torch.Tensor:
-        return self.bind(style)(x)
+        with bind_styles(self, self.style_field(style)):
+            return self.chain()(x)
 
     def conv_steps(self, style: torch.Tensor | StyleField) -> list[Step] | None:
         """The forward pass as data (backend/networks/conv_steps.py) for per-image weights;
         None for a per-pixel map (its norms mix parameters and statistics per pixel)."""
-        field = style if isinstance(style, StyleField) else StyleField(style, self.num_styles)
+        field = self.style_field(style)
         if field.spatial:
             return None
-        weights = field.weights
-        steps: list[Step] = [unit.step(weights) for unit in self.contract]
-        steps += [ResidualSteps((first.step(weights), second.step(weights)))
+        steps: list[Step] = [unit.step(field) for unit in self.contract]
+        steps += [ResidualSteps((first.step(field), second.step(field)))
                   for first, second in self.res]
-        steps += [unit.step(weights) for unit in self.expand]
+        steps += [unit.step(field) for unit in self.expand]
         return steps
 
 
@@ -390,14 +241,13 @@ def stylize_tensor(net: CINTransformer, x: torch.Tensor, weights: torch.Tensor,
                              f"{list(x.shape[2:])}")
         weights = reflect_pad(weights, padding)
     with torch.inference_mode():
-        out = net(reflect_pad(x, padding), StyleField(weights, net.num_styles, statistics))
+        out = net(reflect_pad(x, padding), net.style_field(weights, statistics))
     return crop(out, padding)
 
 
 # The layouts the CIN card names (stclient/cards/cin.py), by architecture name.
 BUILDERS = {"multistyle26": MULTISTYLE26.build}
 
-__all__ = ["BUILDERS", "CINLayout", "CINTransformer", "ConditionalInstanceNorm2d", "ConvCIN",
-           "MAGENTA_WIDTHS", "MULTISTYLE26", "ResnetBlock", "Statistics", "StyleField",
-           "StyledNorm", "cin_from_state_dict", "padding_to_multiple", "resize_weights",
+__all__ = ["BUILDERS", "CINLayout", "CINNorm2d", "CINTransformer", "ConvCIN", "MAGENTA_WIDTHS",
+           "MULTISTYLE26", "ResnetBlock", "cin_from_state_dict", "padding_to_multiple",
            "stylize_tensor"]

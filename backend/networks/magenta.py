@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv_steps import ConvStep, ResidualSteps, Step
-from .style_norm import ConditionalInstanceNorm2d, StyleMix, bind_styles, mix_params
+from .style_norm import ConditionalInstanceNorm2d, Statistics, StyleField, bind_styles
 
 EMBEDDING = 100       # style embedding width
 STYLE_SIZE = 256      # the predictor's input side
@@ -131,8 +131,13 @@ class StyleNorm2d(ConditionalInstanceNorm2d):
         self.gamma = nn.Linear(embedding, channels)
         self.beta = nn.Linear(embedding, channels)
 
-    def style_params(self, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.gamma(styles), self.beta(styles)
+    def style_params(self, field: StyleField) -> tuple[torch.Tensor, torch.Tensor]:
+        if field.styles is None:
+            raise ValueError("Magenta's style norms need the style embeddings in the field")
+        # row by row: a style's parameters must not depend on the other styles in the batch
+        # (matrix kernels choose their summation order by the batch size)
+        rows = [(self.gamma(style[None]), self.beta(style[None])) for style in field.styles]
+        return torch.cat([row[0] for row in rows]), torch.cat([row[1] for row in rows])
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -160,8 +165,9 @@ class MagentaTransformer(nn.Sequential):
 
     `transformer(content, embedding)`: embedding [N, 100], one per image. With `weights`, the
     embeddings are K styles ([K, 100]) mixed by weights [N, K] or by a per-pixel map
-    [N, K, H, W] (see style_norm.StyleMix). `transformer(content)` alone runs with styles bound by
-    `bind_styles(transformer, ...)`: the form the memory guard and the tiler call (the two-
+    [N, K, H, W] (a StyleField, backend/networks/style_norm.py; a field may be passed instead
+    of the embedding). `transformer(content)` alone runs with a field bound by
+    `bind_styles(transformer, field)`: the form the memory guard and the tiler call (the two-
     argument call binds, then goes through that form, so a guarded transformer stays guarded).
     """
 
@@ -182,32 +188,38 @@ class MagentaTransformer(nn.Sequential):
                 conv3=_conv(8, 3, 9), norm3=StyleNorm2d(3), sigmoid=nn.Sigmoid())),
         ))
 
-    def forward(self, content: torch.Tensor, embedding: torch.Tensor | None = None,
+    def style_field(self, embedding: torch.Tensor, weights: torch.Tensor | None = None,
+                    statistics: Statistics = "region") -> StyleField:
+        """K embeddings [K, 100] (one per image without weights) and their weights as a field
+        (backend/networks/style_norm.py: masks paint per pixel, statistics per region)."""
+        return StyleField(weights, embedding.shape[0], statistics, styles=embedding,
+                          multiple=self.multiple)
+
+    def forward(self, content: torch.Tensor, embedding: torch.Tensor | StyleField | None = None,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
         if embedding is None:
             return super().forward(content)
-        with bind_styles(self, embedding, weights):
+        field = embedding if isinstance(embedding, StyleField) \
+            else self.style_field(embedding, weights)
+        with bind_styles(self, field):
             # through the instance's forward: the memory guard installs one there
             return self.forward(content)
 
-    def conv_steps(self, embedding: torch.Tensor | None = None,
+    def conv_steps(self, embedding: torch.Tensor | StyleField | None = None,
                    weights: torch.Tensor | None = None) -> list[Step] | None:
         """The pass as data (backend/networks/conv_steps.py) for per-image styles, the norms'
-        parameters mixed as `scale_shift` mixes them; None for a weight map that varies, or
-        without an embedding (the bound-styles form)."""
-        if weights is not None and weights.dim() == 4 \
-                and bool((weights == weights[:, :, :1, :1]).all()):
-            weights = weights[:, :, 0, 0]      # a constant map is per-image weights (same
-        if embedding is None or (weights is not None and weights.dim() == 4):   # bits)
+        parameters mixed as the norms mix them; None for a weight map that varies, or without
+        an embedding (the bound-styles form)."""
+        if embedding is None:
             return None
-        mix = StyleMix(embedding, weights, self.multiple)
-        per_image = mix.weights_at(1, 1)
+        field = embedding if isinstance(embedding, StyleField) \
+            else self.style_field(embedding, weights)
+        if field.spatial:       # (a constant map is per-image weights: the field says so)
+            return None
 
         def norm(layer: StyleNorm2d) -> dict:
-            rows = [layer.style_params(style[None]) for style in mix.styles]
-            gamma = mix_params(torch.cat([row[0] for row in rows]), per_image).flatten(1)
-            beta = mix_params(torch.cat([row[1] for row in rows]), per_image).flatten(1)
-            return {"gamma": gamma, "beta": beta, "eps": layer.eps}
+            gamma, beta = layer.mixed(field)
+            return {"gamma": gamma.flatten(1), "beta": beta.flatten(1), "eps": layer.eps}
 
         c, e = self.contract, self.expand
         steps: list[Step] = [ConvStep(c.conv1.weight, bias=c.conv1.bias),

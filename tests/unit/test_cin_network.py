@@ -17,8 +17,8 @@ from backend.modelstore.onnx_cin import check_layout, convert_multistyle26, read
 from backend.modelstore.stl_wheel import read_member
 from backend.networks.checkpoints import load_state_dict
 from backend.networks.cin import (MAGENTA_WIDTHS, CINLayout, CINTransformer,
-                                  ConditionalInstanceNorm2d, StyleField, cin_from_state_dict,
-                                  resize_weights, stylize_tensor)
+                                  cin_from_state_dict, stylize_tensor)
+from backend.networks.style_norm import StyleField, bind_styles, mix_params, resize_weights
 from backend.perf import optimize
 from backend.perf.tiling import TileStats, run_layerwise
 from stclient.errors import BAD_CHECKPOINT, StyleTransferError
@@ -148,14 +148,12 @@ def test_batch_of_images_with_their_own_weights(any_net, session):
 def test_norm_mixes_a_constant_map_bit_for_bit_like_per_image_weights():
     """The mixing itself, without StyleField's shortcut for constant maps."""
     torch.manual_seed(0)
-    norm = ConditionalInstanceNorm2d(8, STYLES)
-    with torch.no_grad():
-        norm.gamma.normal_()
-        norm.beta.normal_()
-    x = torch.randn(2, 8, 12, 10)
+    gamma = torch.randn(STYLES, 8)
     per_image = torch.stack([weights(s3=0.3, s7=0.45), weights(s1=1.3)])
     constant_map = per_image[:, :, None, None].expand(2, STYLES, 12, 10).contiguous()
-    assert torch.equal(norm(x, constant_map), norm(x, per_image))
+    assert torch.equal(mix_params(gamma, constant_map),
+                       mix_params(gamma, per_image).expand(2, 8, 12, 10))
+    assert torch.equal(mix_params(gamma, weights(s5=1.0)[None])[0, :, 0, 0], gamma[5])
 
 
 @pytest.mark.parametrize("statistics", ["region", "image"])
@@ -207,6 +205,17 @@ def test_resize_weights_box_averages_and_keeps_constants():
     assert resize_weights(ramp, 7, 2)[0, 0, :, 0].tolist() == [0, 1, 2, 3, 4, 4, 4]
 
 
+def test_style_field_pads_a_map_to_the_network_multiple():
+    """A map at an input side that is not a multiple of 4 is padded (edge repeated) as the
+    network's output overhangs, so every layer's map is an exact box average: the half-resolution
+    layer of a 10-row input (rows 0..11 of the padded output) averages rows pairwise."""
+    ramp = torch.arange(10.0).view(1, 1, 10, 1).expand(1, 2, 10, 3).contiguous()
+    field = StyleField(ramp, 2, multiple=4)
+    assert field.at(6, 3)[0, 0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5, 8.5, 9.0]
+    assert field.at(3, 2)[0, 0, :, 0].tolist() == [1.5, 5.5, 8.75]         # 8, 9, 9, 9
+    assert field.at(12, 4)[0, 0, :, 0].tolist() == list(range(10)) + [9.0, 9.0]
+
+
 def test_style_field_checks_its_input():
     with pytest.raises(ValueError, match="S = 26"):
         StyleField(torch.ones(1, 25), STYLES)
@@ -244,8 +253,8 @@ def test_layer_by_layer_tiler_gives_the_untiled_result(net, kind):
         style[:, 21, :, 50:] = 1.0
     expected = run(net, x, StyleField(style, STYLES))
     stats = TileStats()
-    got = run_layerwise(net.bind(StyleField(style, STYLES)), x, budget=64 << 20, stats=stats,
-                        max_side=24)
+    with bind_styles(net, StyleField(style, STYLES)):
+        got = run_layerwise(net.chain(), x, budget=64 << 20, stats=stats, max_side=24)
     assert stats.tiles >= 16
     assert float((got - expected).abs().max()) <= 1e-5
 

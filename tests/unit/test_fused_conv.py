@@ -196,3 +196,49 @@ def test_optimized_magenta_transformer_runs_fused_and_matches_the_plain_one():
         assert fast.forward.calls["fused"] == 2
         fast(x, embeddings, torch.rand(2, 2, 44, 52))
     assert fast.forward.calls["fused"] == 2
+
+
+def test_a_tracked_fused_pass_reports_every_step_by_its_measured_cost():
+    """The fused pass calls no convolution module, so its runner reports the steps itself
+    (backend/engines/progress.py): one update per step, the first pass weighted by the cost
+    model, the next by what the first measured per step, kept on each step's weight apart from
+    the module-hook rates."""
+    from backend.engines import progress
+    cpu_kernels()
+    net = optimize(_small_cin(), "cin", "cpu")
+    style = torch.tensor([0.0, 1.0, 0, 0, 0])
+    x = torch.rand(1, 3, 96, 80)
+    steps = net.conv_steps(style)
+    planned = progress.step_elements(steps, tuple(x.shape))
+    assert len(planned) == 3 + 2 * 2 + 3
+
+    class Context:
+        def __init__(self) -> None:
+            self.fractions: list[float] = []
+
+        def step(self, fraction: float, text: str) -> None:
+            self.fractions.append(fraction)
+
+    def tracked_pass() -> list[float]:
+        ctx = Context()
+        with torch.inference_mode(), progress.tracked(net.chain(), ctx, 0.0, 1.0, "cin",
+                                                      tuple(x.shape), fused_on=net):
+            net(x, style)
+        return ctx.fractions
+
+    calls = net.forward.calls["fused"]
+    first = tracked_pass()
+    assert net.forward.calls["fused"] == calls + 1
+    assert len(first) == len(planned) and first[-1] == pytest.approx(1.0)
+    assert all(b > a for a, b in zip(first, first[1:]))
+    for step, elements in planned:
+        seconds, counted = getattr(step.weight, progress.FUSED_RATE_ATTR)
+        assert counted == elements and seconds > 0
+        assert getattr(step.weight, progress.RATE_ATTR, None) is None     # no hook fired
+    rates = [progress.step_rate(step) for step, _ in planned]
+    second = tracked_pass()
+    increments = [b - a for a, b in zip([0.0] + second, second)]
+    total = sum(r * n for r, (_, n) in zip(rates, planned))
+    expected = [r * n / total for r, (_, n) in zip(rates, planned)]
+    assert increments == pytest.approx(expected, rel=1e-6)
+    assert net.forward.observers == []

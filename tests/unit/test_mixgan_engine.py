@@ -173,3 +173,31 @@ def test_the_bundled_starter_model_keeps_the_glyph_and_adds_colour() -> None:
     assert spread.mean() > 40                              # and it is in colour
     samples = runtime.sample("mixgan_glyphs", count=2, seed=1)
     assert [s.shape for s in samples] == [(32, 32, 3)] * 2
+
+
+def test_progress_moves_with_every_convolution_and_can_cancel_mid_pass(tmp_path) -> None:
+    """E, Gc and Gm run as one tracked pass (backend/engines/progress.py): an update after each
+    convolution of the committed starter model, weighted by cost, monotonic, to the end; a
+    cancel asked for in the middle stops the pass there."""
+    import shutil
+    from pathlib import Path
+
+    from backend.engines.progress import convolutions
+    starter = Path(__file__).resolve().parents[2] / "models" / "starter"
+    for path in starter.glob("mixgan_glyphs.*"):
+        shutil.copy(path, tmp_path / path.name)
+    rt = Runtime(device="cpu", models_dir=tmp_path, threads=1)
+    convs = len(convolutions(load_model(tmp_path / "mixgan_glyphs.pth")))
+    seen: list[float] = []
+    rt.stylize(StylizeJob(engine="mixgan", content=_image(64, 96), model="mixgan_glyphs"),
+               progress=lambda fraction, text: seen.append(fraction))
+    inside = [f for f in seen if 0.05 < f < 0.98]
+    assert len(inside) >= convs - 4 and seen == sorted(seen) and seen[-1] == 1.0
+    steps = [b - a for a, b in zip(inside, inside[1:])]
+    assert max(steps) > 3 * min(steps)            # by cost, not by count
+    calls: list[float] = []
+    with pytest.raises(Cancelled):
+        rt.stylize(StylizeJob(engine="mixgan", content=_image(64, 96), model="mixgan_glyphs"),
+                   progress=lambda fraction, text: calls.append(fraction),
+                   cancelled=lambda: len(calls) > 8)
+    assert 0.05 < calls[-1] < 0.9
