@@ -62,6 +62,8 @@ GEOMETRIES = [
     (1, 32, 4, 3, 7, 33, 1, 2, True, True, True, True),
     (2, 8, 3, 9, 12, 35, 1, 2, False, True, True, True),
     (1, 8, 16, 3, 13, 50, 2, 1, False, False, True, True),
+    (1, 16, 32, 3, 6, 20, 1, 2, False, True, True, True),
+    (1, 24, 16, 3, 5, 18, 1, 1, False, True, True, False),
 ]
 
 

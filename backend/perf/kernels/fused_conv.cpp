@@ -353,6 +353,60 @@ void prepare_row_to_planar(const Source& s, const Layer& l, const int64_t* cols,
       out[j] = transformed(s, pin, pres, cols[j] * c, a, b);
   }
 }
+
+// planar source (channels a multiple of 8) into interleaved rows: the same transpose, channel
+// planes in, pixels out (8 channels: half vectors, the other half zero rows)
+void prepare_row_to_interleaved(const Source& s, const Layer& l, const int64_t* cols,
+                                int64_t image, int64_t r, float* dst) {
+  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
+  const int64_t channel_plane = s.h * s.w;
+  const int64_t offset = image * c * channel_plane + src_row * s.w;
+  const float* in = s.data + offset;
+  const float* res = s.residual ? s.residual + offset : nullptr;
+  const float* sc = s.scale ? s.scale + image * c : nullptr;
+  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const __m512 zero = _mm512_setzero_ps();
+  const int64_t blocked = s.w / VL * VL;
+  for (int64_t c0 = 0; c0 < c; c0 += VL) {
+    const int64_t width = std::min<int64_t>(VL, c - c0);     // 16, or 8 for the last
+    for (int64_t x0 = 0; x0 < blocked; x0 += VL) {
+      __m512 v[VL];
+      for (int q = 0; q < VL; ++q) {
+        if (q >= width) {
+          v[q] = zero;
+          continue;
+        }
+        const int64_t at = (c0 + q) * channel_plane + x0;
+        v[q] = _mm512_loadu_ps(in + at);
+        if (sc) v[q] = _mm512_fmadd_ps(v[q], _mm512_set1_ps(sc[c0 + q]),
+                                       _mm512_set1_ps(sh[c0 + q]));
+        if (s.relu) v[q] = _mm512_max_ps(v[q], zero);
+        if (res) v[q] = _mm512_add_ps(v[q], _mm512_loadu_ps(res + at));
+      }
+      transpose16(v);
+      for (int p = 0; p < VL; ++p)
+        for (int64_t u = 0; u < l.up; ++u) {
+          float* out = dst + (l.pad + (x0 + p) * l.up + u) * c + c0;
+          if (width == VL)
+            _mm512_storeu_ps(out, v[p]);
+          else
+            _mm256_storeu_ps(out, _mm512_castps512_ps256(v[p]));
+        }
+    }
+  }
+  for (int64_t ci = 0; ci < c; ++ci) {
+    const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
+    const float* pin = in + ci * channel_plane;
+    const float* pres = res ? res + ci * channel_plane : nullptr;
+    for (int64_t x = blocked; x < s.w; ++x)
+      for (int64_t u = 0; u < l.up; ++u)
+        dst[(l.pad + x * l.up + u) * c + ci] = transformed(s, pin, pres, x, a, b);
+    for (int64_t j = 0; j < l.pad; ++j)
+      dst[j * c + ci] = transformed(s, pin, pres, cols[j], a, b);
+    for (int64_t j = l.pad + l.in_w; j < l.row_w; ++j)
+      dst[j * c + ci] = transformed(s, pin, pres, cols[j], a, b);
+  }
+}
 #endif
 
 // The prepared row by the fastest way this build and layout have.
@@ -364,6 +418,8 @@ inline void prepare(const Source& s, const Layer& l, const int64_t* cols, const 
   if (s.planar && l.by_pixel) return prepare_row_planar(s, l, cols, image, r, dst);
   if (!s.planar && l.by_pixel && s.c % VL == 0)
     return prepare_row_to_planar(s, l, cols, image, r, dst);
+  if (s.planar && !l.by_pixel && s.c % 8 == 0)
+    return prepare_row_to_interleaved(s, l, cols, image, r, dst);
   if (m.usable) return prepare_row_fast(s, l, m, image, r, dst);
 #else
   (void)m;
@@ -377,10 +433,12 @@ inline void prepare(const Source& s, const Layer& l, const int64_t* cols, const 
 // pixel (the layer's K; a group of channels starts at w + offset, out + offset)
 // `stats` (or null): this row's RowSums of this channel group (pivot, s1, s2, each ldk wide);
 // `stream`: non-temporal stores (64-byte aligned rows: ldk and the group offset are % 16).
+// (never inlined: the register allocation of each instance stays its own; inlined into the
+// row loop, the by-pixel kernels measured 3x slower after an unrelated change)
 template <int KV, int P>
-inline void by_channel(const float* const* rows, const float* w, int64_t c, int64_t kh,
-                       int64_t kw, int64_t stride, int64_t ldk, int64_t x0, float* out,
-                       float* stats, bool stream) {
+__attribute__((noinline)) void by_channel(const float* const* rows, const float* w, int64_t c,
+                                          int64_t kh, int64_t kw, int64_t stride, int64_t ldk,
+                                          int64_t x0, float* out, float* stats, bool stream) {
   v16 acc[P][KV];
 #pragma GCC unroll 32
   for (int p = 0; p < P; ++p)
@@ -463,10 +521,11 @@ void by_channel_row(const float* const* rows, const float* w, const Layer& l, in
 
 // ---------------------------------------------------------------- by-pixel micro-kernel
 
-template <int K, int PV>
-inline void by_pixel(const float* const* rows, int64_t plane, const float* w, int64_t c,
-                     int64_t kh, int64_t kw, int64_t x0, float* out, int64_t out_plane,
-                     int64_t valid) {
+template <int K, int PV>   // (never inlined: see by_channel)
+__attribute__((noinline)) void by_pixel(const float* const* rows, int64_t plane,
+                                        const float* w, int64_t c, int64_t kh, int64_t kw,
+                                        int64_t x0, float* out, int64_t out_plane,
+                                        int64_t valid) {
   v16 acc[K][PV];
 #pragma GCC unroll 8
   for (int k = 0; k < K; ++k)
