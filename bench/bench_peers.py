@@ -50,11 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import backend  # noqa: E402,F401  (stclient on sys.path; before torch: OpenMP's wait policy)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import backend  # noqa: E402,F401  (stclient on sys.path)
 from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import native, optimize  # noqa: E402
