@@ -9,7 +9,7 @@ from stclient.options import OptionSpec, color_output
 # Gatys et al.'s 500 iterations at 512 px and more (backend/optim/options.py, measured).
 OPTIONS = (
     OptionSpec("iterations", "int", 100, "Optimiser iterations at the final size (Gatys et al.: "
-               "500; more is slower and closer).", 1, 10000, label="It_erations"),
+               "500; more is slower and closer).", 1, 10000, label="Itera_tions"),
     OptionSpec("size", "int", 256, "Longest side of the result in pixels, scaled back to the "
                "image's size (0 = the image's own size; large sizes are slow on a CPU).",
                0, 4096, label="Si_ze"),
@@ -33,13 +33,13 @@ OPTIONS = (
                "'symmetric' (square root).", choices=("cholesky", "pca", "symmetric")),
     OptionSpec("photo", "bool", False, "Photorealistic (Deep Photo Style Transfer): the "
                "matting-Laplacian regulariser keeps the photo's local structure.",
-               label="Pho_torealistic"),
+               label="Photore_alistic"),
     OptionSpec("photo_weight", "float", 1e4, "Weight of the photorealism regulariser.",
                0.0, 1e12),
     OptionSpec("update_every", "int", 20, "Show the result so far every N iterations (GIMP "
                "updates the result layer, the CLI rewrites its output file) so you can stop "
                "when it looks right; 0 = only the final result.", 0, 10000,
-               label="Upd_ate every"),
+               label="Update every _N iterations"),
     color_output(False),
 )
 
