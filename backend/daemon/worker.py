@@ -171,7 +171,7 @@ class Worker(threading.Thread):
         request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
-        intermediate = None
+        extra: dict[str, Any] = {}     # only when asked (a runtime_factory's may not take it)
         if getattr(job.request, "intermediates", False):
             def intermediate(pixels: np.ndarray, text: str) -> None:
                 reply = Intermediate(id=job.id, fraction=job.fraction, text=text,
@@ -179,8 +179,8 @@ class Worker(threading.Thread):
                 if job.offer_intermediate(reply) and not job.answered:
                     self.send(job, reply)
 
-        output = self.runtime.stylize(request, progress=progress, cancelled=cancelled,
-                                      intermediate=intermediate)
+            extra["intermediate"] = intermediate
+        output = self.runtime.stylize(request, progress=progress, cancelled=cancelled, **extra)
         seconds = time.monotonic() - started
         frame = array_to_frame(np.asarray(output))
         data = {"engine": payload.engine, "model": payload.model, "options": payload.options,
