@@ -13,7 +13,6 @@ progress and cancellation. Engines (backend/engines) only run their networks.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 import time
@@ -27,12 +26,13 @@ import torch
 
 from backend.engines import get_engine, smoothing
 from backend.engines.base import EngineContext
+from backend.engines.checks import checked_job
 from backend.engines.job import (CancelledFn, IntermediateFn, ProgressFn, StylizeJob,
                                  never_cancelled, no_progress)
 from backend.engines.progress import Monotonic, warm_meta
 from stclient.errors import (BAD_IMAGE, BAD_REQUEST, TOO_LARGE, UNAVAILABLE, Cancelled,
                              StyleTransferError)
-from backend.pixels import checked_pixels, from_float_rgb, mask_to_float, to_float_rgb
+from backend.pixels import from_float_rgb, to_float_rgb
 from stclient import registry
 from stclient.registry import resolve_options
 
@@ -360,16 +360,11 @@ class Runtime:
         whose card has an intermediate option (every that option's N steps)."""
         progress = progress or no_progress
         cancelled = cancelled or never_cancelled
+        job = checked_job(job)                 # a CheckedJob (the daemon's) is not re-checked
         engine = get_engine(job.engine)
-        options = resolve_options(job.engine, job.options)
-        content = checked_pixels(job.content)
+        options = job.options
+        content = job.content
         height, width = content.shape[:2]
-        job = dataclasses.replace(
-            job, content=content,
-            mask=None if job.mask is None else mask_to_float(job.mask, height, width))
-        for index, style in enumerate(job.styles):
-            checked_pixels(style, f"Style image {index + 1}")
-        engine.validate(job, options)
         if cancelled():
             raise Cancelled()
         progress = Monotonic(progress)

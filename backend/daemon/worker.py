@@ -159,7 +159,7 @@ class Worker(threading.Thread):
         return progress, job.should_stop
 
     def _stylize(self, job: Job) -> Result:
-        from backend.engines.job import StylizeJob
+        from backend.engines.job import CheckedJob
         payload: StylizePayload = job.payload
         progress, cancelled = self._callbacks(job)
         styles = list(payload.styles)
@@ -168,7 +168,9 @@ class Worker(threading.Thread):
         if payload.style_paths:      # now their sizes are known: the limits again
             check_stylize_sizes(payload.engine, payload.options, payload.content.shape[:2],
                                 [style.shape[:2] for style in styles], self.config)
-        request = StylizeJob(engine=payload.engine, content=payload.content, model=payload.model,
+        # validate_stylize checked the request (options resolved, frames, mask, input rules,
+        # sizes) and the style files were decoded and sized above: the job is checked
+        request = CheckedJob(engine=payload.engine, content=payload.content, model=payload.model,
                              styles=styles, mask=payload.mask, options=dict(payload.options))
         started = time.monotonic()
         extra: dict[str, Any] = {}     # only when asked (a runtime_factory's may not take it)

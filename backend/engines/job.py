@@ -29,6 +29,15 @@ class StylizeJob:
     checkpoints: dict[str, str] = field(default_factory=dict)  # explicit files, e.g. {"vgg": p}
 
 
+@dataclass
+class CheckedJob(StylizeJob):
+    """A StylizeJob that has passed the checks, made only by the boundary that checked it
+    (`backend.engines.checks.checked_job`, or the daemon after validating a request): pixels in
+    a supported layout, the mask H x W float32 0..1 of the content's size, the options resolved
+    with the card's defaults and ranges, the card's input rules met. The Runtime runs it as it
+    is, so a job is validated once, where it enters."""
+
+
 def no_progress(fraction: float, text: str) -> None:
     """Default progress callback."""
 
