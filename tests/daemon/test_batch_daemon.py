@@ -24,19 +24,6 @@ from stclient.errors import BAD_REQUEST, StyleTransferError
 
 from tests.helpers.batch_folders import (image_files, make_bad_files, make_mixed_folder,
                                          make_plain_folder, wait_for_outputs)
-from tests.helpers.checkpoints import make_models_dir
-from tests.helpers.daemon import start_daemon
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def daemon(models_dir):
-    with start_daemon(models_dir) as handle:
-        yield handle
 
 
 def spec_for(inp: Path, out: Path, **fields) -> BatchSpec:

@@ -16,21 +16,8 @@ import pytest
 
 from backend.imageio import read_image, write_image
 from stclient import paths
-from tests.helpers.checkpoints import make_models_dir
-from tests.helpers.daemon import start_daemon
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory):
-    return make_models_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def daemon(models_dir):
-    with start_daemon(models_dir) as handle:
-        yield handle
 
 
 @pytest.fixture()
