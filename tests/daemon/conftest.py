@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.helpers.checkpoints import make_models_dir
@@ -27,3 +29,13 @@ def runtime(models_dir):
     """The in-process Runtime on the same models, to compare the daemon's answers with."""
     from backend.runtime import Runtime
     return Runtime(device="cpu", models_dir=models_dir)
+
+
+@pytest.fixture()
+def env(daemon, models_dir):
+    """The environment of a CLI process that should find this module's daemon and models."""
+    from stclient import paths
+    environment = dict(os.environ)
+    environment[paths.RUNTIME_DIR_ENV] = str(daemon.runtime_dir)   # "this user's" daemon
+    environment["STYLE_TRANSFER_MODELS_DIR"] = str(models_dir)
+    return environment

@@ -23,8 +23,6 @@ import zmq
 from backend.daemon.images import array_to_frame, frame_to_array
 from backend.imageio import read_image, write_image
 from stclient.protocol import HeartbeatRequest, StylizeRequest, decode_reply
-# a daemon of this module (on the conftest's models) and the CLI's environment for it
-from tests.daemon.test_stylize_cli_daemon import daemon, env  # noqa: F401
 from tests.unit.test_cin_engine import photo
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,7 +4,6 @@ pixels as in-process), `--in-process` computes locally, and Ctrl-C cancels the d
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,17 +14,8 @@ import numpy as np
 import pytest
 
 from backend.imageio import read_image, write_image
-from stclient import paths
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def env(daemon, models_dir):
-    environment = dict(os.environ)
-    environment[paths.RUNTIME_DIR_ENV] = str(daemon.runtime_dir)   # "this user's" daemon
-    environment["STYLE_TRANSFER_MODELS_DIR"] = str(models_dir)
-    return environment
 
 
 def picture(path: Path, side: int, dtype=np.uint8) -> Path:
