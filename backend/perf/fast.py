@@ -58,7 +58,7 @@ from torch import nn
 
 from stclient import registry, settings
 
-from . import fused, native
+from . import fused, fused_blocks, native
 from .adopt import adopt
 from .winograd import WinogradConv2d, fuse_instance_norms, use_winograd
 
@@ -79,6 +79,7 @@ class FastOptions:
     precision: str = "fp32"
     compile: Optional[bool] = None          # None: $STYLE_TRANSFER_COMPILE
     winograd: Optional[bool] = None         # None: on the CPU unless $STYLE_TRANSFER_NATIVE=0
+    fused_blocks: bool = True               # few-channel end blocks by the fused kernel
 
 
 def plain_requested() -> bool:
@@ -258,6 +259,7 @@ class OptimizeReport:
     fused_instance_norms: int = 0     # InstanceNorms done in place by the convolution before
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
     fused_steps: int = 0              # conv_steps networks run by the fused layer kernel
+    fused_blocks: int = 0             # few-channel pad/conv/norm/activation blocks, fused
 
 
 # Whether channels_last pays on the CPU without the native kernel is the engine card's
@@ -342,6 +344,10 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     if use_cl:
         network.to(memory_format=torch.channels_last)
         report.channels_last = True
+    if options.fused_blocks and use_winograd_kernel and device.type == "cpu" \
+            and not use_compile and not report.fused_steps and not cpu_bf16:
+        # last: a block holds the modules it found, so no swap may follow
+        report.fused_blocks = fused_blocks.install(network)
     if use_compile:
         report.compiled = _install_compile(network)
     if device.type == "cuda":

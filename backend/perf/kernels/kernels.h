@@ -12,6 +12,8 @@ at::Tensor winograd_conv3x3(const at::Tensor& x, const at::Tensor& u, const at::
 // Instance normalisation (no affine) of a float32 channels_last tensor (instance_norm.cpp).
 at::Tensor instance_norm_cl(const at::Tensor& x, double eps);
 at::Tensor& instance_norm_cl_(at::Tensor& x, double eps);   // in place
+// {scale, shift} [N, C]: the normalisation as x * scale + shift, x untouched
+std::vector<at::Tensor> instance_norm_stats_cl(const at::Tensor& x, double eps);
 
 // [nearest x2 +] reflect pad + conv of act(x * in_scale + in_shift) (+ residual), with the
 // output's normalisation (gamma/beta [N, K]: instance norm; else scale 1, shift bias) returned

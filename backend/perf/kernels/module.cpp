@@ -10,6 +10,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
              "instance normalisation without affine parameters (float32, channels_last)");
   module.def("instance_norm_cl_", &instance_norm_cl_,
              "instance_norm_cl in place (a convolution's fresh output)");
+  module.def("instance_norm_stats_cl", &instance_norm_stats_cl,
+             "the instance normalisation's per-channel scale and shift, [N, C] each");
   module.def("fused_conv", &fused_conv,
              "small-channel conv layer with its input's norm/activation and its output's "
              "statistics fused (float32)");
