@@ -198,6 +198,38 @@ void prepare_row_fast(const Source& s, const Layer& l, const RowMap& m, int64_t 
   }
 }
 
+// One prepared value: act(in[at] * a + b) (+ res[at]), the source's pending norm and ReLU.
+inline float transformed(const Source& s, const float* in, const float* res, int64_t at,
+                         float a, float b) {
+  float v = s.scale ? std::fma(in[at], a, b) : in[at];
+  if (s.relu) v = v > 0.f ? v : 0.f;
+  return res ? v + res[at] : v;
+}
+
+// The same on a vector: v * a + b (where the source has a norm), ReLU, + the residual's lanes.
+inline __m512 transformed(const Source& s, __m512 v, __m512 a, __m512 b, const float* res,
+                          __mmask16 lanes = 0xFFFF) {
+  if (s.scale) v = _mm512_fmadd_ps(v, a, b);
+  if (s.relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+  if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, res));
+  return v;
+}
+
+// What the vector blocks of one channel leave, value by value: the source pixels from `first`
+// on (each `up` times) and the padding columns. The channel's source values are `step` floats
+// apart; its prepared values `out_step` apart from `out`.
+inline void scalar_rest(const Source& s, const Layer& l, const int64_t* cols, const float* in,
+                        const float* res, int64_t step, float a, float b, int64_t first,
+                        float* out, int64_t out_step) {
+  for (int64_t x = first; x < s.w; ++x)
+    for (int64_t u = 0; u < l.up; ++u)
+      out[(l.pad + x * l.up + u) * out_step] = transformed(s, in, res, x * step, a, b);
+  for (int64_t j = 0; j < l.pad; ++j)
+    out[j * out_step] = transformed(s, in, res, cols[j] * step, a, b);
+  for (int64_t j = l.pad + l.in_w; j < l.row_w; ++j)
+    out[j * out_step] = transformed(s, in, res, cols[j] * step, a, b);
+}
+
 // interleaved source into interleaved rows, channels a multiple of 16: plain vector loads
 void prepare_row_interleaved(const Source& s, const Layer& l, const int64_t* cols,
                              int64_t image, int64_t r, float* dst) {
@@ -212,10 +244,10 @@ void prepare_row_interleaved(const Source& s, const Layer& l, const int64_t* col
     const int64_t at = cols[j] * c;
     float* out = dst + j * c;
     for (int64_t ci = 0; ci < c; ci += VL) {
-      __m512 v = _mm512_loadu_ps(in + at + ci);
-      if (sc) v = _mm512_fmadd_ps(v, _mm512_loadu_ps(sc + ci), _mm512_loadu_ps(sh + ci));
-      if (s.relu) v = _mm512_max_ps(v, zero);
-      if (res) v = _mm512_add_ps(v, _mm512_loadu_ps(res + at + ci));
+      const __m512 v = transformed(s, _mm512_loadu_ps(in + at + ci),
+                                   sc ? _mm512_loadu_ps(sc + ci) : zero,
+                                   sh ? _mm512_loadu_ps(sh + ci) : zero,
+                                   res ? res + at + ci : nullptr);
       _mm512_storeu_ps(out + ci, v);
     }
   }
@@ -223,18 +255,10 @@ void prepare_row_interleaved(const Source& s, const Layer& l, const int64_t* col
 
 // planar source into planar rows (the by-pixel layers): per channel plane, contiguous vector
 // loads (each value twice, by a permute, when upsampling); the few padding columns scalar
-inline float transformed(const Source& s, const float* in, const float* res, int64_t at,
-                         float a, float b) {
-  float v = s.scale ? std::fma(in[at], a, b) : in[at];
-  if (s.relu) v = v > 0.f ? v : 0.f;
-  return res ? v + res[at] : v;
-}
-
 void prepare_row_planar(const Source& s, const Layer& l, const int64_t* cols, int64_t image,
                         int64_t r, float* dst) {
   const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
   const int64_t plane = l.row_len / c;
-  const __m512 zero = _mm512_setzero_ps();
   const __m512i low = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512i high = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9,
                                         8, 8);
@@ -249,10 +273,8 @@ void prepare_row_planar(const Source& s, const Layer& l, const int64_t* cols, in
     for (int64_t x = 0; x < s.w; x += VL) {
       const int64_t left = s.w - x;
       const __mmask16 lanes = left >= VL ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
-      __m512 v = _mm512_maskz_loadu_ps(lanes, in + x);
-      if (s.scale) v = _mm512_fmadd_ps(v, va, vb);
-      if (s.relu) v = _mm512_max_ps(v, zero);
-      if (res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(lanes, res + x));
+      const __m512 v = transformed(s, _mm512_maskz_loadu_ps(lanes, in + x), va, vb,
+                                   res ? res + x : nullptr, lanes);
       if (l.up == 1) {
         _mm512_mask_storeu_ps(out + l.pad + x, lanes, v);
         continue;
@@ -266,9 +288,7 @@ void prepare_row_planar(const Source& s, const Layer& l, const int64_t* cols, in
                                                        : __mmask16((1u << (pairs - VL)) - 1u),
                               _mm512_permutexvar_ps(high, v));
     }
-    for (int64_t j = 0; j < l.pad; ++j) out[j] = transformed(s, in, res, cols[j], a, b);
-    for (int64_t j = l.pad + l.in_w; j < l.row_w; ++j)
-      out[j] = transformed(s, in, res, cols[j], a, b);
+    scalar_rest(s, l, cols, in, res, 1, a, b, s.w, out, 1);   // the padding columns
   }
 }
 
@@ -323,10 +343,7 @@ void prepare_row_to_planar(const Source& s, const Layer& l, const int64_t* cols,
       __m512 v[VL];
       for (int p = 0; p < VL; ++p) {
         const int64_t at = (x0 + p) * c + c0;
-        v[p] = _mm512_loadu_ps(in + at);
-        if (sc) v[p] = _mm512_fmadd_ps(v[p], va, vb);
-        if (s.relu) v[p] = _mm512_max_ps(v[p], zero);
-        if (res) v[p] = _mm512_add_ps(v[p], _mm512_loadu_ps(res + at));
+        v[p] = transformed(s, _mm512_loadu_ps(in + at), va, vb, res ? res + at : nullptr);
       }
       transpose16(v);
       for (int q = 0; q < VL; ++q) {
@@ -342,15 +359,8 @@ void prepare_row_to_planar(const Source& s, const Layer& l, const int64_t* cols,
   }
   for (int64_t ci = 0; ci < c; ++ci) {
     const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
-    const float* pin = in + ci;
-    const float* pres = res ? res + ci : nullptr;
-    float* out = dst + ci * plane;
-    for (int64_t x = blocked; x < s.w; ++x)
-      for (int64_t u = 0; u < l.up; ++u)
-        out[l.pad + x * l.up + u] = transformed(s, pin, pres, x * c, a, b);
-    for (int64_t j = 0; j < l.pad; ++j) out[j] = transformed(s, pin, pres, cols[j] * c, a, b);
-    for (int64_t j = l.pad + l.in_w; j < l.row_w; ++j)
-      out[j] = transformed(s, pin, pres, cols[j] * c, a, b);
+    scalar_rest(s, l, cols, in + ci, res ? res + ci : nullptr, c, a, b, blocked,
+                dst + ci * plane, 1);
   }
 }
 
@@ -377,11 +387,9 @@ void prepare_row_to_interleaved(const Source& s, const Layer& l, const int64_t* 
           continue;
         }
         const int64_t at = (c0 + q) * channel_plane + x0;
-        v[q] = _mm512_loadu_ps(in + at);
-        if (sc) v[q] = _mm512_fmadd_ps(v[q], _mm512_set1_ps(sc[c0 + q]),
-                                       _mm512_set1_ps(sh[c0 + q]));
-        if (s.relu) v[q] = _mm512_max_ps(v[q], zero);
-        if (res) v[q] = _mm512_add_ps(v[q], _mm512_loadu_ps(res + at));
+        v[q] = transformed(s, _mm512_loadu_ps(in + at),
+                           _mm512_set1_ps(sc ? sc[c0 + q] : 1.f),
+                           _mm512_set1_ps(sh ? sh[c0 + q] : 0.f), res ? res + at : nullptr);
       }
       transpose16(v);
       for (int p = 0; p < VL; ++p)
@@ -396,15 +404,8 @@ void prepare_row_to_interleaved(const Source& s, const Layer& l, const int64_t* 
   }
   for (int64_t ci = 0; ci < c; ++ci) {
     const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
-    const float* pin = in + ci * channel_plane;
-    const float* pres = res ? res + ci * channel_plane : nullptr;
-    for (int64_t x = blocked; x < s.w; ++x)
-      for (int64_t u = 0; u < l.up; ++u)
-        dst[(l.pad + x * l.up + u) * c + ci] = transformed(s, pin, pres, x, a, b);
-    for (int64_t j = 0; j < l.pad; ++j)
-      dst[j * c + ci] = transformed(s, pin, pres, cols[j], a, b);
-    for (int64_t j = l.pad + l.in_w; j < l.row_w; ++j)
-      dst[j * c + ci] = transformed(s, pin, pres, cols[j], a, b);
+    scalar_rest(s, l, cols, in + ci * channel_plane,
+                res ? res + ci * channel_plane : nullptr, 1, a, b, blocked, dst + ci, c);
   }
 }
 #endif
