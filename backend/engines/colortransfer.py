@@ -33,7 +33,8 @@ class ColorTransferEngine(Engine):
             np.ascontiguousarray(job.mask, dtype=np.float32))[None, None], None),)
         out = color_transfer(content, style, method=options["histogram_method"],
                              space=options["color_space"], regions=regions,
-                             strength=float(options["alpha"]))
+                             strength=float(options["alpha"]),
+                             progress=lambda done: ctx.step(0.8 * done, "matching colours"))
         if options["keep_luminance"]:
             ctx.step(0.8, "keeping the luminance")
             out = combine_luminance(luminance(content), out)

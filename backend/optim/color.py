@@ -16,7 +16,7 @@ The 3x3 algebra runs in float64 on the CPU (MPS has no float64).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -144,43 +144,110 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
         .to(dtype)
 
 
+CHUNK_PIXELS = 1 << 18        # pixels per slice of rows: ~6 MB per float64 temporary
+
+
+def _row_slices(height: int, width: int) -> list[slice]:
+    rows = max(1, CHUNK_PIXELS // max(width, 1))
+    return [slice(top, min(height, top + rows)) for top in range(0, height, rows)]
+
+
+class _Moments:
+    """Weighted mean and covariance of 3-vectors accumulated slice by slice, in float64, about
+    a reference point (the first slice's mean) so the sums stay small: no cancellation."""
+
+    def __init__(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.sum = torch.zeros(3, dtype=torch.float64)
+        self.outer = torch.zeros(3, 3, dtype=torch.float64)
+        self.reference: Optional[torch.Tensor] = None
+
+    def add(self, flat: torch.Tensor, weights: Optional[torch.Tensor]) -> None:
+        if self.reference is None:
+            self.reference = flat.mean(dim=1)
+        centred = flat - self.reference[:, None]
+        weighted = centred if weights is None else centred * weights
+        self.total += flat.shape[1] if weights is None else weights.sum()
+        self.sum += weighted.sum(dim=1)
+        self.outer += weighted @ centred.T
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reference is None or self.total <= 0:
+            raise ValueError("a colour region is empty")
+        offset = self.sum / self.total
+        cov = self.outer / self.total - torch.outer(offset, offset)
+        return self.reference + offset, cov
+
+
+def _space_stats(image: torch.Tensor, to_space, weights: Sequence[Optional[torch.Tensor]],
+                 after_slice: Callable[[], None]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """pixel_stats of to_space(image) for each weight mask (1 x 1 x H x W or None), one slice of
+    rows at a time: the float64 copy of a 12-megapixel image is never made whole."""
+    moments = [_Moments() for _ in weights]
+    for rows in _row_slices(image.shape[-2], image.shape[-1]):
+        flat = to_space(image[..., rows, :].detach().to("cpu", torch.float64)).reshape(3, -1)
+        for moment, mask in zip(moments, weights):
+            moment.add(flat, None if mask is None
+                       else mask[..., rows, :].reshape(-1).to(torch.float64))
+        after_slice()
+    return [moment.result() for moment in moments]
+
+
 def color_transfer(content: torch.Tensor, style: torch.Tensor, method: str = "symmetric",
                    space: str = "lab",
                    regions: Sequence[tuple[torch.Tensor, Optional[torch.Tensor]]] = (),
-                   strength: float = 1.0, clip: bool = True, eps: float = EPS) -> torch.Tensor:
+                   strength: float = 1.0, clip: bool = True, eps: float = EPS,
+                   progress: Optional[Callable[[float], None]] = None) -> torch.Tensor:
     """`content` (1 x 3 x H x W RGB 0..1) with the colour mean and covariance of `style`.
 
     regions: (content mask, style mask or None for the whole style) pairs; each content region
     takes its style region's statistics; soft masks blend, and pixels outside every region keep
     their colour. strength blends the original (0) and the full transfer (1). clip=False returns
-    the unclamped result (for checking the statistics). Computed in float64 on the CPU (it is
-    a few operations per pixel); the result has content's dtype and device."""
+    the unclamped result (for checking the statistics). Computed in float64 on the CPU (a few
+    operations per pixel), a slice of rows at a time, so memory stays ~2x the float32 image
+    whatever its size; `progress` hears the fraction done after each slice (it may raise to
+    stop: a cancelled job). The result has content's dtype and device."""
     if space not in SPACES:
         raise ValueError(f"unknown colour space {space!r}; use one of {SPACES}")
     to_space = rgb_to_lab if space == "lab" else (lambda x: x)
     from_space = lab_to_rgb if space == "lab" else (lambda x: x)
-    x = to_space(content.detach().to("cpu", torch.float64))
-    s = to_space(style.detach().to("cpu", torch.float64))
-    pairs = list(regions) or [(torch.ones_like(x[:, :1]), None)]
-    masks = [mask_to_grid(_as_mask(m, x), tuple(x.shape[-2:])) for m, _ in pairs]
-    coverage = sum(masks)
-    over = coverage.clamp_min(1.0)          # overlapping regions share a pixel
-    result = x * (1.0 - coverage / over)
-    for mask, (_, style_mask) in zip(masks, pairs):
-        s_weights = None if style_mask is None else \
-            mask_to_grid(_as_mask(style_mask, s), tuple(s.shape[-2:]))
-        c_mean, c_cov = pixel_stats(x, mask)
-        s_mean, s_cov = pixel_stats(s, s_weights)
-        mapped = _apply(x, linear_map(c_cov, s_cov, method, eps), c_mean, s_mean)
-        result = result + mask / over * mapped
-    if strength != 1.0:
-        result = x + float(strength) * (result - x)
-    rgb = from_space(result)
-    rgb = rgb.clamp(0.0, 1.0) if clip else rgb
-    return rgb.to(content.device, content.dtype)
+    height, width = content.shape[-2:]
+    pairs = list(regions) or [(None, None)]
+    grid = (height, width)
+    masks = [None if m is None else mask_to_grid(_as_mask(m), grid) for m, _ in pairs]
+    style_masks = [None if m is None else mask_to_grid(_as_mask(m), tuple(style.shape[-2:]))
+                   for _, m in pairs]
+    slices = _row_slices(height, width)
+    # work units: a statistics slice 1, an applied slice 2 (both conversions)
+    units = [0, 3 * len(slices) + len(_row_slices(*style.shape[-2:]))]
+
+    def after_slice(weight: int = 1) -> None:
+        units[0] += weight
+        if progress is not None:
+            progress(units[0] / units[1])
+    content_stats = _space_stats(content, to_space, masks, after_slice)
+    style_stats = _space_stats(style, to_space, style_masks, after_slice)
+    maps = [(linear_map(c_cov, s_cov, method, eps), c_mean, s_mean)
+            for (c_mean, c_cov), (s_mean, s_cov) in zip(content_stats, style_stats)]
+    out = torch.empty(content.shape, dtype=content.dtype)
+    for rows in slices:
+        x = to_space(content[..., rows, :].detach().to("cpu", torch.float64))
+        weights = [torch.ones_like(x[:, :1]) if m is None else m[..., rows, :].to(torch.float64)
+                   for m in masks]
+        coverage = sum(weights)
+        over = coverage.clamp_min(1.0)          # overlapping regions share a pixel
+        result = x * (1.0 - coverage / over)
+        for weight, (matrix, c_mean, s_mean) in zip(weights, maps):
+            result = result + weight / over * _apply(x, matrix, c_mean, s_mean)
+        if strength != 1.0:
+            result = x + float(strength) * (result - x)
+        rgb = from_space(result)
+        out[..., rows, :] = rgb.clamp(0.0, 1.0) if clip else rgb
+        after_slice(2)
+    return out.to(content.device)
 
 
-def _as_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """H x W or 1 x 1 x H x W mask as 1 x 1 x H x W in `like`'s dtype and device."""
+def _as_mask(mask: torch.Tensor) -> torch.Tensor:
+    """H x W or 1 x 1 x H x W mask as 1 x 1 x H x W float32 on the CPU, clamped to 0..1."""
     m = mask.reshape(1, 1, *mask.shape[-2:]) if mask.dim() != 4 else mask
-    return m.to(like.device, like.dtype).clamp(0, 1)
+    return m.detach().to("cpu", torch.float32).clamp(0, 1)

@@ -109,3 +109,32 @@ def test_combine_luminance_keeps_content_chroma_within_one_level():
     inside = (new_y > 0.3) & (new_y < 0.7)
     y_out = color.luminance(out)
     assert (y_out - new_y)[inside].abs().max() < 0.35          # not clamped away wholesale
+
+
+def test_slices_of_rows_give_the_whole_image_result_and_report_progress(monkeypatch):
+    """Colour transfer works a slice of rows at a time (bounded memory on large images): any
+    slicing gives the one-slice result, and progress rises to 1 slice by slice."""
+    content, style = image(7, 61, 47).float(), image(8, 33, 70).float()
+    soft = torch.rand(1, 1, 61, 47, generator=torch.Generator().manual_seed(1))
+    regions = [((soft > 0.5).float()[0, 0], None), (soft, torch.rand(33, 70))]
+    kwargs = {"regions": regions, "strength": 0.7, "method": "pca"}
+    monkeypatch.setattr(color, "CHUNK_PIXELS", 10 ** 9)
+    whole = color.color_transfer(content, style, **kwargs)
+    monkeypatch.setattr(color, "CHUNK_PIXELS", 900)       # 19 rows: 4 content, 3 style slices
+    seen: list[float] = []
+    sliced = color.color_transfer(content, style, progress=seen.append, **kwargs)
+    torch.testing.assert_close(sliced, whole, rtol=0, atol=1e-6)
+    assert sliced.dtype == torch.float32 and sliced.shape == content.shape
+    assert len(seen) == 4 + 3 + 4 and seen == sorted(seen) and seen[-1] == 1.0
+
+    def cancel(done: float) -> None:
+        if done > 0.5:
+            raise InterruptedError("cancelled")
+    with pytest.raises(InterruptedError):
+        color.color_transfer(content, style, progress=cancel, **kwargs)
+
+
+def test_an_empty_region_is_a_clear_error():
+    content, style = image(9).float(), image(10).float()
+    with pytest.raises(ValueError, match="region is empty"):
+        color.color_transfer(content, style, regions=[(torch.zeros(40, 48), None)])
