@@ -15,7 +15,8 @@ Procedures (names and argument names are the public scripting API):
                                      seed, endpoint (new image)
   python-fu-style-transfer-batch     input-folder, output-folder, engine, model, style-file, alpha,
                                      preserve-color, recursive, overwrite, endpoint, working-size,
-                                     style-index (engines with built-in styles)
+                                     style-index (engines with built-in styles), photo-radius,
+                                     photo-eps (the feed-forward engines)
   python-fu-style-transfer-status    endpoint
 Ranges, defaults and help of option arguments are the card's OptionSpecs. Each filter returns the
 new layer. Failures return EXECUTION_ERROR with a sentence to act on.
@@ -258,6 +259,8 @@ class StyleTransfer(Gimp.PlugIn):
         for option in arguments.BATCH_LATER_OPTIONS:   # added later: after the first ones
             arguments.add_option_argument(procedure, registry.shared_option(option))
         arguments.add_batch_style_index(procedure)
+        for option in arguments.BATCH_PHOTO_OPTIONS:   # added last
+            arguments.add_option_argument(procedure, registry.shared_option(option))
         procedure.add_int_return_value("ok", "Done", "Images written", 0, 2**31 - 1, 0, RW)
         procedure.add_int_return_value("skipped", "Skipped", "Outputs that already existed",
                                        0, 2**31 - 1, 0, RW)

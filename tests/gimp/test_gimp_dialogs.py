@@ -216,9 +216,10 @@ def test_batch_dialog_shows_the_engines_fields_and_models(dialog_run):
     cyclegan, adain = report(dialog_run, "batch_cyclegan"), report(dialog_run, "batch_adain")
     assert cyclegan["models"] == [CYCLEGAN] and "horse2zebra" in cyclegan["missing"]
     assert "style-file" not in cyclegan["fields"] and "alpha" not in cyclegan["fields"]
-    assert "working-size" in cyclegan["fields"]
+    assert {"working-size", "photo-radius", "photo-eps"} <= set(cyclegan["fields"])
     assert adain["models"] == ["adain"]
-    assert {"style-file", "alpha", "preserve-color", "working-size"} <= set(adain["fields"])
+    assert {"style-file", "alpha", "preserve-color", "working-size", "photo-radius",
+            "photo-eps"} <= set(adain["fields"])
 
 
 def test_backend_status_is_readable(dialog_run, daemon):

@@ -4,7 +4,7 @@ no model argument), gives a new layer whose colour statistics moved to the style
 own answer, bit for bit), with a selection only inside it (its statistics matched, the rest
 kept); the feed-forward filters take photo-radius/photo-eps; and the dialogs (Xvfb) show those
 fields, a model box that says Colour Transfer uses none, and a preview; the batch procedure runs
-it over a folder."""
+it over a folder and takes the smoothing (photo-radius, photo-eps)."""
 
 from __future__ import annotations
 
@@ -73,6 +73,11 @@ def runs(session, daemon, style_file):
                             "output-folder": {"file": str(session.shared / "batch_out")},
                             "engine": "colortransfer", "style-file": {"file": style_file},
                             "alpha": 0.5, "endpoint": endpoint}))
+    cases.append(case("smooth_batch", P + "batch",
+                      args={"input-folder": {"file": str(batch_in)},
+                            "output-folder": {"file": str(session.shared / "smooth_out")},
+                            "engine": "adain", "style-file": {"file": style_file},
+                            "photo-radius": 4, "photo-eps": 0.001, "endpoint": endpoint}))
     results = session.run(cases)
     display = session.gimp.start_display()
     shots = session.shared / "shots"
@@ -164,14 +169,29 @@ def test_the_preview_smooths_at_its_own_scale(runs, daemon, style_file):
     assert ok(runs["adain_dialog"])
 
 
-def test_the_batch_procedure_runs_colour_transfer(runs, daemon, session, style_file):
-    result = ok(runs["colour_batch"])
+def batch_results(runs, session, case: str, folder: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(source, output) pixels of a batch case that must have done both images."""
+    result = ok(runs[case])
     done, skipped, failed, summary = result.raw["returned"]
     assert (done, skipped, failed) == (2, 0, 0), summary
-    for name in ("city.png", "still_life.png"):
-        source = np.asarray(Image.open(session.shared / "batch_in" / name))
-        got = np.asarray(Image.open(session.shared / "batch_out" / name))
+    return [(np.asarray(Image.open(session.shared / "batch_in" / name)),
+             np.asarray(Image.open(session.shared / folder / name)))
+            for name in ("city.png", "still_life.png")]
+
+
+def test_the_batch_procedure_runs_colour_transfer(runs, daemon, session, style_file):
+    for source, got in batch_results(runs, session, "colour_batch", "batch_out"):
         np.testing.assert_array_equal(got, expected(daemon, source, "colortransfer",
                                                     style_paths=[style_file],
                                                     options={"alpha": 0.5}))
         assert np.abs(got.astype(int) - source.astype(int)).mean() > 2
+
+
+def test_the_batch_procedure_takes_the_photorealistic_smoothing(runs, daemon, session,
+                                                                 style_file):
+    smoothing = {"photo_radius": 4, "photo_eps": 0.001}
+    for source, got in batch_results(runs, session, "smooth_batch", "smooth_out"):
+        np.testing.assert_array_equal(got, expected(daemon, source, "adain",
+                                                    style_paths=[style_file], options=smoothing))
+        assert not np.array_equal(got, expected(daemon, source, "adain",
+                                                style_paths=[style_file]))

@@ -18,8 +18,13 @@ from stclient.options import OptionSpec  # noqa: E402
 RW = GObject.ParamFlags.READWRITE
 # The batch procedure's option arguments: the first ones sit where they always were, later
 # additions come after `endpoint` (positional callers keep working).
+# The batch procedure's option arguments, in the groups they were added in (a group goes after
+# the arguments that existed then, so positional scripts keep working): after style-file, after
+# endpoint, after style-index.
 BATCH_OPTIONS = ("alpha", "preserve_color")
 BATCH_LATER_OPTIONS = ("working_size",)
+BATCH_PHOTO_OPTIONS = ("photo_radius", "photo_eps")
+ALL_BATCH_OPTIONS = BATCH_OPTIONS + BATCH_LATER_OPTIONS + BATCH_PHOTO_OPTIONS
 # The style-input arguments of engines whose card takes style images or has built-in styles.
 STYLE_INPUTS = ("style-file", "style-layer", "style2-file", "style-index", "style2-index",
                 "style-weight", "use-selection")

@@ -20,7 +20,7 @@ from stclient.errors import BAD_REQUEST, StyleTransferError  # noqa: E402
 
 from stclient import registry  # noqa: E402
 
-from .arguments import BATCH_LATER_OPTIONS, BATCH_OPTIONS  # noqa: E402
+from .arguments import ALL_BATCH_OPTIONS  # noqa: E402
 from .filters import make_client  # noqa: E402
 from .requests import file_path  # noqa: E402
 
@@ -65,7 +65,7 @@ def batch_spec(config: Any) -> dict[str, Any]:
         spec["styles"] = [style]
     if card.styles.builtin_styles:
         spec["options"]["style_index"] = [int(config.get_property("style-index"))]
-    for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS:   # the chosen engine's among them
+    for name in ALL_BATCH_OPTIONS:   # the chosen engine's among them
         option = card.option(name)
         if option is not None:
             value = config.get_property(option.gimp_name)

@@ -25,7 +25,7 @@ from gi.repository import Gdk, Gimp, GimpUi, GLib, GObject, Gtk  # noqa: E402
 from stclient import registry, settings  # noqa: E402
 from stclient.errors import StyleTransferError  # noqa: E402
 
-from .arguments import BATCH_LATER_OPTIONS, BATCH_OPTIONS  # noqa: E402
+from .arguments import ALL_BATCH_OPTIONS  # noqa: E402
 from .background import Background  # noqa: E402
 from .filters import make_client  # noqa: E402
 from .modelbox import ModelBox  # noqa: E402
@@ -194,7 +194,7 @@ def batch_fields(engine: str) -> list[str]:
     if card.styles.builtin_styles:
         fields.append("style-index")
     fields += [registry.shared_option(name).gimp_name
-               for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS if card.option(name) is not None]
+               for name in ALL_BATCH_OPTIONS if card.option(name) is not None]
     return fields + ["recursive", "overwrite"]
 
 
@@ -206,7 +206,7 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     dialog = GimpUi.ProcedureDialog.new(procedure, config, "Style Transfer: Batch Process Folder")
     every = ["input-folder", "output-folder", "engine", "style-file", "style-index"]
     every += [registry.shared_option(name).gimp_name
-              for name in BATCH_OPTIONS + BATCH_LATER_OPTIONS]
+              for name in ALL_BATCH_OPTIONS]
     every += ["recursive", "overwrite"]
     every = [name for name in every if procedure.find_argument(name) is not None]
     dialog.fill(every)
