@@ -312,7 +312,8 @@ class Runtime:
                 from backend.perf import prepare
                 prepare(loaded_model, engine, self.device, self.fast, self.activation_budget,
                         compile=self.compile)
-                warm_meta()           # the shape passes' first-use cost belongs to loading
+                if engine_impl.shape_passes(loaded_model):
+                    warm_meta()       # the shape passes' first-use cost belongs to loading
             except torch.OutOfMemoryError:
                 self._evict(keep=None, budget=0)
                 raise StyleTransferError(TOO_LARGE, f"Not enough {self.device.type} memory to "

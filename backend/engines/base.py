@@ -103,6 +103,13 @@ class Engine(ABC):
         rules, the same check the daemon, the CLI and the batch runner make."""
         registry.check_inputs(self.name, len(job.styles), job.mask is not None, options)
 
+    def shape_passes(self, model: Any) -> bool:
+        """Whether this model's jobs size and weigh their passes on meta tensors (progress,
+        memory): then the Runtime pays PyTorch's one-off cost of the first meta pass (its shape
+        machinery's imports, ~1 s) while loading. An engine that knows its pass's shapes
+        without one says False, and a cold process skips that cost."""
+        return True
+
     def model_bytes(self, model: Any) -> int:
         """Memory a loaded model holds (parameters and buffers of its nn.Modules)."""
         return sum(_module_bytes(module) for module in _modules_of(model))

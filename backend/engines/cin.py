@@ -19,12 +19,13 @@ import torch
 from backend.engines.base import Engine, EngineContext, mask_tensor, resize, to_numpy, \
     to_tensor, working_shape
 from backend.engines.job import StylizeJob
-from backend.engines.progress import tracked
+from backend.engines.progress import fused_forward, steps_estimate, tracked
 from backend.networks import adain as colour
 from backend.networks.checkpoints import load_network
 from backend.networks.cin import CINTransformer, padding_to_multiple
 from backend.networks.padding import crop, reflect_pad
 from backend.networks.style_norm import bind_styles
+from backend.perf import fused
 from backend.perf.budget import estimate_activations
 from backend.perf.tiling import run_layerwise
 from stclient.errors import BAD_REQUEST, StyleTransferError
@@ -78,16 +79,29 @@ class CINEngine(Engine):
             style = reflect_pad(style, padding)
         x = reflect_pad(x, padding)
         field = model.style_field(style)
-        tiled = ctx.budget is not None and self._needs(model, style, x) > ctx.budget.bytes()
+        # the fused kernel's steps, when it will run this pass: their geometry gives the
+        # memory and the cost without a shape pass on meta tensors
+        runner = fused_forward(model)
+        steps = None if runner is None or torch.is_grad_enabled() \
+            else runner.steps_for(x, (field,), {})
+        needs = fused.activation_bytes(steps, tuple(x.shape)).with_workspace(x.device) \
+            if steps is not None else self._needs(model, style, x)
+        tiled = ctx.budget is not None and needs > ctx.budget.bytes()
         chain = model.chain()
+        cost = steps_estimate(steps, tuple(x.shape)) if steps is not None and not tiled \
+            else None
         # progress by each convolution's measured cost: the chain's convolutions' hooks, or the
         # fused kernel's steps when backend.perf installed it and the style is per image
         with bind_styles(model, field), tracked(chain, ctx, 0.05, 0.95, TEXT, tuple(x.shape),
-                                                fused_on=model):
+                                                cost, fused_on=model):
             # layer by layer when the budget is short: every norm still sees the whole layer,
             # so its statistics (whole image or per region) are the whole image's
             out = run_layerwise(chain, x, ctx.budget.bytes()) if tiled else model(x, field)
         return crop(out, padding)
+
+    def shape_passes(self, model: CINTransformer) -> bool:
+        """With the fused kernel the pass's shapes come from its steps (no meta pass)."""
+        return fused_forward(model) is None
 
     @staticmethod
     def _needs(model: CINTransformer, style: torch.Tensor, x: torch.Tensor) -> int:

@@ -139,6 +139,13 @@ def step_elements(steps: Sequence[Step], input_shape: tuple[int, ...]) -> list[t
     return out
 
 
+def steps_estimate(steps: Sequence[Step], input_shape: tuple[int, ...]) -> "Estimate":
+    """A fused pass's cost from its steps' geometry alone (no shape pass): the total that
+    `Tracker.begin_steps` sets when the pass starts, known before it."""
+    planned = step_elements(steps, input_shape)
+    return Estimate(sum(step_rate(step) * count for step, count in planned), {})
+
+
 def fused_forward(network: nn.Module) -> Any:
     """The network's fused forward (backend.perf.fused.FusedForward, kept as `_perf_fused` also
     when the memory guard wraps it) if one is installed: the object that reports its steps to
@@ -243,8 +250,7 @@ class Tracker:
         """The fused runner is about to run these steps: they are the pass."""
         planned = step_elements(steps, input_shape)
         self.step_rates = {id(step.weight): step_rate(step) for step, _ in planned}
-        self.total = max(sum(self.step_rates[id(step.weight)] * count
-                             for step, count in planned), 1e-9)
+        self.total = max(steps_estimate(steps, input_shape).total_ns, 1e-9)
         self.done = 0.0
         self.last = time.perf_counter()
 

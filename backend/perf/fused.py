@@ -25,6 +25,7 @@ from torch import nn
 from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
 
 from . import native
+from .budget import ActivationEstimate
 
 BY_PIXEL_CHANNELS = (3, 4, 8)        # output widths of the by-pixel kernel (stride 1)
 VECTOR = 16                          # the by-channel kernel's width
@@ -111,6 +112,27 @@ def _out_shape(value: torch.Tensor, step: ConvStep) -> tuple[tuple[int, ...], bo
 
 
 StepObserver = Callable[[ConvStep, torch.Tensor], None]
+
+
+def activation_bytes(steps: Sequence[Step], shape: tuple[int, ...]) -> ActivationEstimate:
+    """An upper bound of the live float32 activations of `run_steps` on an input of `shape`,
+    from the steps' geometry alone (no shape pass): per step its input and raw output, and
+    inside a residual block the block's input and the previous block's pending sum."""
+    batch, channels, height, width = shape
+    current = batch * channels * height * width
+    peak = largest = current
+    for step in steps:
+        parts = step.steps if isinstance(step, ResidualSteps) else (step,)
+        held = 2 * current if isinstance(step, ResidualSteps) else 0
+        for part in parts:
+            pad = part.kernel // 2
+            height = (height * part.upsample + 2 * pad - part.kernel) // part.stride + 1
+            width = (width * part.upsample + 2 * pad - part.kernel) // part.stride + 1
+            produced = batch * int(part.weight.shape[0]) * height * width
+            peak = max(peak, held + current + produced)
+            largest = max(largest, produced)
+            current = produced
+    return ActivationEstimate(4 * peak, 4 * largest)
 
 
 class Runner:

@@ -202,3 +202,43 @@ def test_batch_runs_built_in_styles(rt, tmp_path):
         written = np.asarray(Image.open(tmp_path / "out" / name))
         assert np.array_equal(written, cin(rt, pixels, style_index=[2, 9],
                                            style_weights=[1.0, 3.0]))
+
+
+def test_a_fused_pass_runs_no_shape_pass_on_meta_tensors(models_dir, monkeypatch):
+    """With the fused kernel the pass's memory and cost come from its steps' geometry: a cold
+    process pays none of PyTorch's meta-tensor machinery (its first use imports ~1 s of shape
+    code, most of a cold `stylize --engine cin`), with the same pixels and a progress that still
+    rises step by step to 1."""
+    import backend.engines.cin as cin_engine
+    import backend.engines.progress as progress
+    import backend.runtime as runtime
+    from tests.helpers.native import cpu_kernels
+    cpu_kernels()
+    pixels = photo(64, 48, seed=3)
+    expected = cin(Runtime(device="cpu", models_dir=models_dir, threads=2), pixels,
+                   style_index=[5])
+
+    def no_meta(*args, **kwargs):
+        raise AssertionError("a shape pass on meta tensors ran")
+    monkeypatch.setattr(cin_engine, "estimate_activations", no_meta)
+    monkeypatch.setattr(progress, "output_elements", no_meta)
+    monkeypatch.setattr(runtime, "warm_meta", no_meta)
+    seen: list[float] = []
+    got = Runtime(device="cpu", models_dir=models_dir, threads=2).stylize(
+        StylizeJob(engine="cin", content=pixels, options={"style_index": [5]}),
+        progress=lambda fraction, text: seen.append(fraction))
+    np.testing.assert_array_equal(got, expected)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(set(seen)) >= 10
+
+
+def test_the_fused_memory_bound_covers_every_step():
+    """fused.activation_bytes: per step the input, the raw output and, in a residual block, the
+    block's input and pending sum; it grows with the pixels."""
+    from backend.networks.cin import CINTransformer
+    from backend.perf import fused
+    steps = CINTransformer().conv_steps(torch.ones(1, STYLES) / STYLES)
+    small = fused.activation_bytes(steps, (1, 3, 64, 64))
+    large = fused.activation_bytes(steps, (1, 3, 128, 128))
+    first = 4 * (3 + 32) * 64 * 64                    # the 9x9 3->32 layer's input and output
+    assert small.peak >= first and small.largest >= 4 * 32 * 64 * 64
+    assert 3.9 < large.peak / small.peak < 4.1
