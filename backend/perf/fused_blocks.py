@@ -105,9 +105,12 @@ def _block_at(children: list[nn.Module], start: int) -> Optional[Block]:
     return Block(start, at, conv, in_norm, in_relu, out_norm, activation)
 
 
-def _fire_conv_hooks(conv: nn.Module, x: torch.Tensor, output: torch.Tensor) -> None:
+def _fire_pre_hooks(conv: nn.Module, x: torch.Tensor) -> None:
     for hook in list(conv._forward_pre_hooks.values()):
         hook(conv, (x,))
+
+
+def _fire_hooks(conv: nn.Module, x: torch.Tensor, output: torch.Tensor) -> None:
     for hook in list(conv._forward_hooks.values()):
         hook(conv, (x,), output)
 
@@ -119,13 +122,15 @@ def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]
     pad = block.conv.kernel_size[0] // 2
     if pad >= min(x.shape[2], x.shape[3]):
         return None                                   # ReflectionPad2d's own error, eagerly
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    if block.in_norm is not None and not channels_last:
+        return None                                   # the statistics kernel's layout
+    _fire_pre_hooks(block.conv, x)                    # the block's work starts here
     if block.in_norm is not None:
-        if not x.is_contiguous(memory_format=torch.channels_last):
-            return None
         in_scale, in_shift = ops.instance_norm_stats_cl(x, float(block.in_norm.eps))
     else:
         in_scale = in_shift = _EMPTY
-        if not x.is_contiguous(memory_format=torch.channels_last):
+        if not channels_last:
             x = x.contiguous()
     k_out = block.conv.out_channels
     norm = block.out_norm is not None
@@ -136,11 +141,11 @@ def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]
         x, in_scale, in_shift, block.in_relu, _EMPTY, block.conv.weight.detach(), 1, 1,
         gamma, beta, bias.detach().contiguous() if bias is not None else _EMPTY,
         float(block.out_norm.eps) if norm else 0.0, _EMPTY)
-    _fire_conv_hooks(block.conv, x, raw)
     out = ops.fused_apply(raw, scale, shift, 1 if block.out_activation == "relu" else 0,
                           _EMPTY, raw)                # in place: raw is this call's own
     if block.out_activation == "tanh":
         out.tanh_()
+    _fire_hooks(block.conv, x, raw)                   # ... and ends here
     return out
 
 
