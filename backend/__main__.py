@@ -1,5 +1,5 @@
 """`python -m backend ...`"""
 
-from backend.cli import main
+from backend.cli import leave, main
 
-raise SystemExit(main())
+leave(main())
