@@ -220,6 +220,9 @@ def test_batch_dialog_shows_the_engines_fields_and_models(dialog_run):
     assert adain["models"] == ["adain"]
     assert {"style-file", "alpha", "preserve-color", "working-size", "photo-radius",
             "photo-eps"} <= set(adain["fields"])
+    for shown in (cyclegan, adain):               # the model list right below the engine
+        rows = shown["rows"]
+        assert rows[rows.index("engine") + 1] == "model", rows
 
 
 def test_backend_status_is_readable(dialog_run, daemon):

@@ -211,10 +211,8 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     every = [name for name in every if procedure.find_argument(name) is not None]
     dialog.fill(every)
     box = ModelBox(config, config.get_property("engine"), calls, _endpoint(config))
-    content = dialog.get_content_area()
-    content.pack_start(box.frame, False, False, 0)
     engine_row = dialog.get_widget("engine", GObject.TYPE_NONE)
-    content.reorder_child(box.frame, content.get_children().index(engine_row) + 1)
+    _pack_after(engine_row, box.frame)
     shown: dict[str, Any] = {}
 
     def show_engine(*_args: Any) -> None:
@@ -233,7 +231,34 @@ def batch_dialog(procedure: Gimp.Procedure, config: Any) -> bool:
     config.connect("notify::engine", show_engine)
     show_engine()
     box.fetch()
-    return _run(dialog, shown, calls, opened, describe=box.describe)
+    return _run(dialog, shown, calls, opened, describe=lambda: {
+        **box.describe(), "rows": _rows_top_down(dialog, {
+            **{name: dialog.get_widget(name, GObject.TYPE_NONE) for name in shown["fields"]},
+            "model": box.frame})})
+
+
+def _pack_after(anchor: Any, widget: Any) -> None:
+    """Put `widget` right below `anchor`, in the box that holds it. The procedure dialog's box
+    counts positions for reorder_child differently from the list get_children returns (the
+    model list landed two rows above the engine), so the position is found by looking."""
+    parent = anchor.get_parent()
+    parent.pack_start(widget, False, False, 0)
+    for position in range(len(parent.get_children()) + 1):
+        parent.reorder_child(widget, position)
+        children = parent.get_children()
+        if children.index(widget) == children.index(anchor) + 1:
+            return
+
+
+def _rows_top_down(dialog: Any, widgets: dict[str, Any]) -> list[str]:
+    """The names of the shown widgets in the order a user sees them, top to bottom (tests)."""
+    placed = []
+    for name, widget in widgets.items():
+        if widget.get_visible() and widget.get_mapped():
+            at = widget.translate_coordinates(dialog, 0, 0)    # (x, y), or None
+            if at is not None:
+                placed.append((at[1], name))
+    return [name for _, name in sorted(placed)]
 
 
 # ------------------------------------------------------------------------------ samples
