@@ -597,6 +597,8 @@ def test_dialogs_under_xvfb(session, daemon, assets):
     assert len(shown) == 5, session.last_run.describe()
     filter_dialog, status_dialog, adain_dialog, cin_dialog, batch_dialog = shown
     assert cin_dialog["models"] == ["cin26"] and cin_dialog.get("sheet") is True, cin_dialog
+    for report in shown:                          # OK and Cancel stay on the screen
+        assert report["height"] <= report["screen_height"], report
     assert {"style-index", "style2-index", "alpha"} <= set(cin_dialog["fields"])
     cin = ok(results["dlg_cin"])
     np.testing.assert_array_equal(cin.pixels(new_layer(cin, "photo")),

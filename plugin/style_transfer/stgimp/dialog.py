@@ -178,9 +178,32 @@ def _style_sheet(card: Any, config: Any, models: list[dict[str, Any]]) -> Option
         return None
     frame = GimpUi.Frame.new("Styles (their numbers)")
     image = Gtk.Image.new_from_file(path)
-    frame.add(image)
+    # the 26-style sheet is ~600 px tall: in a scrolled box no taller than the screen has
+    # room for beside the settings, so OK and Cancel stay on a laptop's screen
+    scrolled = Gtk.ScrolledWindow()
+    scrolled.set_policy(Gtk.PolicyType.NEVER, Gtk.PolicyType.AUTOMATIC)
+    scrolled.set_propagate_natural_width(True)
+    pixbuf = image.get_pixbuf()
+    natural = pixbuf.get_height() if pixbuf is not None else SHEET_MIN_HEIGHT
+    # a minimum, not a natural size: the dialog is already on screen when the sheet arrives,
+    # and only a minimum makes it grow
+    scrolled.set_min_content_height(min(natural, max(SHEET_MIN_HEIGHT,
+                                                     screen_height() - SHEET_ROOM)))
+    scrolled.add(image)
+    frame.add(scrolled)
     frame.show_all()
     return frame
+
+
+SHEET_MIN_HEIGHT = 160     # px of the style sheet always shown
+SHEET_ROOM = 620           # px the rest of the CIN dialog takes (settings, preview, buttons)
+
+
+def screen_height() -> int:
+    """The usable height of the screen the dialogs open on (panels excluded), in px."""
+    display = Gdk.Display.get_default()
+    monitor = display.get_primary_monitor() or display.get_monitor(0) if display else None
+    return monitor.get_workarea().height if monitor is not None else 768
 
 
 # ------------------------------------------------------------------------------ batch
@@ -316,6 +339,7 @@ def autorespond(dialog: Any, shown: dict[str, Any], calls: Optional[Background],
 
     def finish() -> bool:
         report = {"title": dialog.get_title(), **shown, **(describe() if describe else {}),
+                  "height": dialog.get_allocated_height(), "screen_height": screen_height(),
                   "mapped_after_s": state["mapped_after_s"],
                   "waiting_when_mapped": state["waiting"],
                   "mnemonics": mnemonics(dialog)}
@@ -423,7 +447,8 @@ def _autorespond_status(dialog: Any, view: Any, opened: float) -> None:
             view.start_button.clicked()
             return True
         report = {"title": dialog.get_title(), "steps": steps, "text": view.text,
-                  "mnemonics": mnemonics(dialog),
+                  "mnemonics": mnemonics(dialog), "height": dialog.get_allocated_height(),
+                  "screen_height": screen_height(),
                   "screenshot": screenshot(dialog, "backend-status")}
         print("STYLE_TRANSFER_DIALOG " + json.dumps(report), file=sys.stderr, flush=True)
         dialog.response(Gtk.ResponseType.CLOSE)
