@@ -63,7 +63,12 @@ class VggEncoder(nn.Sequential):
         super().__init__(*layers)
 
     def encode(self, image: torch.Tensor, upto: int = RELU4_1) -> torch.Tensor:
-        """Features at module `upto` (default relu4_1), running only the modules needed."""
+        """Features at module `upto` (default relu4_1), running only the modules needed. An
+        optimised forward that can run the first N modules (`run_first`, the fused blocks of
+        backend.perf) runs them."""
+        run_first = getattr(self.__dict__.get("forward"), "run_first", None)
+        if callable(run_first):
+            return run_first(image, upto + 1)
         x = image
         for index in range(upto + 1):
             x = self[index](x)

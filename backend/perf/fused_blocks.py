@@ -160,15 +160,26 @@ class BlockFusedForward:
         self.calls = {"fused": 0, "eager": 0}
 
     def __call__(self, x: Any) -> Any:
+        return self.run_first(x, len(self.sequence))
+
+    def run_first(self, x: Any, count: int) -> Any:
+        """The first `count` children on x (all of them: the forward), blocks that lie wholly
+        among them fused (a network that runs a prefix of itself, e.g. AdaIN's encoder up to
+        relu4_1, calls this)."""
+        children = list(self.sequence._modules.values())[:count]
         ops = native.cpu_ops_for(x) if isinstance(x, torch.Tensor) else None
         if ops is None or torch.is_grad_enabled():
             self.calls["eager"] += 1
-            return self.eager(x)
-        children = list(self.sequence._modules.values())
+            if count == len(self.sequence):
+                return self.eager(x)
+            for child in children:
+                x = child(x)
+            return x
         index = 0
         while index < len(children):
             block = self.starts.get(index)
-            out = run_block(ops, block, x) if block is not None else None
+            out = run_block(ops, block, x) if block is not None and block.stop <= count \
+                else None
             if out is None:
                 x = children[index](x)
                 index += 1

@@ -150,3 +150,21 @@ def test_cyclegan_after_optimize_uses_both_blocks_with_the_plain_pixels():
     assert fast.model.__dict__["forward"].calls["fused"] == 2
     assert float((got - expected).abs().max()) * 127.5 < 0.05        # 8-bit levels
     assert fast.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_a_network_that_runs_a_prefix_of_itself_gets_its_blocks_fused():
+    """AdaIN's encoder runs its first modules only (`encode` up to relu4_1): its first block
+    (pad, 3->64, ReLU) is fused there too, with the plain features."""
+    from backend.networks import adain
+    torch.manual_seed(1)
+    plain = build_network("adain", "vgg_normalised")[:adain.RELU4_1 + 1].eval()
+    fast = optimize(copy.deepcopy(plain), "adain", "cpu")
+    assert report_of(fast).fused_blocks >= 1
+    x = _photo(1, 40)
+    with torch.inference_mode():
+        expected = plain.encode(x, upto=adain.RELU4_1)
+        got = fast.encode(x, upto=adain.RELU4_1)
+        shallow = fast.encode(x, upto=1)              # stops inside the block: not fused
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    torch.testing.assert_close(shallow, plain.encode(x, upto=1), rtol=1e-5, atol=1e-5)
+    assert fast.__dict__["forward"].calls["fused"] == 1
