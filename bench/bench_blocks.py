@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import torch  # noqa: E402
 
 from backend.perf import fused_blocks, native  # noqa: E402
+from _report import finish, load  # noqa: E402
 from bench_peers import BUILDERS, Network  # noqa: E402
 from bench_suite import test_image  # noqa: E402
 
@@ -62,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
              + time.strftime("%Y-%m-%dT%H:%M"), "",
              f"- command: `python bench/bench_blocks.py {' '.join(argv or sys.argv[1:])}`",
              f"- {os.cpu_count()} logical CPUs, {args.threads} threads, torch {torch.__version__}",
-             "- load average at start (1/5/15 min): "
-             + " / ".join(f"{v:.1f}" for v in os.getloadavg()), "",
+             f"- load average at start (1/5/15 min): {load()}", "",
              "| network | size | blocks | with blocks s | without s | gain | max levels off "
              "plain torch (with / without) |", "|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
@@ -91,12 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                        f"{off_s / on_s:.2f}x | {off_by[0]:.4f} / {off_by[1]:.4f} |")
                 lines.append(row)
                 print(row, flush=True)
-    lines += ["", "- load average at the end (1/5/15 min): "
-              + " / ".join(f"{v:.1f}" for v in os.getloadavg())]
-    print(lines[-1])
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
-    return 0
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":

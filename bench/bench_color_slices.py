@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _report import finish, load  # noqa: E402
 
 ONE_RUN = r"""
 import resource, sys, time, torch
@@ -50,8 +53,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- command: `python bench/bench_color_slices.py {' '.join(argv or sys.argv[1:])}`",
              f"- {os.cpu_count()} logical CPUs, {args.threads} threads; a {width}x{height} random "
              "content (float32), a 512² style, lαβ, the symmetric map",
-             "- load average at start (1/5/15 min): "
-             + " / ".join(f"{v:.1f}" for v in os.getloadavg()), "",
+             f"- load average at start (1/5/15 min): {load()}", "",
              "| variant | seconds (median) | peak RSS MiB | RSS before the call MiB | rise MiB |",
              "|---|---|---|---|---|"]
     results: dict[str, list[tuple[float, float, float, float]]] = {"sliced": [], "whole": []}
@@ -69,13 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {variant} | {seconds:.2f} | {peak:.0f} | {before:.0f} | "
                      f"{peak - before:.0f} |")
     lines += ["", f"- same result: {abs(sums['sliced'] - sums['whole']) < 1e-3 * abs(sums['whole'])}"
-              f" (sums {sums['sliced']:.4f} / {sums['whole']:.4f})",
-              "- load average at the end (1/5/15 min): "
-              + " / ".join(f"{v:.1f}" for v in os.getloadavg())]
+              f" (sums {sums['sliced']:.4f} / {sums['whole']:.4f})"]
     print("\n".join(lines))
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
-    return 0
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from _report import finish, load  # noqa: E402
 
 PEER_RUN = r"""
 import sys, time
@@ -83,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
              f"- command: `python bench/bench_memory_standalone.py {' '.join(argv)}`",
              f"- {os.cpu_count()} logical CPUs, {args.threads} threads; CycleGAN resnet_9blocks "
              f"on a {args.size}² image",
-             "- load average at start (1/5/15 min): "
-             + " / ".join(f"{v:.1f}" for v in os.getloadavg()), "",
+             f"- load average at start (1/5/15 min): {load()}", "",
              "| tool | peak RSS MiB | seconds (whole process) |", "|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -115,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
             peak, seconds = child(command, environment)
             lines.append(f"| {label} | {peak:.0f} | {seconds:.1f} |")
             print(lines[-1], flush=True)
-    lines += ["", "- load average at the end (1/5/15 min): "
-              + " / ".join(f"{v:.1f}" for v in os.getloadavg())]
     print("\n".join(lines))
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
-    return 0
+    return finish(lines, args.out)
 
 
 if __name__ == "__main__":
