@@ -76,20 +76,40 @@ struct Layer {
   bool by_pixel;           // the by-pixel kernel (planar rows, NCHW output)
 };
 
+// Where prepared row `r` (padded coordinates) of image `image` reads: its source row (reflection
+// and upsampling folded in) in the data and the residual, and the image's pending norm. In a
+// planar source the pointers are channel 0's; channel ci's row is `plane` floats further.
+struct SourceRow {
+  const float* in;
+  const float* res;        // or null
+  const float* sc;         // [C] or null
+  const float* sh;         // [C] or null
+  int64_t plane;           // floats between channel planes (planar), else 0
+};
+
+inline SourceRow source_row(const Source& s, const Layer& l, int64_t image, int64_t r) {
+  const int64_t src_row = reflect(r - l.pad, l.in_h) / l.up;
+  const int64_t offset = s.planar ? image * s.c * s.h * s.w + src_row * s.w
+                                  : (image * s.h + src_row) * s.w * s.c;
+  return {s.data + offset, s.residual ? s.residual + offset : nullptr,
+          s.scale ? s.scale + image * s.c : nullptr, s.shift ? s.shift + image * s.c : nullptr,
+          s.planar ? s.h * s.w : 0};
+}
+
 // Prepared row `r` (padded coordinates) of the layer's input, in one pass: each padded column
 // j reads source column cols[j] (reflection and upsampling folded in), transformed on the way.
 void prepare_row(const Source& s, const Layer& l, const int64_t* cols, int64_t image,
                  int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
-  const float* sc = s.scale ? s.scale + image * c : nullptr;
-  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const int64_t c = s.c;
+  const SourceRow row = source_row(s, l, image, r);
+  const float* sc = row.sc;
+  const float* sh = row.sh;
   const bool relu = s.relu;
   const int64_t plane = l.by_pixel ? l.row_len / c : 0;
   if (s.planar) {
     for (int64_t ci = 0; ci < c; ++ci) {
-      const int64_t offset = ((image * c + ci) * s.h + src_row) * s.w;
-      const float* in = s.data + offset;
-      const float* res = s.residual ? s.residual + offset : nullptr;
+      const float* in = row.in + ci * row.plane;
+      const float* res = row.res ? row.res + ci * row.plane : nullptr;
       const float a = sc ? sc[ci] : 1.f, b = sh ? sh[ci] : 0.f;
       // by pixel: planar rows; by channel: interleaved (stride c)
       float* out = l.by_pixel ? dst + ci * plane : dst + ci;
@@ -102,9 +122,8 @@ void prepare_row(const Source& s, const Layer& l, const int64_t* cols, int64_t i
     }
     return;
   }
-  const int64_t offset = (image * s.h + src_row) * s.w * c;
-  const float* in = s.data + offset;
-  const float* res = s.residual ? s.residual + offset : nullptr;
+  const float* in = row.in;
+  const float* res = row.res;
   for (int64_t j = 0; j < l.row_w; ++j) {
     const float* pin = in + cols[j] * c;
     const float* pres = res ? res + cols[j] * c : nullptr;
@@ -177,11 +196,9 @@ void row_map_image(const Source& s, RowMap& m, int64_t image) {
 #if defined(__AVX512F__)
 void prepare_row_fast(const Source& s, const Layer& l, const RowMap& m, int64_t image,
                       int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
-  const int64_t offset = s.planar ? image * c * s.h * s.w + src_row * s.w
-                                  : (image * s.h + src_row) * s.w * c;
-  const float* in = s.data + offset;
-  const float* res = s.residual ? s.residual + offset : nullptr;
+  const SourceRow row = source_row(s, l, image, r);
+  const float* in = row.in;
+  const float* res = row.res;
   const __m512 zero = _mm512_setzero_ps();
   const int64_t n = l.row_len;
   for (int64_t e = 0; e < n; e += VL) {
@@ -233,12 +250,12 @@ inline void scalar_rest(const Source& s, const Layer& l, const int64_t* cols, co
 // interleaved source into interleaved rows, channels a multiple of 16: plain vector loads
 void prepare_row_interleaved(const Source& s, const Layer& l, const int64_t* cols,
                              int64_t image, int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
-  const int64_t offset = (image * s.h + src_row) * s.w * c;
-  const float* in = s.data + offset;
-  const float* res = s.residual ? s.residual + offset : nullptr;
-  const float* sc = s.scale ? s.scale + image * c : nullptr;
-  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const int64_t c = s.c;
+  const SourceRow row = source_row(s, l, image, r);
+  const float* in = row.in;
+  const float* res = row.res;
+  const float* sc = row.sc;
+  const float* sh = row.sh;
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t j = 0; j < l.row_w; ++j) {
     const int64_t at = cols[j] * c;
@@ -257,17 +274,17 @@ void prepare_row_interleaved(const Source& s, const Layer& l, const int64_t* col
 // loads (each value twice, by a permute, when upsampling); the few padding columns scalar
 void prepare_row_planar(const Source& s, const Layer& l, const int64_t* cols, int64_t image,
                         int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
+  const int64_t c = s.c;
+  const SourceRow row = source_row(s, l, image, r);
   const int64_t plane = l.row_len / c;
   const __m512i low = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512i high = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9,
                                         8, 8);
   for (int64_t ci = 0; ci < c; ++ci) {
-    const int64_t offset = ((image * c + ci) * s.h + src_row) * s.w;
-    const float* in = s.data + offset;
-    const float* res = s.residual ? s.residual + offset : nullptr;
-    const float a = s.scale ? s.scale[image * c + ci] : 1.f;
-    const float b = s.shift ? s.shift[image * c + ci] : 0.f;
+    const float* in = row.in + ci * row.plane;
+    const float* res = row.res ? row.res + ci * row.plane : nullptr;
+    const float a = row.sc ? row.sc[ci] : 1.f;
+    const float b = row.sh ? row.sh[ci] : 0.f;
     const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
     float* out = dst + ci * plane;
     for (int64_t x = 0; x < s.w; x += VL) {
@@ -324,13 +341,13 @@ inline void transpose16(__m512 r[16]) {
 // (each value twice when upsampling); the last < 16 pixels and the padding columns scalar
 void prepare_row_to_planar(const Source& s, const Layer& l, const int64_t* cols,
                            int64_t image, int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
+  const int64_t c = s.c;
   const int64_t plane = l.row_len / c;
-  const int64_t offset = (image * s.h + src_row) * s.w * c;
-  const float* in = s.data + offset;
-  const float* res = s.residual ? s.residual + offset : nullptr;
-  const float* sc = s.scale ? s.scale + image * c : nullptr;
-  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const SourceRow row = source_row(s, l, image, r);
+  const float* in = row.in;
+  const float* res = row.res;
+  const float* sc = row.sc;
+  const float* sh = row.sh;
   const __m512 zero = _mm512_setzero_ps();
   const __m512i low = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512i high = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9,
@@ -368,13 +385,13 @@ void prepare_row_to_planar(const Source& s, const Layer& l, const int64_t* cols,
 // planes in, pixels out (8 channels: half vectors, the other half zero rows)
 void prepare_row_to_interleaved(const Source& s, const Layer& l, const int64_t* cols,
                                 int64_t image, int64_t r, float* dst) {
-  const int64_t c = s.c, src_row = reflect(r - l.pad, l.in_h) / l.up;
-  const int64_t channel_plane = s.h * s.w;
-  const int64_t offset = image * c * channel_plane + src_row * s.w;
-  const float* in = s.data + offset;
-  const float* res = s.residual ? s.residual + offset : nullptr;
-  const float* sc = s.scale ? s.scale + image * c : nullptr;
-  const float* sh = s.shift ? s.shift + image * c : nullptr;
+  const int64_t c = s.c;
+  const SourceRow row = source_row(s, l, image, r);
+  const int64_t channel_plane = row.plane;
+  const float* in = row.in;
+  const float* res = row.res;
+  const float* sc = row.sc;
+  const float* sh = row.sh;
   const __m512 zero = _mm512_setzero_ps();
   const int64_t blocked = s.w / VL * VL;
   for (int64_t c0 = 0; c0 < c; c0 += VL) {
