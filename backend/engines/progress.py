@@ -132,9 +132,7 @@ def step_elements(steps: Sequence[Step], input_shape: tuple[int, ...]) -> list[t
     out: list[tuple[ConvStep, int]] = []
     for step in steps:
         for part in step.steps if isinstance(step, ResidualSteps) else (step,):
-            pad, kernel = part.kernel // 2, part.kernel
-            height = (height * part.upsample + 2 * pad - kernel) // part.stride + 1
-            width = (width * part.upsample + 2 * pad - kernel) // part.stride + 1
+            height, width = part.output_size(height, width)
             out.append((part, batch * int(part.weight.shape[0]) * height * width))
     return out
 

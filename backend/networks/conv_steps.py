@@ -37,6 +37,13 @@ class ConvStep:
     def kernel(self) -> int:
         return int(self.weight.shape[-1])
 
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The raw output's height and width for an input of height x width: upsample, pad
+        k//2 on every side, convolve with the stride."""
+        pad, kernel = self.kernel // 2, self.kernel
+        return ((height * self.upsample + 2 * pad - kernel) // self.stride + 1,
+                (width * self.upsample + 2 * pad - kernel) // self.stride + 1)
+
 
 @dataclass(frozen=True)
 class ResidualSteps:

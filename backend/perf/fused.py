@@ -63,11 +63,9 @@ def supports(steps: Sequence[Step], shape: tuple[int, ...]) -> bool:
             return False
         if k_out % VECTOR and not (k_out in BY_PIXEL_CHANNELS and step.stride == 1):
             return False
-        height, width = height * step.upsample, width * step.upsample
-        if kh // 2 >= min(height, width):
+        if kh // 2 >= min(height * step.upsample, width * step.upsample):
             return False
-        height = (height + 2 * (kh // 2) - kh) // step.stride + 1
-        width = (width + 2 * (kh // 2) - kw) // step.stride + 1
+        height, width = step.output_size(height, width)
         channels = k_out
     return True
 
@@ -104,10 +102,7 @@ class BufferPool:
 def _out_shape(value: torch.Tensor, step: ConvStep) -> tuple[tuple[int, ...], bool]:
     """The raw output's shape and whether it is channels_last (the by-channel kernel's)."""
     k_out = int(step.weight.shape[0])
-    pad, kernel = step.kernel // 2, step.kernel
-    h, w = value.shape[2] * step.upsample, value.shape[3] * step.upsample
-    shape = (value.shape[0], k_out, (h + 2 * pad - kernel) // step.stride + 1,
-             (w + 2 * pad - kernel) // step.stride + 1)
+    shape = (value.shape[0], k_out, *step.output_size(value.shape[2], value.shape[3]))
     return shape, k_out % VECTOR == 0
 
 
@@ -125,9 +120,7 @@ def activation_bytes(steps: Sequence[Step], shape: tuple[int, ...]) -> Activatio
         parts = step.steps if isinstance(step, ResidualSteps) else (step,)
         held = 2 * current if isinstance(step, ResidualSteps) else 0
         for part in parts:
-            pad = part.kernel // 2
-            height = (height * part.upsample + 2 * pad - part.kernel) // part.stride + 1
-            width = (width * part.upsample + 2 * pad - part.kernel) // part.stride + 1
+            height, width = part.output_size(height, width)
             produced = batch * int(part.weight.shape[0]) * height * width
             peak = max(peak, held + current + produced)
             largest = max(largest, produced)
