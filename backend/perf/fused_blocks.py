@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import fused, native
+from .tiling import fire_hooks
 
 MAX_FEW_CHANNELS = 8
 _EMPTY = torch.empty(0)
@@ -106,13 +107,9 @@ def _block_at(children: list[nn.Module], start: int) -> Optional[Block]:
 
 
 def _fire_pre_hooks(conv: nn.Module, x: torch.Tensor) -> None:
+    """Its forward pre-hooks (tiling.fire_hooks runs the forward hooks): timing starts here."""
     for hook in list(conv._forward_pre_hooks.values()):
         hook(conv, (x,))
-
-
-def _fire_hooks(conv: nn.Module, x: torch.Tensor, output: torch.Tensor) -> None:
-    for hook in list(conv._forward_hooks.values()):
-        hook(conv, (x,), output)
 
 
 def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -145,7 +142,7 @@ def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]
                           _EMPTY, raw)                # in place: raw is this call's own
     if block.out_activation == "tanh":
         out.tanh_()
-    _fire_hooks(block.conv, x, raw)                   # ... and ends here
+    fire_hooks(block.conv, x, raw)                    # ... and ends here
     return out
 
 

@@ -323,7 +323,7 @@ def _pad_of(layer: nn.Module) -> _Pad | None:
     return None
 
 
-def _fire_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
+def fire_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
     """The layer was computed functionally: still run its forward hooks (engines report progress
     and honour cancellation from them)."""
     for hook in list(module._forward_hooks.values()):
@@ -379,7 +379,7 @@ class LayerwiseRunner:
             # the whole layer's statistics itself, in place on the host tensor
             self.stats.layers += 1
             out = module.normalise_(x if owned else self.host.copy(x))
-            _fire_hooks(module, x, out)              # (progress counts these norms too)
+            fire_hooks(module, x, out)              # (progress counts these norms too)
             return out
         if len(module._modules) == 0:
             return self._leaf(module, x, owned)
@@ -518,7 +518,7 @@ class LayerwiseRunner:
         norm_eps = getattr(conv, "norm_eps", None)
         if norm_eps is not None:                # an InstanceNorm fused into the convolution
             out = self._norm(out, True, (2, 3), norm_eps, None, None, None)
-        _fire_hooks(conv, x, out)
+        fire_hooks(conv, x, out)
         return out
 
     def _conv_transpose(self, conv: nn.ConvTranspose2d, x: torch.Tensor) -> torch.Tensor:
@@ -556,7 +556,7 @@ class LayerwiseRunner:
             if conv.bias is not None:
                 tile += conv.bias.view(1, -1, 1, 1)
             out[:, :, oy0:oy1, ox0:ox1] = tile
-        _fire_hooks(conv, x, out)
+        fire_hooks(conv, x, out)
         return out
 
 
