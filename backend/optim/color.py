@@ -65,22 +65,41 @@ def combine_luminance(y: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- affine colour maps
 
+class _Moments:
+    """Weighted mean and covariance of 3-vectors accumulated slice by slice, in float64, about
+    a reference point (the first slice's mean) so the sums stay small: no cancellation."""
+
+    def __init__(self) -> None:
+        self.total = torch.zeros((), dtype=torch.float64)
+        self.sum = torch.zeros(3, dtype=torch.float64)
+        self.outer = torch.zeros(3, 3, dtype=torch.float64)
+        self.reference: Optional[torch.Tensor] = None
+
+    def add(self, flat: torch.Tensor, weights: Optional[torch.Tensor]) -> None:
+        if self.reference is None:
+            self.reference = flat.mean(dim=1)
+        centred = flat - self.reference[:, None]
+        weighted = centred if weights is None else centred * weights
+        self.total += flat.shape[1] if weights is None else weights.sum()
+        self.sum += weighted.sum(dim=1)
+        self.outer += weighted @ centred.T
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reference is None or self.total <= 0:
+            raise ValueError("a colour region is empty")
+        offset = self.sum / self.total
+        cov = self.outer / self.total - torch.outer(offset, offset)
+        return self.reference + offset, cov
+
+
 def pixel_stats(image: torch.Tensor, weights: Optional[torch.Tensor] = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (3) and covariance (3 x 3, divided by the weight total) of a 1 x 3 x H x W image's
     pixels, each pixel weighted by a 1 x 1 x H x W mask if given; float64 on the CPU."""
-    flat = image.detach().reshape(3, -1).to("cpu", torch.float64)
-    if weights is None:
-        w = torch.ones(flat.shape[1], dtype=torch.float64)
-    else:
-        w = weights.detach().reshape(-1).to("cpu", torch.float64)
-    total = w.sum()
-    if total <= 0:
-        raise ValueError("a colour region is empty")
-    mean = (flat * w).sum(dim=1) / total
-    centred = flat - mean[:, None]
-    cov = (centred * w) @ centred.T / total
-    return mean, cov
+    moments = _Moments()
+    moments.add(image.detach().reshape(3, -1).to("cpu", torch.float64),
+                None if weights is None else weights.detach().reshape(-1).to("cpu", torch.float64))
+    return moments.result()
 
 
 def _sqrtm(matrix: torch.Tensor) -> torch.Tensor:
@@ -150,33 +169,6 @@ CHUNK_PIXELS = 1 << 18        # pixels per slice of rows: ~6 MB per float64 temp
 def _row_slices(height: int, width: int) -> list[slice]:
     rows = max(1, CHUNK_PIXELS // max(width, 1))
     return [slice(top, min(height, top + rows)) for top in range(0, height, rows)]
-
-
-class _Moments:
-    """Weighted mean and covariance of 3-vectors accumulated slice by slice, in float64, about
-    a reference point (the first slice's mean) so the sums stay small: no cancellation."""
-
-    def __init__(self) -> None:
-        self.total = torch.zeros((), dtype=torch.float64)
-        self.sum = torch.zeros(3, dtype=torch.float64)
-        self.outer = torch.zeros(3, 3, dtype=torch.float64)
-        self.reference: Optional[torch.Tensor] = None
-
-    def add(self, flat: torch.Tensor, weights: Optional[torch.Tensor]) -> None:
-        if self.reference is None:
-            self.reference = flat.mean(dim=1)
-        centred = flat - self.reference[:, None]
-        weighted = centred if weights is None else centred * weights
-        self.total += flat.shape[1] if weights is None else weights.sum()
-        self.sum += weighted.sum(dim=1)
-        self.outer += weighted @ centred.T
-
-    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.reference is None or self.total <= 0:
-            raise ValueError("a colour region is empty")
-        offset = self.sum / self.total
-        cov = self.outer / self.total - torch.outer(offset, offset)
-        return self.reference + offset, cov
 
 
 def _space_stats(image: torch.Tensor, to_space, weights: Sequence[Optional[torch.Tensor]],
