@@ -80,6 +80,7 @@ class FastOptions:
     compile: Optional[bool] = None          # None: $STYLE_TRANSFER_COMPILE
     winograd: Optional[bool] = None         # None: on the CPU unless $STYLE_TRANSFER_NATIVE=0
     fused_blocks: bool = True               # few-channel end blocks by the fused kernel
+    streamed: bool = True                   # resampling layers in strips, input given back
 
 
 def plain_requested() -> bool:
@@ -260,6 +261,7 @@ class OptimizeReport:
     inplace_norms: int = 0            # FastInstanceNorm2d overwriting a fresh input
     fused_steps: int = 0              # conv_steps networks run by the fused layer kernel
     fused_blocks: int = 0             # few-channel pad/conv/norm/activation blocks, fused
+    streamed_layers: int = 0          # stride-2 / transposed convs run in strips (streamed.py)
 
 
 # Whether channels_last pays on the CPU without the native kernel is the engine card's
@@ -344,10 +346,13 @@ def optimize(network: nn.Module, engine: str, device: torch.device | str,
     if use_cl:
         network.to(memory_format=torch.channels_last)
         report.channels_last = True
-    if options.fused_blocks and use_winograd_kernel and device.type == "cpu" \
-            and not use_compile and not report.fused_steps and not cpu_bf16:
+    blocks = options.fused_blocks and use_winograd_kernel and not cpu_bf16
+    stream = options.streamed and not cpu_bf16
+    if device.type == "cpu" and not use_compile and not report.fused_steps \
+            and (blocks or stream):
         # last: a block holds the modules it found, so no swap may follow
-        report.fused_blocks = fused_blocks.install(network)
+        report.fused_blocks, report.streamed_layers = fused_blocks.install(
+            network, blocks=blocks, stream=stream)
     if use_compile:
         report.compiled = _install_compile(network)
     if device.type == "cuda":

@@ -33,8 +33,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from . import fused, native
-from .tiling import fire_hooks
+from . import fused, native, streamed
+from .tiling import fire_hooks, fire_pre_hooks
 
 MAX_FEW_CHANNELS = 8
 _EMPTY = torch.empty(0)
@@ -106,12 +106,6 @@ def _block_at(children: list[nn.Module], start: int) -> Optional[Block]:
     return Block(start, at, conv, in_norm, in_relu, out_norm, activation)
 
 
-def _fire_pre_hooks(conv: nn.Module, x: torch.Tensor) -> None:
-    """Its forward pre-hooks (tiling.fire_hooks runs the forward hooks): timing starts here."""
-    for hook in list(conv._forward_pre_hooks.values()):
-        hook(conv, (x,))
-
-
 def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]:
     """The block on x through the kernel, or None when the kernel cannot take this input."""
     if x.dim() != 4 or x.shape[1] != block.conv.in_channels:
@@ -122,7 +116,7 @@ def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]
     channels_last = x.is_contiguous(memory_format=torch.channels_last)
     if block.in_norm is not None and not channels_last:
         return None                                   # the statistics kernel's layout
-    _fire_pre_hooks(block.conv, x)                    # the block's work starts here
+    fire_pre_hooks(block.conv, x)                    # the block's work starts here
     if block.in_norm is not None:
         in_scale, in_shift = ops.instance_norm_stats_cl(x, float(block.in_norm.eps))
     else:
@@ -147,14 +141,16 @@ def run_block(ops: Any, block: Block, x: torch.Tensor) -> Optional[torch.Tensor]
 
 
 class BlockFusedForward:
-    """A Sequential's forward with its blocks run by the fused kernel where it can."""
+    """A Sequential's forward with its blocks run by the fused kernel where it can, and its
+    resampling layers streamed (streamed.py) where the input is the forward's own."""
 
     def __init__(self, sequence: nn.Sequential, blocks: list[Block],
-                 eager: Callable[[torch.Tensor], torch.Tensor]) -> None:
+                 eager: Callable[[torch.Tensor], torch.Tensor], stream: bool = False) -> None:
         self.sequence = sequence
         self.starts = {block.start: block for block in blocks}
         self.eager = eager
-        self.calls = {"fused": 0, "eager": 0}
+        self.stream = stream
+        self.calls = {"fused": 0, "eager": 0, "streamed": 0}
 
     def __call__(self, x: Any) -> Any:
         return self.run_first(x, len(self.sequence))
@@ -164,39 +160,50 @@ class BlockFusedForward:
         among them fused (a network that runs a prefix of itself, e.g. AdaIN's encoder up to
         relu4_1, calls this)."""
         children = list(self.sequence._modules.values())[:count]
-        ops = native.cpu_ops_for(x) if isinstance(x, torch.Tensor) else None
-        if ops is None or torch.is_grad_enabled():
+        if not isinstance(x, torch.Tensor) or torch.is_grad_enabled():
             self.calls["eager"] += 1
             if count == len(self.sequence):
                 return self.eager(x)
             for child in children:
                 x = child(x)
             return x
+        ops = native.cpu_ops_for(x) if self.starts else None
         index = 0
         while index < len(children):
-            block = self.starts.get(index)
+            block = self.starts.get(index) if ops is not None else None
             out = run_block(ops, block, x) if block is not None and block.stop <= count \
                 else None
-            if out is None:
-                x = children[index](x)
-                index += 1
-            else:
+            if out is not None:
                 self.calls["fused"] += 1
                 x = out
                 index = block.stop
+                continue
+            child = children[index]
+            if self.stream and streamed.worth(child, x):
+                box = [x]             # handed over: streamed.run may give its pages back
+                del x
+                x = streamed.run(child, box)
+                self.calls["streamed"] += 1
+            else:
+                x = child(x)
+            index += 1
         return x
 
 
-def install(network: nn.Module) -> int:
-    """Give every Sequential of `network` that has blocks the fused forward (once); returns
-    how many blocks were found."""
-    found = 0
+def install(network: nn.Module, blocks: bool = True, stream: bool = True) -> tuple[int, int]:
+    """Give every Sequential of `network` that has fusable blocks (`blocks`) or resampling
+    layers to stream (`stream`) the runner above (once); returns how many of each it found."""
+    found = streamable = 0
     for module in network.modules():
         if not isinstance(module, nn.Sequential) \
                 or isinstance(module.__dict__.get("forward"), BlockFusedForward):
             continue
-        blocks = find_blocks(list(module._modules.values()))
-        if blocks:
-            module.forward = BlockFusedForward(module, blocks, module.forward)  # type: ignore
-            found += len(blocks)
-    return found
+        children = list(module._modules.values())
+        here = find_blocks(children) if blocks else []
+        resampling = sum(streamed.applies(child) for child in children) if stream else 0
+        if here or resampling:
+            module.forward = BlockFusedForward(module, here, module.forward,  # type: ignore
+                                               stream=resampling > 0)
+            found += len(here)
+            streamable += resampling
+    return found, streamable

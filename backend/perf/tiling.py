@@ -323,6 +323,13 @@ def _pad_of(layer: nn.Module) -> _Pad | None:
     return None
 
 
+def fire_pre_hooks(module: nn.Module, x: torch.Tensor) -> None:
+    """The layer is about to be computed functionally: its forward pre-hooks (where timing
+    starts; fire_hooks runs the forward hooks after)."""
+    for hook in list(module._forward_pre_hooks.values()):
+        hook(module, (x,))
+
+
 def fire_hooks(module: nn.Module, x: torch.Tensor, out: torch.Tensor) -> None:
     """The layer was computed functionally: still run its forward hooks (engines report progress
     and honour cancellation from them)."""

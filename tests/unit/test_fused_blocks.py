@@ -79,7 +79,7 @@ def test_finds_the_end_blocks_and_nothing_else():
 def test_fused_blocks_equal_the_modules(build, batch, side, channels_last):
     plain = _randomised(build(), seed=side)
     fast = copy.deepcopy(plain)
-    assert fused_blocks.install(fast) == 2
+    assert fused_blocks.install(fast) == (2, 0)
     x = _photo(batch, side, seed=batch)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -87,7 +87,7 @@ def test_fused_blocks_equal_the_modules(build, batch, side, channels_last):
     with torch.inference_mode():
         expected, got = plain(x), fast(x)
     forward = fast.__dict__["forward"]
-    assert forward.calls == {"fused": 2, "eager": 0}
+    assert forward.calls == {"fused": 2, "eager": 0, "streamed": 0}
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
     assert fast.state_dict().keys() == plain.state_dict().keys()
@@ -97,11 +97,11 @@ def test_a_norm_in_front_needs_a_channels_last_input_else_the_modules_run():
     plain = _randomised(nn.Sequential(nn.InstanceNorm2d(16), nn.ReLU(), nn.ReflectionPad2d(1),
                                       nn.Conv2d(16, 3, 3)), seed=3)
     fast = copy.deepcopy(plain)
-    assert fused_blocks.install(fast) == 1
+    assert fused_blocks.install(fast) == (1, 0)
     x = torch.randn(1, 16, 20, 20)
     with torch.inference_mode():
         torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-4)
-        assert fast.__dict__["forward"].calls == {"fused": 0, "eager": 0}
+        assert fast.__dict__["forward"].calls == {"fused": 0, "eager": 0, "streamed": 0}
         cl = x.contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(fast(cl), plain(x), rtol=1e-4, atol=1e-4)
     assert fast.__dict__["forward"].calls["fused"] == 1
