@@ -3,7 +3,12 @@
 a Python process that imports only OpenVINO (f32) or ONNX Runtime and runs the same network's
 ONNX graph once. Peak RSS is the child's ru_maxrss; seconds are the child's wall time.
 
-    python bench/bench_memory_standalone.py [--size 2048] [--threads 2] [--out FILE]
+    python bench/bench_memory_standalone.py [--size 2048] [--threads 2] [--rounds 1]
+                                            [--out FILE]
+
+"project, streaming off" is the same command with backend/perf/streamed.py's resampling layers
+run whole (the A/B of that change). Rounds are interleaved (every tool once per round); cells
+are the largest peak and the median seconds.
 
 The network: resnet_9blocks with random weights in the released layout (tests/helpers), which
 cost what the released file costs.
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +55,15 @@ else:
 run()
 """
 
+# the project's stylize with its resampling layers run whole (no streaming), for the A/B
+PROJECT_WHOLE = r"""
+import runpy, sys
+from backend.perf import streamed
+streamed.MIN_STREAM_BYTES = 1 << 62
+sys.argv = ["backend", *sys.argv[1:]]
+runpy.run_module("backend", run_name="__main__")
+"""
+
 
 def child(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
     """(peak RSS MiB, seconds) of one child process; each child is measured alone (the
@@ -72,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -101,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
                           dynamic_axes={"image": {2: "h", 3: "w"}})
         env = dict(os.environ, STYLE_TRANSFER_MODELS_DIR=models,
                    STYLE_TRANSFER_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+        stylize = ["stylize", str(picture), "-o", str(folder / "out.png"), "--engine",
+                   "cyclegan", "--model", "style_monet", "--in-process"]
+        env["PYTHONPATH"] = str(ROOT)
         runs = {
-            "project: stylize --in-process": (
-                [sys.executable, "-m", "backend", "stylize", str(picture), "-o",
-                 str(folder / "out.png"), "--engine", "cyclegan", "--model", "style_monet",
-                 "--in-process"], env),
+            "project: stylize --in-process": ([sys.executable, "-m", "backend", *stylize], env),
+            "project, streaming off": ([sys.executable, "-c", PROJECT_WHOLE, *stylize], env),
             "OpenVINO f32 (openvino + numpy only)": (
                 [sys.executable, "-c", PEER_RUN, "openvino f32", str(onnx), str(args.size),
                  str(args.threads)], None),
@@ -113,10 +130,15 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-c", PEER_RUN, "onnxruntime", str(onnx), str(args.size),
                  str(args.threads)], None),
         }
-        for label, (command, environment) in runs.items():
-            peak, seconds = child(command, environment)
+        measured: dict[str, list[tuple[float, float]]] = {label: [] for label in runs}
+        for _ in range(args.rounds):
+            for label, (command, environment) in runs.items():
+                measured[label].append(child(command, environment))
+                print(label, measured[label][-1], flush=True)
+        for label, results in measured.items():
+            peak = max(p for p, _ in results)
+            seconds = statistics.median(s for _, s in results)
             lines.append(f"| {label} | {peak:.0f} | {seconds:.1f} |")
-            print(lines[-1], flush=True)
     print("\n".join(lines))
     return finish(lines, args.out)
 

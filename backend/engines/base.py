@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.engines.job import StylizeJob
+from backend.perf import shapes
 from stclient import registry
 from stclient.card import EngineCard
 from stclient.errors import Cancelled
@@ -107,8 +108,9 @@ class Engine(ABC):
         """Whether this model's jobs size and weigh their passes on meta tensors (progress,
         memory): then the Runtime pays PyTorch's one-off cost of the first meta pass (its shape
         machinery's imports, ~1 s) while loading. An engine that knows its pass's shapes
-        without one says False, and a cold process skips that cost."""
-        return True
+        without one says False, and a cold process skips that cost. By default: whether some
+        network of the model is one that backend.perf.shapes cannot describe."""
+        return not all(shapes.covers(module) for module in _modules_of(model))
 
     def model_bytes(self, model: Any) -> int:
         """Memory a loaded model holds (parameters and buffers of its nn.Modules)."""

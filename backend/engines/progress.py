@@ -40,6 +40,7 @@ from torch.func import functional_call
 
 from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
 from backend.networks.style_norm import ConditionalInstanceNorm2d
+from backend.perf import shapes
 from backend.perf.budget import hooks_silenced
 
 RATE_ATTR = "_st_measured"            # (seconds, elements) measured, kept on each conv weight
@@ -153,12 +154,21 @@ def fused_forward(network: nn.Module) -> Any:
 
 
 def output_elements(network: nn.Module, input_shape: tuple[int, ...]) -> dict[int, int]:
-    """Output elements of every reporting layer (by id) for an input of `input_shape`, from one
-    pass on meta tensors (no memory, no arithmetic). Other forward hooks stay silent meanwhile."""
+    """Output elements of every reporting layer (by id) for an input of `input_shape`: from the
+    layers' geometry (perf/shapes.py) where it describes the network, else from one pass on
+    meta tensors (no memory, no arithmetic; other forward hooks stay silent meanwhile)."""
     cache = network.__dict__.setdefault(COUNTS_ATTR, {})
     if tuple(input_shape) in cache:
         return cache[tuple(input_shape)]
     counts: dict[int, int] = {}
+    calls = shapes.walk(network, input_shape)
+    if calls is not None:                    # the layers' geometry: no meta pass needed
+        for call in calls:
+            if isinstance(call.module, WORK):
+                counts[id(call.module)] = counts.get(id(call.module), 0) \
+                    + shapes.nbytes(call.output_shape, 1)
+        cache[tuple(input_shape)] = counts
+        return counts
 
     def record(module: nn.Module, inputs: Any, output: Any) -> None:
         counts[id(module)] = counts.get(id(module), 0) + output.numel()

@@ -7,6 +7,8 @@ InstanceNorm has affine=False and no running statistics, so it holds no keys.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -30,6 +32,10 @@ class ResnetBlock(nn.Module):
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
                    _instance_norm(channels)]
         self.conv_block = nn.Sequential(*layers)
+
+    def walk_shapes(self, walker: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Its layers' shapes for backend.perf.shapes (x + block(x): the block's shape)."""
+        return walker.run(self.conv_block, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv_block(x)
@@ -61,6 +67,9 @@ class ResnetGenerator(nn.Module):
                        _instance_norm(c_out), nn.ReLU()]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
+
+    def walk_shapes(self, walker: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return walker.run(self.model, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

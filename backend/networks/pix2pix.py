@@ -11,6 +11,8 @@ Dropout is only applied when a caller asks for stochastic output (`set_dropout(T
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,6 +76,16 @@ class UnetSkipBlock(nn.Module):
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
 
+    def walk_shapes(self, walker: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Its layers' shapes for backend.perf.shapes, in forward's order."""
+        if self.outermost:
+            return walker.run(self.model, shape)
+        skip = walker.run(self.model[0], shape)
+        out = skip
+        for layer in list(self.model)[1:]:
+            out = walker.run(layer, out)
+        return (out[0], skip[1] + out[1], *out[2:])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.outermost:
             return self.model(x)
@@ -115,6 +127,9 @@ class UnetGenerator(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Dropout):
                 module.train(active)
+
+    def walk_shapes(self, walker: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return walker.run(self.model, shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -20,6 +20,8 @@ from stclient import settings
 from torch import nn
 from torch.func import functional_call
 
+from . import shapes
+
 BUDGET_ENV = settings.ENV["memory_budget"]
 CPU_SHARE = 0.6        # of MemAvailable: other processes (GIMP) live on the same RAM
 CUDA_SHARE = 0.8       # of free device memory: cuDNN workspaces and the allocator's slack
@@ -95,11 +97,22 @@ class ActivationEstimate:
 
 def estimate_activations(network: nn.Module, input_shape: tuple[int, ...],
                          dtype: torch.dtype = torch.float32) -> ActivationEstimate:
-    """Run network(x) on meta tensors (shapes only) and track the live activation bytes.
+    """The live activation bytes of network(x): from the layers' geometry (perf/shapes.py)
+    where it describes the network, else from a run on meta tensors (shapes only).
 
     A module that is not a plain Sequential may hold its input while its children run (residual
     and skip blocks do), so its input counts as live until it returns.
     """
+    calls = shapes.walk(network, input_shape)
+    if calls is not None:                    # the layers' geometry: no meta pass needed
+        size = torch.empty(0, dtype=dtype).element_size()
+        peak = largest = 0
+        for call in calls:
+            out = shapes.nbytes(call.output_shape, size)
+            largest = max(largest, out)
+            peak = max(peak, sum(shapes.nbytes(held, size) for held in call.held)
+                       + shapes.nbytes(call.input_shape, size) + out)
+        return ActivationEstimate(peak, largest)
     held: list[int] = []
     state = {"peak": 0, "largest": 0}
 
