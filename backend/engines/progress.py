@@ -36,12 +36,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from backend.networks.conv_steps import ConvStep, ResidualSteps, Step
 from backend.networks.style_norm import ConditionalInstanceNorm2d
 from backend.perf import shapes
-from backend.perf.budget import hooks_silenced
 
 RATE_ATTR = "_st_measured"            # (seconds, elements) measured, kept on each conv weight
 FUSED_RATE_ATTR = "_st_measured_fused"  # the same, measured through the fused kernel
@@ -173,20 +171,8 @@ def output_elements(network: nn.Module, input_shape: tuple[int, ...]) -> dict[in
     def record(module: nn.Module, inputs: Any, output: Any) -> None:
         counts[id(module)] = counts.get(id(module), 0) + output.numel()
 
-    handles = [layer.register_forward_hook(record) for layer in work_layers(network)]
-    with hooks_silenced(network, keep=handles):
-        meta = {name: torch.empty_like(t, device="meta")
-                for name, t in list(network.named_parameters()) + list(network.named_buffers())
-                if t is not None}
-        instance_forward = network.__dict__.pop("forward", None)   # a guard's own forward
-        try:
-            with torch.inference_mode():
-                functional_call(network, meta, (torch.empty(input_shape, device="meta"),))
-        finally:
-            if instance_forward is not None:
-                network.forward = instance_forward
-            for handle in handles:
-                handle.remove()
+    shapes.meta_pass(network, input_shape,
+                     [layer.register_forward_hook(record) for layer in work_layers(network)])
     cache[tuple(input_shape)] = counts
     return counts
 

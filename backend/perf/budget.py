@@ -10,15 +10,13 @@ arithmetic) records every layer's output size while tracking which tensors stay 
 from __future__ import annotations
 
 import re
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 
 from stclient import settings
 from torch import nn
-from torch.func import functional_call
 
 from . import shapes
 
@@ -136,42 +134,8 @@ def estimate_activations(network: nn.Module, input_shape: tuple[int, ...],
             and module is not network             # type: ignore[attr-defined]
         handles.append(module.register_forward_pre_hook(pre))
         handles.append(module.register_forward_hook(post))
-    meta = {name: torch.empty_like(t, device="meta")
-            for name, t in list(network.named_parameters()) + list(network.named_buffers())
-            if t is not None}
-    x = torch.empty(input_shape, dtype=dtype, device="meta")
-    # a guarded network's instance-level forward would estimate itself again: use the class's
-    instance_forward = network.__dict__.pop("forward", None)
-    try:
-        with torch.inference_mode(), hooks_silenced(network, keep=handles):
-            functional_call(network, meta, (x,))
-    finally:
-        if instance_forward is not None:
-            network.forward = instance_forward
-        for handle in handles:
-            handle.remove()
+    shapes.meta_pass(network, input_shape, handles, dtype)
     return ActivationEstimate(state["peak"], state["largest"])
-
-
-@contextmanager
-def hooks_silenced(network: nn.Module, keep: tuple | list = ()) -> Iterator[None]:
-    """Take the forward hooks others attached (e.g. an engine's progress hooks) off `network`
-    while it runs on meta tensors: a shape-only pass is no work and must not be reported as
-    such. Hooks whose handles are in `keep` stay."""
-    kept = {handle.id for handle in keep}
-    saved = []
-    for module in network.modules():
-        for hooks in (module._forward_hooks, module._forward_pre_hooks):
-            foreign = {key: hook for key, hook in hooks.items() if key not in kept}
-            for key in foreign:
-                del hooks[key]
-            if foreign:
-                saved.append((hooks, foreign))
-    try:
-        yield
-    finally:
-        for hooks, foreign in saved:
-            hooks.update(foreign)
 
 
 # ----------------------------------------------------------------------------- out of memory

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from . import shapes
 
@@ -45,15 +44,7 @@ def count_flops(network: nn.Module, input_shape: tuple[int, ...]) -> int:
     def hook(module, inputs, output):
         total[0] += _conv_flops(module, inputs, output)
 
-    handles = [m.register_forward_hook(hook) for m in network.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
-    meta = {name: torch.empty_like(t, device="meta")
-            for name, t in list(network.named_parameters()) + list(network.named_buffers())
-            if t is not None}
-    try:
-        with torch.inference_mode():
-            functional_call(network, meta, (torch.empty(input_shape, device="meta"),))
-    finally:
-        for handle in handles:
-            handle.remove()
+    shapes.meta_pass(network, input_shape,
+                     [m.register_forward_hook(hook) for m in network.modules()
+                      if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))])
     return total[0]

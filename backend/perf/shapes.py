@@ -11,7 +11,7 @@ their blocks say how they compose (`walk_shapes`), so the same answers come with
 
 None means some module has no rule here (a network not described, a layer kind not listed):
 the callers (engines/progress.output_elements, perf/budget.estimate_activations,
-perf/flops.count_flops) then run their meta pass as before. tests/unit/test_shapes.py checks
+perf/flops.count_flops) then run `meta_pass` with their hooks on, as before. tests/unit/test_shapes.py checks
 that the walk gives what the meta pass gives on every engine's networks.
 
 A block that is neither a Sequential nor a leaf describes itself with
@@ -25,10 +25,13 @@ shape. Like the memory estimate's hooks, such a block holds its input while its 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
+import torch
 from torch import nn
+from torch.func import functional_call
 
 Shape = tuple[int, ...]
 
@@ -200,3 +203,46 @@ def nbytes(shape: Shape, element_size: int = 4) -> int:
     for value in shape:
         count *= int(value)
     return count * element_size
+
+
+# ----------------------------------------------------------------------------- the fallback
+
+@contextmanager
+def hooks_silenced(network: nn.Module, keep: tuple | list = ()) -> Iterator[None]:
+    """Take the forward hooks others attached (e.g. an engine's progress hooks) off `network`
+    while it runs on meta tensors: a shape-only pass is no work and must not be reported as
+    such. Hooks whose handles are in `keep` stay."""
+    kept = {handle.id for handle in keep}
+    saved = []
+    for module in network.modules():
+        for hooks in (module._forward_hooks, module._forward_pre_hooks):
+            foreign = {key: hook for key, hook in hooks.items() if key not in kept}
+            for key in foreign:
+                del hooks[key]
+            if foreign:
+                saved.append((hooks, foreign))
+    try:
+        yield
+    finally:
+        for hooks, foreign in saved:
+            hooks.update(foreign)
+
+
+def meta_pass(network: nn.Module, input_shape: Shape, handles: list[Any],
+              dtype: torch.dtype = torch.float32) -> None:
+    """network(x) on meta tensors (shapes only, no memory, no arithmetic) with only the hooks
+    in `handles` live; they are removed afterwards. A guarded network's instance-level forward
+    would estimate itself again: the class's forward runs."""
+    meta = {name: torch.empty_like(t, device="meta")
+            for name, t in list(network.named_parameters()) + list(network.named_buffers())
+            if t is not None}
+    instance_forward = network.__dict__.pop("forward", None)
+    try:
+        with torch.inference_mode(), hooks_silenced(network, keep=handles):
+            functional_call(network, meta,
+                            (torch.empty(input_shape, dtype=dtype, device="meta"),))
+    finally:
+        if instance_forward is not None:
+            network.forward = instance_forward
+        for handle in handles:
+            handle.remove()

@@ -26,7 +26,6 @@ by then: a hook may read its shape, not its values.
 from __future__ import annotations
 
 import ctypes
-import math
 import sys
 from dataclasses import dataclass
 from typing import Optional

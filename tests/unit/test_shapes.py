@@ -9,7 +9,6 @@ import copy
 import pytest
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from backend.engines import progress
 from backend.engines.base import _modules_of
@@ -41,15 +40,7 @@ def meta_trace(network: nn.Module, input_shape: tuple[int, ...]) -> list[tuple]:
                 calls.append((m, tuple(args[0].shape), tuple(out.shape), tuple(held)))
 
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-    meta = {name: torch.empty_like(t, device="meta")
-            for name, t in list(network.named_parameters()) + list(network.named_buffers())
-            if t is not None}
-    try:
-        with torch.inference_mode():
-            functional_call(network, meta, (torch.empty(input_shape, device="meta"),))
-    finally:
-        for handle in handles:
-            handle.remove()
+    shapes.meta_pass(network, input_shape, handles)
     return calls
 
 
