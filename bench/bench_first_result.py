@@ -59,6 +59,36 @@ def stylize(env: dict[str, str], engine: str, source: Path, style: Path, out: Pa
     return seconds
 
 
+# One fresh process: the shape passes a CycleGAN or AdaIN job makes before its first layer
+# (progress weights and the memory estimate), timed with perf/shapes.py's walk, or with the
+# walk switched off so the meta pass answers as it did before.
+SHAPE_PASS = r"""
+import sys, time
+import backend
+import torch
+from backend.engines import progress
+from backend.networks import adain
+from backend.networks.checkpoints import build_network
+from backend.perf import budget, shapes
+if sys.argv[2] == "meta":
+    shapes.walk = lambda *args: None
+networks = {"cyclegan": lambda: [build_network("cyclegan", "resnet_9blocks")],
+            "adain": lambda: [adain.VggEncoder()[:adain.RELU4_1 + 1], adain.AdaINDecoder()]}
+built = networks[sys.argv[1]]()
+start = time.perf_counter()
+for network, shape in zip(built, [(1, 3, 512, 512), (1, 512, 64, 64)]):
+    progress.estimate(network, shape)
+    budget.estimate_activations(network, shape)
+print(time.perf_counter() - start)
+"""
+
+
+def shape_passes(engine: str, how: str) -> float:
+    done = subprocess.run([sys.executable, "-c", SHAPE_PASS, engine, how], cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--engines", default="cyclegan,adain")
@@ -99,10 +129,23 @@ def main() -> int:
              "| engine | no daemon (in-process) | daemon just started (model loads) | "
              "daemon running, model loaded |",
              "|---|---|---|---|"]
+    def cell(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
     for engine, local, cold, warm in rows:
-        def cell(values: list[float]) -> str:
-            return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
         lines.append(f"| {engine} | {cell(local)} | {cell(cold)} | {cell(warm)} |")
+    walked = [engine for engine in args.engines.split(",") if engine in ("cyclegan", "adain")]
+    if walked:
+        lines += ["", "Shape passes before the first layer (progress weights, memory estimate) "
+                  "in a fresh process, seconds: the layers' geometry (perf/shapes.py) against "
+                  "the meta pass it replaced (rounds interleaved).", "",
+                  "| engine | geometry walk | meta pass |", "|---|---|---|"]
+        for engine in walked:
+            times: dict[str, list[float]] = {"walk": [], "meta": []}
+            for _ in range(args.repeats):
+                for how in times:
+                    times[how].append(shape_passes(engine, how))
+            lines.append(f"| {engine} | {cell(times['walk'])} | {cell(times['meta'])} |")
     text = "\n".join(lines) + "\n"
     print(text)
     out = args.out or ROOT / "bench" / "results" / f"first-result-{time.strftime('%Y-%m-%d')}.md"

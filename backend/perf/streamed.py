@@ -211,19 +211,18 @@ def run(module: nn.Module, box: list) -> torch.Tensor:
                     dtype=x.dtype, memory_format=torch.channels_last)
     row_bytes = x.stride(2) * x.element_size()
     image_bytes = x.stride(0) * x.element_size()
-    with torch.inference_mode():
-        for index in range(n):
-            image = x[index:index + 1]
-            released = 0
-            for number, strip in enumerate(strips):
-                first, stop = strip[:2]
-                y[index:index + 1, :, first:stop] = _strip(module, axis, image, strip)
-                # rows before the next strip's band are read no more
-                done = strips[number + 1][2] if number + 1 < len(strips) else height
-                if done * row_bytes > released:
-                    release(x, index * image_bytes + released,
-                            index * image_bytes + done * row_bytes)
-                    released = done * row_bytes
+    for index in range(n):            # autograd is off (worth): no_grad or inference_mode
+        image = x[index:index + 1]
+        released = 0
+        for number, strip in enumerate(strips):
+            first, stop = strip[:2]
+            y[index:index + 1, :, first:stop] = _strip(module, axis, image, strip)
+            # rows before the next strip's band are read no more
+            done = strips[number + 1][2] if number + 1 < len(strips) else height
+            if done * row_bytes > released:
+                release(x, index * image_bytes + released,
+                        index * image_bytes + done * row_bytes)
+                released = done * row_bytes
     fire_hooks(module, x, y)          # x: the input's tensor, its consumed rows given back
     del x, image
     return y

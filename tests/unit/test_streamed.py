@@ -173,3 +173,15 @@ def test_autograd_runs_the_layers_as_modules(small_streams):
     assert not streamed.worth(layer, x)
     layer(x).sum().backward()
     assert x.grad is not None
+
+
+def test_under_no_grad_the_output_is_an_ordinary_tensor(small_streams):
+    """Outside inference mode (no_grad) the next layer may work on the output in place."""
+    layer = _layer(nn.ConvTranspose2d(16, 8, 3, 2, 1, 1), seed=5)
+    x = _cl(torch.randn(1, 16, 30, 20))
+    with torch.no_grad():
+        expected = layer(x)
+        got = streamed.run(layer, [x.clone(memory_format=torch.channels_last)])
+        assert not got.is_inference()
+        got.relu_()
+    torch.testing.assert_close(got, expected.relu(), rtol=1e-5, atol=1e-5)
